@@ -1,0 +1,48 @@
+"""prunetrain: train neural networks without backpropagation.
+
+A randomly initialised network is kept frozen and a binary mask over its
+weights is searched for by gradient-free heuristics (a winning ticket of the
+strong lottery ticket hypothesis).
+
+Examples
+--------
+>>> import prunetrain
+>>> run = prunetrain.search("digits", "64-32-10", method="random", budget="200evals", seed=0)
+>>> 0.0 <= run.metrics["test"]["accuracy"] <= 1.0
+True
+"""
+
+__version__ = "0.1.0"
+
+from prunetrain.api import SearchRun, evaluate_ticket, search
+from prunetrain.data import Dataset, load_dataset
+from prunetrain.errors import PrunetrainError
+from prunetrain.masks import KeepRule, MaskPopulation, pack_mask, random_mask, unpack_mask
+from prunetrain.network import FrozenNetwork, NetworkSpec
+from prunetrain.objective import Budget, Problem
+from prunetrain.search import SEARCHERS, Searcher, SearchResult, make_searcher, run
+from prunetrain.ticket import Ticket
+
+__all__ = [
+    "SEARCHERS",
+    "Budget",
+    "Dataset",
+    "FrozenNetwork",
+    "KeepRule",
+    "MaskPopulation",
+    "NetworkSpec",
+    "Problem",
+    "PrunetrainError",
+    "SearchResult",
+    "SearchRun",
+    "Searcher",
+    "Ticket",
+    "evaluate_ticket",
+    "load_dataset",
+    "make_searcher",
+    "pack_mask",
+    "random_mask",
+    "run",
+    "search",
+    "unpack_mask",
+]

@@ -1,0 +1,276 @@
+"""Frozen random networks: the specification and the weights made from it.
+
+The weights of a :class:`FrozenNetwork` are a pure function of
+``(NetworkSpec, seed)``; nothing ever changes them. A search only chooses
+which of them to keep, so a ticket needs just the spec, the seed and a mask.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from prunetrain.errors import PrunetrainError
+
+INIT_SCHEMES = ("signed_constant", "kaiming_normal", "kaiming_uniform", "binary")
+SCALE_RULES = ("keep", "none")
+ACTIVATIONS = ("relu",)
+
+
+def parse_arch(text: str) -> tuple[int, ...]:
+    """Parse an architecture string such as ``"784-300-100-10"``.
+
+    Parameters
+    ----------
+    text : str
+        Layer sizes joined by ``-`` (or ``x`` / ``,``), input first, output last.
+
+    Returns
+    -------
+    tuple of int
+        The layer sizes.
+
+    Examples
+    --------
+    >>> parse_arch("64-256-256-10")
+    (64, 256, 256, 10)
+    """
+    parts = str(text).replace(",", "-").replace("x", "-").split("-")
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except ValueError:
+        raise PrunetrainError(
+            f"bad architecture {text!r}: expected layer sizes such as 784-300-100-10"
+        ) from None
+    if len(sizes) < 2 or any(s < 1 for s in sizes):
+        raise PrunetrainError(
+            f"bad architecture {text!r}: need at least an input and an output size, "
+            "all positive, such as 784-300-100-10"
+        )
+    return sizes
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkSpec:
+    """Everything that defines a frozen random MLP except its seed.
+
+    Parameters
+    ----------
+    layer_sizes : tuple of int
+        Input size, hidden sizes, number of classes; e.g. ``(784, 300, 100, 10)``.
+    init : {"signed_constant", "kaiming_normal", "kaiming_uniform", "binary"}
+        How weights are drawn. ``signed_constant`` is ±sqrt(2/fan_in) with a
+        random sign, the best-known choice for strong lottery tickets
+        (Ramanujan et al. 2020); ``binary`` is ±1.
+    scale : {"keep", "none"}
+        ``"keep"`` multiplies every weight by ``1/sqrt(keep)`` so that a layer
+        keeping a fraction ``keep`` of its weights keeps its activation variance.
+    keep : float
+        The keep fraction the ``"keep"`` scale rule is computed for.
+    activation : {"relu"}
+        Hidden activation; the output layer is linear (logits).
+    bias : bool
+        Whether each layer adds a frozen random bias (never masked). Strong
+        ticket work uses no biases, the default.
+    """
+
+    layer_sizes: tuple[int, ...]
+    init: str = "signed_constant"
+    scale: str = "keep"
+    keep: float = 0.5
+    activation: str = "relu"
+    bias: bool = False
+
+    def __post_init__(self) -> None:
+        sizes = self.layer_sizes
+        if isinstance(sizes, str):
+            sizes = parse_arch(sizes)
+        sizes = tuple(int(s) for s in sizes)
+        object.__setattr__(self, "layer_sizes", sizes)
+        if len(sizes) < 2 or any(s < 1 for s in sizes):
+            raise PrunetrainError(f"bad layer sizes {sizes}: need >= 2 positive sizes")
+        if self.init not in INIT_SCHEMES:
+            raise PrunetrainError(
+                f"unknown init {self.init!r}; expected one of {', '.join(INIT_SCHEMES)}"
+            )
+        if self.scale not in SCALE_RULES:
+            raise PrunetrainError(
+                f"unknown scale rule {self.scale!r}; expected one of {', '.join(SCALE_RULES)}"
+            )
+        check_keep(self.keep)
+        object.__setattr__(self, "keep", float(self.keep))
+        if self.activation not in ACTIVATIONS:
+            raise PrunetrainError(
+                f"unknown activation {self.activation!r}; expected one of {', '.join(ACTIVATIONS)}"
+            )
+        object.__setattr__(self, "bias", bool(self.bias))
+
+    @property
+    def n_layers(self) -> int:
+        """Number of weight matrices."""
+        return len(self.layer_sizes) - 1
+
+    @property
+    def shapes(self) -> list[tuple[int, int]]:
+        """``(fan_in, fan_out)`` of each weight matrix."""
+        s = self.layer_sizes
+        return [(s[i], s[i + 1]) for i in range(len(s) - 1)]
+
+    @property
+    def n_weights(self) -> int:
+        """Total number of (maskable) weights."""
+        return sum(a * b for a, b in self.shapes)
+
+    @property
+    def arch(self) -> str:
+        """The layer sizes as an architecture string, e.g. ``"784-300-100-10"``."""
+        return "-".join(str(s) for s in self.layer_sizes)
+
+    def flops_per_sample(self) -> int:
+        """Multiply-adds counted as 2 FLOPs: ``2 * sum(fan_in * fan_out)``."""
+        return 2 * self.n_weights
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict; ``NetworkSpec.from_dict`` inverts it."""
+        d = dataclasses.asdict(self)
+        d["layer_sizes"] = list(self.layer_sizes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NetworkSpec:
+        """Rebuild a spec from :meth:`to_dict` output."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - fields
+        if unknown:
+            raise PrunetrainError(f"unknown network spec fields: {sorted(unknown)}")
+        d = dict(d)
+        d["layer_sizes"] = tuple(d["layer_sizes"])
+        return cls(**d)
+
+
+def check_keep(keep: float) -> float:
+    """Return ``keep`` as a float if it lies in (0, 1], else raise."""
+    try:
+        k = float(keep)
+    except (TypeError, ValueError):
+        raise PrunetrainError(f"keep must be a number in (0, 1], got {keep!r}") from None
+    if not (0.0 < k <= 1.0) or math.isnan(k):
+        raise PrunetrainError(f"keep must lie in (0, 1], got {keep!r}")
+    return k
+
+
+def init_weights(spec: NetworkSpec, seed: int) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """Draw the frozen weights (and biases) of ``spec`` from ``seed``.
+
+    Each layer draws from its own stream of ``SeedSequence(seed)``, so a layer's
+    weights do not depend on the sizes of the other layers.
+
+    Returns
+    -------
+    weights : list of float32 arrays of shape (fan_in, fan_out)
+    biases : list of float32 arrays of shape (fan_out,), or None
+    """
+    seed = check_seed(seed)
+    streams = np.random.SeedSequence(seed).spawn(spec.n_layers)
+    factor = 1.0 / math.sqrt(spec.keep) if spec.scale == "keep" else 1.0
+    weights, biases = [], []
+    for (fan_in, fan_out), stream in zip(spec.shapes, streams):
+        rng = np.random.default_rng(stream)
+        std = math.sqrt(2.0 / fan_in)
+        shape = (fan_in, fan_out)
+        if spec.init == "kaiming_normal":
+            w = rng.standard_normal(shape) * std
+        elif spec.init == "kaiming_uniform":
+            bound = math.sqrt(3.0) * std
+            w = rng.uniform(-bound, bound, shape)
+        elif spec.init == "signed_constant":
+            w = np.where(rng.random(shape) < 0.5, -std, std)
+        else:  # binary
+            w = np.where(rng.random(shape) < 0.5, -1.0, 1.0)
+        weights.append(np.ascontiguousarray(w * factor, dtype=np.float32))
+        if spec.bias:
+            # Biases are drawn after the weights from the same stream, with the
+            # scale a unit's pre-activation has at init (std of w·a ~ 1).
+            biases.append((rng.standard_normal(fan_out) * 0.1).astype(np.float32))
+    return weights, (biases if spec.bias else None)
+
+
+def check_seed(seed: int) -> int:
+    """Return ``seed`` as a non-negative int, else raise."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise PrunetrainError(f"seed must be a non-negative integer, got {seed!r}")
+    if seed < 0:
+        raise PrunetrainError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+class FrozenNetwork:
+    """A random MLP whose weights never change.
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+        Layer sizes, init scheme, scale rule.
+    seed : int
+        Seed of the weights; ``(spec, seed)`` determines them exactly.
+
+    Attributes
+    ----------
+    weights : list of ndarray
+        float32 arrays of shape ``(fan_in, fan_out)``, read-only.
+    biases : list of ndarray or None
+        float32 arrays of shape ``(fan_out,)``, read-only, if ``spec.bias``.
+
+    Examples
+    --------
+    >>> net = FrozenNetwork(NetworkSpec((4, 3, 2)), seed=0)
+    >>> [w.shape for w in net.weights]
+    [(4, 3), (3, 2)]
+    >>> net.weights_hash == FrozenNetwork(NetworkSpec((4, 3, 2)), seed=0).weights_hash
+    True
+    """
+
+    def __init__(self, spec: NetworkSpec, seed: int = 0) -> None:
+        self.spec = spec
+        self.seed = check_seed(seed)
+        self.weights, self.biases = init_weights(spec, self.seed)
+        for a in self.weights + (self.biases or []):
+            a.setflags(write=False)
+        self._hash: str | None = None
+
+    @property
+    def shapes(self) -> list[tuple[int, int]]:
+        return self.spec.shapes
+
+    @property
+    def weights_hash(self) -> str:
+        """SHA-256 of the spec and the weight bytes; a ticket carries it."""
+        if self._hash is None:
+            h = hashlib.sha256()
+            h.update(json.dumps(self.spec.to_dict(), sort_keys=True).encode())
+            for a in self.weights + (self.biases or []):
+                h.update(np.ascontiguousarray(a, dtype="<f4").tobytes())
+            self._hash = h.hexdigest()
+        return self._hash
+
+    def forward(self, masks: Sequence[np.ndarray], X: np.ndarray) -> np.ndarray:
+        """Logits of the masked network on ``X``, in float64 (a plain reference).
+
+        This is the obviously-right definition every backend is tested against.
+        """
+        a = np.asarray(X, dtype=np.float64)
+        for layer, (w, m) in enumerate(zip(self.weights, masks)):
+            a = a @ (w.astype(np.float64) * m)
+            if self.biases is not None:
+                a = a + self.biases[layer]
+            if layer < self.spec.n_layers - 1:
+                a = np.maximum(a, 0.0)
+        return a
+
+    def __repr__(self) -> str:
+        return f"FrozenNetwork({self.spec.arch}, init={self.spec.init!r}, seed={self.seed})"
