@@ -1,0 +1,704 @@
+"""Datasets: named ones and user files, loaded into deterministic float32 splits.
+
+:func:`load_dataset` turns a name (``"digits"``, ``"fashion-mnist"``,
+``"mnist"``) or a path to a ``.npz`` / ``.csv`` file into a :class:`Dataset`:
+train, validation and test splits with features scaled into [0, 1] as
+C-contiguous float32 and labels encoded as int64 ``0 .. n_classes - 1``.
+Every split is made with a fixed random state, independent of any search
+seed, so the same call always gives the same arrays. Nothing is cached on
+disk.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import gzip
+import math
+import os
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from prunetrain.errors import DataError
+
+DATASETS = ("digits", "fashion-mnist", "mnist")
+
+FILE_SUFFIXES = (".npz", ".csv")
+
+TEST_FRACTION = 0.2
+"""Share of an unsplit dataset (digits, ``X``/``y`` files) held out as the test split."""
+
+SPLIT_RANDOM_STATE = 0
+"""Fixed seed of every split; independent of any search seed."""
+
+DATA_ENV = "PRUNETRAIN_DATA"
+
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+DEFAULT_DATA_DIRS = {
+    "fashion-mnist": Path("/usr/share/datasets/fashion-mnist"),
+    "mnist": Path("/usr/share/datasets/mnist"),
+}
+
+_HOW_TO_GET = {
+    "fashion-mnist": "install it with `apt-get install dataset-fashion-mnist`",
+    "mnist": (
+        "download the four MNIST IDX files (e.g. from "
+        "https://ossci-datasets.s3.amazonaws.com/mnist/) into "
+        f"{DEFAULT_DATA_DIRS['mnist']}"
+    ),
+}
+
+LABEL_COLUMNS = ("label", "target", "class", "y")
+
+_IDX_UBYTE = 0x08
+
+
+@dataclasses.dataclass(eq=False, repr=False)
+class Dataset:
+    """Train, validation and test splits of one dataset.
+
+    Parameters
+    ----------
+    name : str
+        The dataset's name (a name from :data:`DATASETS`, or a file's stem).
+    X_train, X_val, X_test : np.ndarray
+        Features, float32, C-contiguous, shape ``(n_split, n_features)``,
+        scaled into [0, 1].
+    y_train, y_val, y_test : np.ndarray
+        Labels, int64, encoded as ``0 .. n_classes - 1``.
+    classes : np.ndarray
+        The original label values, sorted; ``classes[k]`` is the label encoded
+        as ``k``.
+
+    Examples
+    --------
+    >>> ds = load_dataset("digits")
+    >>> ds.n_features, ds.n_classes
+    (64, 10)
+    >>> ds.describe()
+    'digits: 1293 train, 144 val, 360 test; 64 features, 10 classes'
+    """
+
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    classes: np.ndarray
+
+    @property
+    def n_features(self) -> int:
+        """Number of input features (columns of ``X_train``)."""
+        return int(self.X_train.shape[1])
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes (length of ``classes``)."""
+        return len(self.classes)
+
+    def describe(self) -> str:
+        """Summarise the dataset in one line.
+
+        Returns
+        -------
+        str
+            Name, the sizes of the three splits, ``n_features`` and ``n_classes``.
+        """
+        return (
+            f"{self.name}: {len(self.y_train)} train, {len(self.y_val)} val, "
+            f"{len(self.y_test)} test; {self.n_features} features, {self.n_classes} classes"
+        )
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.describe()})"
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    validation_fraction: float = 0.1,
+) -> Dataset:
+    """Load a named dataset or a user file into train / validation / test splits.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`DATASETS`, or the path of a ``.npz`` or ``.csv`` file.
+
+        - ``"digits"``: scikit-learn's 8×8 digits (embedded, no download);
+          pixels / 16; 20 % test, stratified.
+        - ``"fashion-mnist"``, ``"mnist"``: the four IDX files (``.gz`` or
+          plain) in the data directory; the official 10k test set; pixels / 255.
+        - ``.npz``: keys ``X`` and ``y`` (split 20 % test, stratified when
+          possible), or a fixed split ``X_train``, ``y_train``, ``X_test``,
+          ``y_test`` (optionally ``X_val``, ``y_val``; otherwise validation
+          is carved from train).
+        - ``.csv``: a header row, numeric feature columns and one label
+          column: the first of ``label``, ``target``, ``class``, ``y``
+          (case-insensitive) that is present, else the last column.
+          Labels may be strings.
+
+        User files are min-max scaled per feature with train statistics
+        only; validation and test values are clipped to [0, 1], and a
+        constant feature maps to 0.
+    data_dir : str or os.PathLike, optional
+        Folder holding the IDX files of ``fashion-mnist`` / ``mnist`` (the
+        files may also be in a subfolder named after the dataset). Defaults
+        to the environment variable ``PRUNETRAIN_DATA`` when set, else
+        ``/usr/share/datasets/<name>``. Ignored for other datasets.
+    validation_fraction : float, default 0.1
+        Share of the train data held out as the validation split, in [0, 1).
+
+    Returns
+    -------
+    Dataset
+        The splits. The same call always returns identical arrays.
+
+    Raises
+    ------
+    DataError
+        Unknown name, missing or damaged file, NaN or infinite features,
+        inconsistent shapes or labels, or a bad ``validation_fraction``.
+
+    Examples
+    --------
+    >>> ds = load_dataset("digits", validation_fraction=0.25)
+    >>> ds.X_train.dtype, ds.y_train.dtype, len(ds.y_val)
+    (dtype('float32'), dtype('int64'), 360)
+    """
+    _check_validation_fraction(validation_fraction)
+    name = os.fspath(name)
+    if name in DATASETS:
+        if name == "digits":
+            return _load_digits(validation_fraction)
+        return _load_idx_dataset(name, data_dir, validation_fraction)
+    path = Path(name)
+    suffix = path.suffix.lower()
+    if suffix in FILE_SUFFIXES or path.exists():
+        if not path.is_file():
+            raise DataError(f"dataset file {str(path)!r} does not exist or is not a file")
+        if suffix == ".npz":
+            return _load_npz(path, validation_fraction)
+        if suffix == ".csv":
+            return _load_csv(path, validation_fraction)
+        raise DataError(
+            f"dataset file {str(path)!r} has suffix {path.suffix!r}: expected a file ending "
+            f"{' or '.join(FILE_SUFFIXES)}"
+        )
+    raise DataError(
+        f"unknown dataset {name!r}: expected one of {', '.join(DATASETS)}, "
+        f"or a path to a file ending {' or '.join(FILE_SUFFIXES)}"
+    )
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file of unsigned bytes (the MNIST format), gzipped or plain.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file. Gzip is detected from the content, not the suffix.
+
+    Returns
+    -------
+    np.ndarray
+        uint8 array with the dimensions stored in the header.
+
+    Raises
+    ------
+    DataError
+        The file is missing, not gzip-readable, has a bad magic number, a data
+        type other than unsigned byte (0x08), or fewer or more bytes than its
+        dimensions say.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "x-idx2-ubyte"
+    >>> _ = p.write_bytes(bytes([0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6]))
+    >>> read_idx(p)
+    array([[1, 2, 3],
+           [4, 5, 6]], dtype=uint8)
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read IDX file {str(path)!r}: {exc.strerror or exc}") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataError(
+                f"IDX file {str(path)!r} is damaged or truncated (gzip: {exc})"
+            ) from None
+    if len(raw) < 4:
+        raise DataError(
+            f"IDX file {str(path)!r} is truncated: {len(raw)} bytes, expected a 4-byte magic number"
+        )
+    dtype_code, ndim = raw[2], raw[3]
+    if raw[:2] != b"\x00\x00" or ndim == 0:
+        raise DataError(
+            f"IDX file {str(path)!r} has bad magic number 0x{raw[:4].hex()}: expected "
+            "0x0000 followed by a type byte and a dimension count >= 1 (e.g. 0x00000803)"
+        )
+    if dtype_code != _IDX_UBYTE:
+        raise DataError(
+            f"IDX file {str(path)!r} has data type 0x{dtype_code:02x}: expected 0x08 (unsigned byte)"
+        )
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(
+            f"IDX file {str(path)!r} is truncated: {len(raw)} bytes, expected a {header}-byte "
+            f"header for {ndim} dimensions"
+        )
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    expected = math.prod(shape)
+    actual = len(raw) - header
+    if actual != expected:
+        what = "truncated" if actual < expected else "damaged (trailing bytes)"
+        raise DataError(
+            f"IDX file {str(path)!r} is {what}: {actual} data bytes, expected {expected} "
+            f"for shape {shape}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
+
+
+# --- named datasets -----------------------------------------------------------------
+
+
+def _load_digits(validation_fraction: float) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    X = (bunch.data / 16.0).astype(np.float32)
+    y = bunch.target.astype(np.int64)
+    X_rest, X_test, y_rest, y_test = _split(X, y, TEST_FRACTION, "digits")
+    X_train, X_val, y_train, y_val = _split(X_rest, y_rest, validation_fraction, "digits")
+    return _make_dataset(
+        "digits", X_train, y_train, X_val, y_val, X_test, y_test, np.arange(10, dtype=np.int64)
+    )
+
+
+def _resolve_data_dir(name: str, data_dir: str | os.PathLike | None) -> Path:
+    if data_dir is not None:
+        base = Path(data_dir)
+    elif os.environ.get(DATA_ENV):
+        base = Path(os.environ[DATA_ENV])
+    else:
+        return DEFAULT_DATA_DIRS[name]
+    # One folder may serve both datasets when each sits in a subfolder named after it.
+    if not _find_idx(base, IDX_FILES[0]) and _find_idx(base / name, IDX_FILES[0]):
+        return base / name
+    return base
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / f"{stem}.gz", folder / stem):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _load_idx_dataset(
+    name: str, data_dir: str | os.PathLike | None, validation_fraction: float
+) -> Dataset:
+    folder = _resolve_data_dir(name, data_dir)
+    paths = []
+    for stem in IDX_FILES:
+        found = _find_idx(folder, stem)
+        if found is None:
+            raise DataError(
+                f"{name}: missing {folder / stem}.gz: {_HOW_TO_GET[name]}, or pass --data-dir / "
+                f"set {DATA_ENV} to a folder holding the four IDX files ({', '.join(IDX_FILES)}, "
+                ".gz or plain)"
+            )
+        paths.append(found)
+    train_images, train_labels, test_images, test_labels = (read_idx(p) for p in paths)
+    for images, labels, split in (
+        (train_images, train_labels, "train"),
+        (test_images, test_labels, "test"),
+    ):
+        if images.ndim != 3 or labels.ndim != 1:
+            raise DataError(
+                f"{name} {split} files in {folder} have images of shape {images.shape} and labels "
+                f"of shape {labels.shape}: expected (n, rows, cols) images and (n,) labels"
+            )
+        if len(images) != len(labels):
+            raise DataError(
+                f"{name} {split} files in {folder} hold {len(images)} images but "
+                f"{len(labels)} labels: expected the same number"
+            )
+        if len(images) == 0:
+            raise DataError(f"{name} {split} files in {folder} hold no images")
+    if train_images.shape[1:] != test_images.shape[1:]:
+        raise DataError(
+            f"{name} in {folder}: train images are {train_images.shape[1:]} but test images are "
+            f"{test_images.shape[1:]}: expected the same size"
+        )
+
+    n = len(train_labels)
+    n_val = int(round(validation_fraction * n))
+    if n_val >= n:
+        raise DataError(
+            f"{name}: validation_fraction={validation_fraction} leaves no train images out of {n}"
+        )
+    order = np.random.default_rng(SPLIT_RANDOM_STATE).permutation(n)
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+
+    def pixels(images: np.ndarray) -> np.ndarray:
+        return images.reshape(len(images), -1).astype(np.float32) / np.float32(255)
+
+    classes = _classes(train_labels, "train labels", str(folder))
+    _check_subset(classes, test_labels, "test labels", str(folder))
+    y_train, y_val, y_test = (
+        _encode_with(classes, labels, split, name)
+        for labels, split in (
+            (train_labels[train_idx], "train"),
+            (train_labels[val_idx], "validation"),
+            (test_labels, "test"),
+        )
+    )
+    return _make_dataset(
+        name,
+        pixels(train_images[train_idx]),
+        y_train,
+        pixels(train_images[val_idx]),
+        y_val,
+        pixels(test_images),
+        y_test,
+        classes.astype(np.int64),
+    )
+
+
+# --- user files ---------------------------------------------------------------------
+
+
+def _load_npz(path: Path, validation_fraction: float) -> Dataset:
+    source = path.name
+    fixed = ("X_train", "y_train", "X_test", "y_test")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = set(archive.files)
+            if set(fixed) <= keys:
+                wanted = fixed + tuple(k for k in ("X_val", "y_val") if k in keys)
+            elif {"X", "y"} <= keys:
+                wanted = ("X", "y")
+            else:
+                wanted = ()
+            arrays = {k: archive[k] for k in wanted}
+    except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+        raise DataError(f"cannot read {str(path)!r} as .npz: {exc}") from None
+    if not arrays:
+        raise DataError(
+            f"{source} holds keys {sorted(keys)}: expected 'X' and 'y', or a fixed split "
+            "'X_train', 'y_train', 'X_test', 'y_test'"
+        )
+
+    if "X" in arrays:
+        return _from_unsplit(
+            path.stem, arrays["X"], arrays["y"], validation_fraction, source, ("X", "y")
+        )
+
+    X_train = _check_features(arrays["X_train"], "X_train", source)
+    y_train = _check_labels(arrays["y_train"], len(X_train), "y_train", "X_train", source)
+    X_test = _check_features(arrays["X_test"], "X_test", source)
+    y_test = _check_labels(arrays["y_test"], len(X_test), "y_test", "X_test", source)
+    others = [("X_test", X_test)]
+    given_val = "X_val" in arrays and "y_val" in arrays
+    if given_val:
+        X_val = _check_features(arrays["X_val"], "X_val", source, allow_empty=True)
+        y_val = _check_labels(arrays["y_val"], len(X_val), "y_val", "X_val", source)
+        others.append(("X_val", X_val))
+    for other, X_other in others:
+        if X_other.shape[1] != X_train.shape[1]:
+            raise DataError(
+                f"{source}: X_train has {X_train.shape[1]} features but {other} has "
+                f"{X_other.shape[1]}: expected the same number"
+            )
+    classes = _classes(y_train, "y_train", source)
+    _check_subset(classes, y_test, "y_test", source)
+    if given_val:
+        _check_subset(classes, y_val, "y_val", source)
+    else:
+        X_train, X_val, y_train, y_val = _split(X_train, y_train, validation_fraction, source)
+    return _finish_user_data(
+        path.stem, classes, source, X_train, y_train, X_val, y_val, X_test, y_test
+    )
+
+
+def _load_csv(path: Path, validation_fraction: float) -> Dataset:
+    source = path.name
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            rows, lines = [], []
+            for row in reader:
+                if any(cell.strip() for cell in row):
+                    rows.append(row)
+                    lines.append(reader.line_num)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"cannot read {str(path)!r} as CSV: {exc}") from None
+    if not rows:
+        raise DataError(f"{source} is empty: expected a header row and at least one data row")
+    header = [cell.strip() for cell in rows[0]]
+    if all(_is_number(cell) for cell in header):
+        raise DataError(
+            f"{source}: the first row {header[:5]} looks numeric: expected a header row naming "
+            "the columns"
+        )
+    if len(header) < 2:
+        raise DataError(
+            f"{source} has {len(header)} column: expected at least one feature column "
+            "and a label column"
+        )
+    body = rows[1:]
+    if not body:
+        raise DataError(f"{source} holds no samples: expected data rows after the header")
+    for line, row in zip(lines[1:], body, strict=True):
+        if len(row) != len(header):
+            raise DataError(
+                f"{source} line {line} has {len(row)} fields: expected {len(header)} like the header"
+            )
+
+    lowered = [cell.lower() for cell in header]
+    label_col = next(
+        (lowered.index(name) for name in LABEL_COLUMNS if name in lowered), len(header) - 1
+    )
+    table = np.array(body, dtype=str)
+    table = np.char.strip(table)
+    labels = table[:, label_col]
+    feature_cols = [j for j in range(len(header)) if j != label_col]
+    cells = table[:, feature_cols]
+    try:
+        X = cells.astype(np.float64)
+    except ValueError:
+        bad = next(
+            (i, j)
+            for i in range(cells.shape[0])
+            for j in range(cells.shape[1])
+            if not _is_number(cells[i, j])
+        )
+        raise DataError(
+            f"{source} line {lines[bad[0] + 1]}, column {header[feature_cols[bad[1]]]!r}: "
+            f"value {str(cells[bad])!r} is not a number: expected numeric features "
+            f"(the label column is {header[label_col]!r})"
+        ) from None
+    return _from_unsplit(
+        path.stem, X, _parse_labels(labels), validation_fraction, source, ("features", "labels")
+    )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_labels(labels: np.ndarray) -> np.ndarray:
+    """Labels as integers when they all are, else floats when they all are, else strings."""
+    for dtype in (np.int64, np.float64):
+        try:
+            return labels.astype(dtype)
+        except (ValueError, OverflowError):
+            continue
+    return labels
+
+
+def _from_unsplit(
+    name: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    validation_fraction: float,
+    source: str,
+    names: tuple[str, str],
+) -> Dataset:
+    X = _check_features(X, names[0], source)
+    y = _check_labels(y, len(X), names[1], names[0], source)
+    classes = _classes(y, names[1], source)
+    X_rest, X_test, y_rest, y_test = _split(X, y, TEST_FRACTION, source)
+    X_train, X_val, y_train, y_val = _split(X_rest, y_rest, validation_fraction, source)
+    return _finish_user_data(name, classes, source, X_train, y_train, X_val, y_val, X_test, y_test)
+
+
+def _finish_user_data(
+    name: str,
+    classes: np.ndarray,
+    source: str,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+) -> Dataset:
+    low, scale = _minmax(X_train)
+    scaled = [np.clip((X - low) * scale, 0.0, 1.0) for X in (X_train, X_val, X_test)]
+    encoded = [
+        _encode_with(classes, y, split, source)
+        for y, split in ((y_train, "train"), (y_val, "validation"), (y_test, "test"))
+    ]
+    return _make_dataset(
+        name,
+        scaled[0],
+        encoded[0],
+        scaled[1],
+        encoded[1],
+        scaled[2],
+        encoded[2],
+        classes,
+    )
+
+
+def _minmax(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature offset and factor mapping train values onto [0, 1]; constant features to 0."""
+    low = X_train.min(axis=0)
+    span = X_train.max(axis=0) - low
+    scale = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
+    return low, scale
+
+
+# --- checks, splits, encoding ------------------------------------------------------
+
+
+def _check_validation_fraction(validation_fraction: float) -> None:
+    ok = isinstance(validation_fraction, (int, float, np.floating, np.integer)) and not isinstance(
+        validation_fraction, bool
+    )
+    if not ok or not 0.0 <= float(validation_fraction) < 1.0:
+        raise DataError(f"validation_fraction={validation_fraction!r}: expected a number in [0, 1)")
+
+
+def _check_features(X: np.ndarray, what: str, source: str, allow_empty: bool = False) -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise DataError(
+            f"{what} in {source} has shape {X.shape}: expected a 2-D array (samples × features)"
+        )
+    if X.dtype.kind not in "biuf":
+        raise DataError(f"{what} in {source} has dtype {X.dtype}: expected numeric features")
+    if X.shape[0] == 0 and not allow_empty:
+        raise DataError(f"{what} in {source} holds no samples: expected at least one row")
+    if X.shape[1] == 0:
+        raise DataError(f"{what} in {source} has no features: expected at least one column")
+    X = X.astype(np.float64)
+    finite = np.isfinite(X)
+    if not finite.all():
+        n_nan = int(np.isnan(X).sum())
+        n_inf = int(X.size - finite.sum()) - n_nan
+        raise DataError(
+            f"{what} in {source} has {n_nan} NaN and {n_inf} infinite values: expected finite numbers"
+        )
+    return X
+
+
+def _check_labels(y: np.ndarray, n: int, what: str, x_what: str, source: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(f"{what} in {source} has shape {y.shape}: expected a 1-D array of labels")
+    if len(y) != n:
+        raise DataError(
+            f"{what} in {source} has {len(y)} labels but {x_what} has {n} rows: expected the same number"
+        )
+    if y.dtype.kind not in "biufUS":
+        raise DataError(
+            f"{what} in {source} has dtype {y.dtype}: expected integer, float or string labels"
+        )
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise DataError(f"{what} in {source} has NaN or infinite labels: expected finite values")
+    return y
+
+
+def _classes(y: np.ndarray, what: str, source: str) -> np.ndarray:
+    """The sorted distinct labels of ``y``; at least two are needed to classify."""
+    classes = np.unique(y)
+    if len(classes) < 2:
+        raise DataError(
+            f"{what} in {source} has {len(classes)} distinct label"
+            f"{'' if len(classes) == 1 else 's'} {classes.tolist()}: expected at least 2 classes"
+        )
+    return classes
+
+
+def _check_subset(classes: np.ndarray, y: np.ndarray, what: str, source: str) -> None:
+    unknown = np.unique(y[~np.isin(y, classes)]).tolist()
+    if unknown:
+        raise DataError(
+            f"{what} in {source} has labels not present in the train labels: {unknown[:10]}"
+            f"{' ...' if len(unknown) > 10 else ''} (train classes: {classes.tolist()[:10]}"
+            f"{' ...' if len(classes) > 10 else ''})"
+        )
+
+
+def _encode_with(classes: np.ndarray, y: np.ndarray, split: str, source: str) -> np.ndarray:
+    codes = np.searchsorted(classes, y)
+    codes = np.minimum(codes, len(classes) - 1)
+    if len(y) and not np.array_equal(classes[codes], y):
+        raise DataError(f"{split} labels in {source} are not among the classes {classes.tolist()}")
+    return codes.astype(np.int64)
+
+
+def _split(
+    X: np.ndarray, y: np.ndarray, fraction: float, source: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hold out ``fraction`` of the rows, stratified when every class allows it."""
+    if fraction == 0:
+        return X, X[:0], y, y[:0]
+    from sklearn.model_selection import train_test_split
+
+    try:
+        return train_test_split(
+            X, y, test_size=fraction, stratify=y, random_state=SPLIT_RANDOM_STATE
+        )
+    except ValueError:
+        pass  # a class with too few members to stratify: fall back to a plain split
+    try:
+        return train_test_split(X, y, test_size=fraction, random_state=SPLIT_RANDOM_STATE)
+    except ValueError:
+        raise DataError(
+            f"{source} has {len(y)} samples, too few to hold out {fraction:g} of them "
+            "and keep at least one for training"
+        ) from None
+
+
+def _make_dataset(
+    name: str,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    classes: np.ndarray,
+) -> Dataset:
+    def features(X: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(X, dtype=np.float32)
+
+    def labels(y: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(y, dtype=np.int64)
+
+    return Dataset(
+        name=name,
+        X_train=features(X_train),
+        y_train=labels(y_train),
+        X_val=features(X_val),
+        y_val=labels(y_val),
+        X_test=features(X_test),
+        y_test=labels(y_test),
+        classes=np.asarray(classes),
+    )
