@@ -1,0 +1,48 @@
+"""Backends: the only place that knows NumPy from Numba from CuPy.
+
+``make_backend(name, network)`` returns a :class:`Backend` bound to one
+network. ``"auto"`` picks the fastest backend that works here.
+"""
+
+from __future__ import annotations
+
+from prunetrain.backends.base import Backend
+from prunetrain.backends.numpy_backend import NumpyBackend
+from prunetrain.errors import BackendUnavailableError, PrunetrainError
+from prunetrain.network import FrozenNetwork
+
+BACKENDS: dict[str, type[Backend]] = {"numpy": NumpyBackend}
+# Tried in this order by "auto"; names that are not registered are skipped.
+AUTO_ORDER = ("cupy", "numba", "numpy")
+
+
+def backend_names() -> list[str]:
+    """Names accepted by :func:`make_backend`, ``"auto"`` first."""
+    return ["auto", *BACKENDS]
+
+
+def resolve_backend(name: str) -> type[Backend]:
+    """The backend class for ``name``; ``"auto"`` picks the first usable one."""
+    if name == "auto":
+        for candidate in AUTO_ORDER:
+            cls = BACKENDS.get(candidate)
+            if cls is not None and cls.unavailable_reason() is None:
+                return cls
+        return NumpyBackend
+    cls = BACKENDS.get(name)
+    if cls is None:
+        raise PrunetrainError(
+            f"unknown backend {name!r}; expected one of {', '.join(backend_names())}"
+        )
+    reason = cls.unavailable_reason()
+    if reason is not None:
+        raise BackendUnavailableError(f"backend {name!r} cannot run here: {reason}")
+    return cls
+
+
+def make_backend(name: str, network: FrozenNetwork) -> Backend:
+    """A backend of kind ``name`` (or ``"auto"``) bound to ``network``."""
+    return resolve_backend(name)(network)
+
+
+__all__ = ["BACKENDS", "Backend", "NumpyBackend", "backend_names", "make_backend", "resolve_backend"]

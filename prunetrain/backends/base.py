@@ -1,0 +1,63 @@
+"""The backend interface: the only thing searchers know about devices."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import ClassVar
+
+import numpy as np
+
+from prunetrain.masks import MaskPopulation
+from prunetrain.network import FrozenNetwork
+
+
+class Backend(abc.ABC):
+    """Evaluates masks of one frozen network on batches held on one device.
+
+    A backend is made for one network (``make_backend(name, network)``); it
+    copies the weights to its device once. Data enters through :meth:`asarray`
+    and :meth:`aslabels` once per search and stays there; only per-mask
+    fitness values and logits for prediction come back as NumPy arrays.
+
+    Every backend gives the same loss as the NumPy reference to 1e-5
+    (relative) on the same masks and batch.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, network: FrozenNetwork) -> None:
+        self.network = network
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """``None`` if this backend can run here, else one line saying why not."""
+        return None
+
+    def asarray(self, X: np.ndarray):
+        """Features as this backend's float32 device array (C order)."""
+        return np.ascontiguousarray(X, dtype=np.float32)
+
+    def aslabels(self, y: np.ndarray):
+        """Integer labels as this backend's device array."""
+        return np.ascontiguousarray(y, dtype=np.int64)
+
+    def take(self, array, index: np.ndarray):
+        """Rows ``index`` of a device array (a minibatch)."""
+        return array[index]
+
+    @abc.abstractmethod
+    def evaluate(self, population: MaskPopulation, X, y) -> tuple[np.ndarray, np.ndarray]:
+        """Mean cross-entropy and accuracy of every mask of ``population`` on ``(X, y)``.
+
+        Returns
+        -------
+        loss, accuracy : ndarray of shape (P,), float64, on the host
+        """
+
+    @abc.abstractmethod
+    def logits(self, mask: Sequence[np.ndarray], X) -> np.ndarray:
+        """Logits ``(B, C)`` of one mask on ``X``, float32 on the host."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.network!r})"
