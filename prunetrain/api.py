@@ -1,0 +1,298 @@
+"""End-to-end Python API: one call runs a search and writes what the CLI writes.
+
+``prunetrain search`` on the command line is a thin layer over :func:`search`,
+and ``prunetrain evaluate`` over :func:`evaluate_ticket`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+import prunetrain
+from prunetrain.backends import NumpyBackend
+from prunetrain.data import Dataset, load_dataset
+from prunetrain.errors import PrunetrainError
+from prunetrain.files import atomic_write, write_json
+from prunetrain.masks import KeepRule
+from prunetrain.metrics import accuracy, cross_entropy
+from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed, parse_arch
+from prunetrain.objective import Budget, Problem
+from prunetrain.search import SearchResult, make_searcher, run
+from prunetrain.ticket import Ticket
+
+DEFAULT_HIDDEN = (256, 256)
+SPLITS = ("train", "val", "test")
+
+
+def evaluate_ticket(
+    ticket: Ticket, data: Dataset, splits: Sequence[str] = SPLITS
+) -> dict[str, dict[str, float]]:
+    """Loss and accuracy of a ticket on each split of ``data``.
+
+    Always computed by the NumPy reference backend in float32, so the same
+    ticket and data give exactly the same numbers wherever it was searched.
+    """
+    n_inputs, n_outputs = ticket.spec.layer_sizes[0], ticket.spec.layer_sizes[-1]
+    if data.n_features != n_inputs:
+        raise PrunetrainError(
+            f"the ticket's network takes {n_inputs} features; dataset {data.name!r} has {data.n_features}"
+        )
+    if data.n_classes > n_outputs:
+        raise PrunetrainError(
+            f"the ticket's network has {n_outputs} outputs; dataset {data.name!r} has {data.n_classes} classes"
+        )
+    backend = NumpyBackend(ticket.network)
+    out = {}
+    for split in splits:
+        if split not in SPLITS:
+            raise PrunetrainError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        X, y = getattr(data, f"X_{split}"), getattr(data, f"y_{split}")
+        if len(y) == 0:
+            continue
+        logits = backend.logits(ticket.mask, X)
+        out[split] = {
+            "accuracy": float(accuracy(logits, y)),
+            "loss": float(cross_entropy(logits, y)),
+            "n": len(y),
+        }
+    return out
+
+
+def versions() -> dict[str, str]:
+    """Versions of prunetrain, Python and the numerical libraries, for result records."""
+    out = {"prunetrain": prunetrain.__version__, "python": sys.version.split()[0]}
+    for name in ("numpy", "numba", "sklearn", "cupy"):
+        module = sys.modules.get(name)
+        if module is not None:
+            out[name] = getattr(module, "__version__", "?")
+    out["platform"] = platform.platform()
+    return out
+
+
+@dataclasses.dataclass
+class SearchRun:
+    """A finished search: its configuration, result, ticket and final metrics."""
+
+    config: dict
+    result: SearchResult
+    ticket: Ticket
+    metrics: dict[str, dict[str, float]]
+
+    def record(self) -> dict:
+        """The JSON-ready result record written as ``result.json``."""
+        r = self.result
+        return {
+            "config": self.config,
+            "versions": versions(),
+            "method": r.method,
+            "params": r.params,
+            "stopped_by": r.stopped_by,
+            "evaluations": r.evaluations,
+            "sample_forwards": r.sample_forwards,
+            "seconds": r.seconds,
+            "keep_fraction": self.ticket.keep_fraction,
+            "train_accuracy": self.metrics["train"]["accuracy"],
+            "val_accuracy": self.metrics.get("val", {}).get("accuracy"),
+            "test_accuracy": self.metrics["test"]["accuracy"],
+            "metrics": self.metrics,
+            "history": r.history,
+        }
+
+    def save(self, out: str | os.PathLike) -> Path:
+        """Write ``ticket.npz``, ``result.json``, ``curve.csv`` and ``curve.png`` into ``out``."""
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise PrunetrainError(f"--out {out} exists and is not a folder")
+        self.ticket.save(out / "ticket.npz")
+        write_json(out / "result.json", self.record())
+        write_curve(
+            out, self.result.history, title=f"{self.result.method} on {self.config['dataset']}"
+        )
+        return out
+
+
+def write_curve(out: Path, history: list[dict], title: str = "") -> None:
+    """Write the history as ``curve.csv`` and a plot of it as ``curve.png``."""
+    keys = ["evaluations", "seconds", "train_loss", "val_loss", "val_accuracy", "best_val_accuracy"]
+
+    def write_csv(f):
+        f.write(",".join(keys) + "\n")
+        for row in history:
+            f.write(",".join("" if row[k] is None else repr(row[k]) for k in keys) + "\n")
+
+    atomic_write(out / "curve.csv", write_csv, binary=False)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    seconds = [r["seconds"] for r in history]
+    ax1.plot(
+        seconds,
+        [np.nan if r["train_loss"] is None else r["train_loss"] for r in history],
+        label="train (batch)",
+    )
+    ax1.plot(seconds, [r["val_loss"] for r in history], label="validation")
+    ax1.set(xlabel="wall time (s)", ylabel="cross-entropy", title=title)
+    ax1.legend()
+    ax2.plot(seconds, [r["val_accuracy"] for r in history], label="recommended")
+    ax2.plot(seconds, [r["best_val_accuracy"] for r in history], label="best so far")
+    ax2.set(xlabel="wall time (s)", ylabel="validation accuracy")
+    ax2.legend()
+    fig.tight_layout()
+    atomic_write(out / "curve.png", lambda f: fig.savefig(f, format="png", dpi=100))
+    plt.close(fig)
+
+
+def resolve_arch(arch: str | Sequence[int] | None, data: Dataset) -> tuple[int, ...]:
+    """Layer sizes for ``data``: ``arch`` checked against it, or the default hidden sizes."""
+    if arch is None:
+        return (data.n_features, *DEFAULT_HIDDEN, data.n_classes)
+    sizes = parse_arch(arch) if isinstance(arch, str) else tuple(int(s) for s in arch)
+    if sizes[0] != data.n_features:
+        raise PrunetrainError(
+            f"--arch {'-'.join(map(str, sizes))} takes {sizes[0]} inputs but "
+            f"dataset {data.name!r} has {data.n_features} features"
+        )
+    if sizes[-1] < data.n_classes:
+        raise PrunetrainError(
+            f"--arch {'-'.join(map(str, sizes))} has {sizes[-1]} outputs but "
+            f"dataset {data.name!r} has {data.n_classes} classes"
+        )
+    return sizes
+
+
+def search(
+    dataset: str | Dataset = "digits",
+    arch: str | Sequence[int] | None = None,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    init: str = "signed_constant",
+    scale: str = "keep",
+    keep: float = 0.5,
+    keep_rule: str = "layer",
+    method: str = "random",
+    method_params: dict | None = None,
+    budget: str | float | Budget = "20s",
+    batch_size: int | None = 1024,
+    schedule: str = "rotate",
+    backend: str = "auto",
+    seed: int = 0,
+    network_seed: int | None = None,
+    patience: int | None = None,
+    init_mask: Ticket | str | os.PathLike | None = None,
+    progress: bool = False,
+    out: str | os.PathLike | None = None,
+) -> SearchRun:
+    """Search a frozen random network for a mask, evaluate it, optionally save it.
+
+    Parameters
+    ----------
+    dataset : str or Dataset
+        A name (``digits``, ``fashion-mnist``, ``mnist``), a ``.npz``/``.csv`` path,
+        or a loaded :class:`~prunetrain.data.Dataset`.
+    arch : str or sequence of int, optional
+        Layer sizes such as ``"64-256-256-10"``; default: the data's inputs,
+        two hidden layers of 256, the data's classes.
+    init, scale : str
+        Weight init scheme and scale rule (see :class:`NetworkSpec`).
+    keep : float
+        Fraction of weights kept, in (0, 1].
+    keep_rule : {"layer", "global", "free"}
+        How the keep fraction is enforced (see :class:`KeepRule`).
+    method : str
+        A searcher name (``prunetrain methods`` lists them).
+    method_params : dict, optional
+        Hyperparameters of the searcher.
+    budget : str, float or Budget
+        ``"30s"``, ``"10m"``, ``"20000evals"``, or seconds.
+    batch_size, schedule : int, str
+        Training batch size and schedule (see :class:`Problem`).
+    backend : str
+        ``auto``, ``numpy``, ``numba`` or ``cupy``.
+    seed : int
+        Seed of the search (and of the network unless ``network_seed`` is given).
+    network_seed : int, optional
+        Seed of the frozen weights, to search one network with several seeds.
+    patience : int, optional
+        Early stopping after this many validations without improvement.
+    init_mask : Ticket or path, optional
+        Start from this ticket's mask (it must belong to the same network).
+    progress : bool
+        Show a progress bar.
+    out : path, optional
+        Folder to write ``ticket.npz``, ``result.json`` and the curve into.
+
+    Returns
+    -------
+    SearchRun
+        Config, search result, ticket and train/val/test metrics. The test split
+        is only touched after the search, to report the final metrics.
+    """
+    seed = check_seed(seed)
+    network_seed = seed if network_seed is None else check_seed(network_seed)
+    budget = Budget.parse(budget)
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise PrunetrainError(f"--out {out} exists and is not a folder")
+    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir=data_dir)
+    sizes = resolve_arch(arch, data)
+    spec = NetworkSpec(sizes, init=init, scale=scale, keep=keep)
+    rule = KeepRule(keep, keep_rule)
+    searcher = make_searcher(method, **(method_params or {}))
+    network = FrozenNetwork(spec, network_seed)
+    start_mask = None
+    if init_mask is not None:
+        start = init_mask if isinstance(init_mask, Ticket) else Ticket.load(init_mask)
+        start.verify(network)
+        start_mask = start.mask
+    problem = Problem(
+        network, data, rule, backend=backend, batch_size=batch_size, schedule=schedule, seed=seed
+    )
+    config = {
+        "dataset": data.name,
+        "arch": spec.arch,
+        "init": init,
+        "scale": scale,
+        "keep": rule.keep,
+        "keep_rule": rule.kind,
+        "method": method,
+        "method_params": searcher.get_params(),
+        "budget": str(budget),
+        "batch_size": problem.batch_size,
+        "schedule": problem.schedule,
+        "backend": problem.backend.name,
+        "seed": seed,
+        "network_seed": network_seed,
+        "patience": patience,
+        "init_mask": None if init_mask is None or isinstance(init_mask, Ticket) else str(init_mask),
+    }
+    result = run(
+        problem,
+        searcher,
+        budget,
+        seed=seed,
+        init_mask=start_mask,
+        patience=patience,
+        progress=progress,
+    )
+    meta = {
+        "dataset": data.name,
+        "classes": np.asarray(data.classes).tolist(),
+        "method": method,
+        "seed": seed,
+    }
+    ticket = Ticket(network, result.mask, rule, meta)
+    metrics = evaluate_ticket(ticket, data)
+    finished = SearchRun(config=config, result=result, ticket=ticket, metrics=metrics)
+    if out is not None:
+        finished.save(out)
+    return finished

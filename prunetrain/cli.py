@@ -1,0 +1,271 @@
+"""The ``prunetrain`` command line: thin click commands over the Python API.
+
+A user error (bad option, bad data, damaged ticket) prints one line on stderr
+and exits with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from prunetrain.errors import PrunetrainError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def parse_method_params(pairs: tuple[str, ...]) -> dict:
+    """``("population=64", "tabu=0.5")`` -> ``{"population": 64, "tabu": 0.5}`` (JSON values, else strings)."""
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise PrunetrainError(f"bad --param {pair!r}: expected NAME=VALUE")
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return params
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="prunetrain")
+def cli() -> None:
+    """Search frozen random networks for winning tickets, without backpropagation."""
+
+
+@cli.command()
+@click.option(
+    "--dataset",
+    default="digits",
+    show_default=True,
+    help="digits, fashion-mnist, mnist, or a .npz/.csv file.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="Folder of the IDX files (else $PRUNETRAIN_DATA, else the Debian path).",
+)
+@click.option("--arch", help="Layer sizes, e.g. 784-300-100-10. Default: inputs-256-256-classes.")
+@click.option(
+    "--init",
+    "init",
+    default="signed_constant",
+    show_default=True,
+    help="signed_constant, kaiming_normal, kaiming_uniform, binary.",
+)
+@click.option(
+    "--scale",
+    default="keep",
+    show_default=True,
+    help="keep (scale weights by 1/sqrt(keep)) or none.",
+)
+@click.option(
+    "--keep",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="Fraction of weights kept, in (0, 1].",
+)
+@click.option(
+    "--keep-rule",
+    default="layer",
+    show_default=True,
+    help="layer (exact per layer), global, or free.",
+)
+@click.option(
+    "--method", default="random", show_default=True, help="Search method; see `prunetrain methods`."
+)
+@click.option(
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A method hyperparameter; repeatable.",
+)
+@click.option(
+    "--budget",
+    default="20s",
+    show_default=True,
+    help="Wall time (30s, 10m, 1h) or evaluations (20000evals).",
+)
+@click.option(
+    "--batch-size",
+    default=1024,
+    show_default=True,
+    type=int,
+    help="Training batch size (0: the whole training set).",
+)
+@click.option(
+    "--schedule",
+    default="rotate",
+    show_default=True,
+    help="rotate (fresh minibatch each step), fixed, or full.",
+)
+@click.option("--backend", default="auto", show_default=True, help="auto, numpy, numba or cupy.")
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Seed of the search and, by default, of the network.",
+)
+@click.option("--network-seed", type=int, help="Seed of the frozen weights, if other than --seed.")
+@click.option("--patience", type=int, help="Stop after this many validations without improvement.")
+@click.option(
+    "--init-mask",
+    type=click.Path(dir_okay=False),
+    help="Start from this ticket's mask (resume a search).",
+)
+@click.option(
+    "--out", type=click.Path(), help="Output folder. Default: runs/DATASET-METHOD-keepK-seedS."
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+def search(**opts) -> None:
+    """Search a frozen random network for a mask; write ticket.npz, result.json and the curve."""
+    from prunetrain.api import search as run_search
+
+    out = opts["out"] or (
+        f"runs/{Path(opts['dataset']).stem}-{opts['method']}-keep{opts['keep']:g}-seed{opts['seed']}"
+    )
+    finished = run_search(
+        opts["dataset"],
+        opts["arch"],
+        data_dir=opts["data_dir"],
+        init=opts["init"],
+        scale=opts["scale"],
+        keep=opts["keep"],
+        keep_rule=opts["keep_rule"],
+        method=opts["method"],
+        method_params=parse_method_params(opts["params"]),
+        budget=opts["budget"],
+        batch_size=opts["batch_size"] or None,
+        schedule=opts["schedule"],
+        backend=opts["backend"],
+        seed=opts["seed"],
+        network_seed=opts["network_seed"],
+        patience=opts["patience"],
+        init_mask=opts["init_mask"],
+        progress=not opts["quiet"],
+        out=out,
+    )
+    if opts["quiet"]:
+        return
+    r, m, c = finished.result, finished.metrics, finished.config
+    lines = [
+        f"{c['method']} on {c['dataset']}  arch {c['arch']}  keep {c['keep']:g} ({c['keep_rule']})  backend {c['backend']}",
+        f"  {r.evaluations:.0f} evaluations in {r.seconds:.1f} s ({r.evaluations / max(r.seconds, 1e-9):.0f}/s), stopped by {r.stopped_by}",
+        "  accuracy  train {:.4f}  val {}  test {:.4f}".format(
+            m["train"]["accuracy"],
+            f"{m['val']['accuracy']:.4f}" if "val" in m else "-",
+            m["test"]["accuracy"],
+        ),
+        f"  wrote {out}/ticket.npz, result.json, curve.csv, curve.png",
+    ]
+    if r.interrupted:
+        lines.append(
+            f"  interrupted: the best ticket so far is saved; resume with --init-mask {out}/ticket.npz"
+        )
+    click.echo("\n".join(lines))
+
+
+@cli.command()
+@click.argument("ticket", type=click.Path(dir_okay=False))
+@click.option(
+    "--dataset", help="Dataset to evaluate on. Default: the one the ticket was searched on."
+)
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder of the IDX files.")
+@click.option(
+    "--split",
+    "splits",
+    multiple=True,
+    type=click.Choice(["train", "val", "test"]),
+    help="Splits to report (default: all).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def evaluate(
+    ticket: str, dataset: str | None, data_dir: str | None, splits: tuple[str, ...], as_json: bool
+) -> None:
+    """Accuracy and loss of a saved TICKET on a dataset."""
+    from prunetrain.api import SPLITS, evaluate_ticket
+    from prunetrain.data import load_dataset
+    from prunetrain.ticket import Ticket
+
+    t = Ticket.load(ticket)
+    name = dataset or t.meta.get("dataset")
+    if not name:
+        raise PrunetrainError("the ticket does not name its dataset; pass --dataset")
+    data = load_dataset(name, data_dir=data_dir)
+    metrics = evaluate_ticket(t, data, splits or SPLITS)
+    if as_json:
+        click.echo(json.dumps({"ticket": ticket, "dataset": data.name, "metrics": metrics}))
+        return
+    click.echo(f"{ticket}: {t.spec.arch} keep {t.keep_fraction:.4f} on {data.name}")
+    for split, row in metrics.items():
+        click.echo(
+            f"  {split:<5} accuracy {row['accuracy']:.4f}  loss {row['loss']:.4f}  (n={row['n']})"
+        )
+
+
+@cli.command()
+def methods() -> None:
+    """List the search methods and their hyperparameters."""
+    import inspect
+
+    from prunetrain.search import SEARCHERS
+
+    for name in sorted(SEARCHERS):
+        cls = SEARCHERS[name]
+        sig = inspect.signature(cls.__init__)
+        defaults = ", ".join(
+            f"{p.name}={p.default!r}"
+            for p in sig.parameters.values()
+            if p.name in cls.param_names()
+        )
+        click.echo(f"{name:<12} {cls.summary}")
+        if defaults:
+            click.echo(f"{'':<12}   options: {defaults}")
+
+
+@cli.command()
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder of the IDX files.")
+def datasets(data_dir: str | None) -> None:
+    """List the named datasets and whether they can be loaded here."""
+    from prunetrain.data import DATASETS, load_dataset
+
+    for name in DATASETS:
+        try:
+            status = load_dataset(name, data_dir=data_dir).describe()
+        except PrunetrainError as e:
+            status = f"not available: {e}"
+        click.echo(f"{name:<14} {status}")
+    click.echo(
+        f"{'FILE.npz/.csv':<14} your own data (X/y or X_train/y_train/X_test/y_test; csv with a label column)"
+    )
+
+
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning user errors into one line and exit code 2."""
+    try:
+        code = cli.main(args=argv, prog_name="prunetrain", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        code = e.exit_code
+    except click.ClickException as e:
+        click.echo(f"prunetrain: error: {_one_line(e.format_message())}", err=True)
+        code = EXIT_USER_ERROR
+    except PrunetrainError as e:
+        click.echo(f"prunetrain: error: {_one_line(e)}", err=True)
+        code = EXIT_USER_ERROR
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("prunetrain: interrupted", err=True)
+        code = EXIT_INTERRUPTED
+    sys.exit(code or 0)

@@ -1,0 +1,267 @@
+"""The search problem: a frozen network, training data, a keep rule, a batch schedule, a budget.
+
+A :class:`Problem` is all a searcher sees. It holds the training and
+validation splits on the backend's device (never the test split), hands out
+batches, evaluates populations of masks and counts what that costs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from prunetrain.backends import Backend, make_backend
+from prunetrain.errors import PrunetrainError
+from prunetrain.masks import KeepRule, Mask, MaskPopulation, check_mask, random_mask
+from prunetrain.network import FrozenNetwork
+
+if TYPE_CHECKING:
+    from prunetrain.data import Dataset
+
+_BUDGET_RE = re.compile(r"^\s*(\d+(?:\.\d*)?(?:e\d+)?)\s*(s|sec|m|min|h|evals?)\s*$", re.IGNORECASE)
+_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """How long a search may run: wall-clock seconds or a count of mask evaluations.
+
+    A count of evaluations makes a search reproducible (the same seed gives
+    the same ticket); wall time does not, but the evaluations it used are
+    recorded, and rerunning with that count reproduces the ticket.
+
+    Examples
+    --------
+    >>> Budget.parse("10m")
+    Budget(seconds=600.0, evaluations=None)
+    >>> Budget.parse("20000evals")
+    Budget(seconds=None, evaluations=20000)
+    >>> Budget.parse(2.5)
+    Budget(seconds=2.5, evaluations=None)
+    """
+
+    seconds: float | None = None
+    evaluations: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.seconds is None) == (self.evaluations is None):
+            raise PrunetrainError("a budget is either seconds or evaluations, not both or neither")
+        if self.seconds is not None and not self.seconds > 0:
+            raise PrunetrainError(f"a time budget must be positive, got {self.seconds}")
+        if self.evaluations is not None and self.evaluations < 1:
+            raise PrunetrainError(f"an evaluation budget must be >= 1, got {self.evaluations}")
+
+    @classmethod
+    def parse(cls, value: str | float | int | Budget) -> Budget:
+        """Read ``"30s"``, ``"10m"``, ``"1h"``, ``"20000evals"``, or a number of seconds."""
+        if isinstance(value, Budget):
+            return value
+        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+            return cls(seconds=float(value))
+        match = _BUDGET_RE.match(str(value))
+        if not match:
+            raise PrunetrainError(
+                f"bad budget {value!r}: expected a wall time such as 30s, 10m, 1h "
+                "or an evaluation count such as 20000evals"
+            )
+        number, unit = float(match.group(1)), match.group(2).lower()
+        if unit.startswith("eval"):
+            if number != int(number):
+                raise PrunetrainError(f"bad budget {value!r}: evaluations must be a whole number")
+            return cls(evaluations=int(number))
+        return cls(seconds=number * _SECONDS[unit])
+
+    def __str__(self) -> str:
+        if self.evaluations is not None:
+            return f"{self.evaluations}evals"
+        return f"{self.seconds:g}s"
+
+    def fraction_used(self, evaluations: float, seconds: float) -> float:
+        """How much of the budget ``evaluations`` and ``seconds`` have used, in [0, 1]."""
+        used = evaluations / self.evaluations if self.evaluations else seconds / self.seconds
+        return min(1.0, used)
+
+
+SCHEDULES = ("rotate", "fixed", "full")
+
+
+@dataclasses.dataclass
+class Batch:
+    """One training batch on the backend's device."""
+
+    X: object
+    y: object
+    index: np.ndarray  # rows of the training split
+    number: int  # 0, 1, 2, ... in the order batches were handed out
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+class Problem:
+    """Network + training data + keep rule + batch schedule + backend + cost counters.
+
+    Parameters
+    ----------
+    network : FrozenNetwork
+        The frozen network whose mask is searched.
+    data : Dataset
+        Only its training and validation splits are used; the test split is
+        never copied into the problem, so no searcher can select on it.
+    rule : KeepRule
+        How many weights a mask keeps.
+    backend : str or Backend
+        ``"numpy"``, ``"numba"``, ``"cupy"``, ``"auto"``, or a backend instance.
+    batch_size : int or None
+        Samples per batch; ``None`` (or a size >= the training set) uses the
+        whole training set.
+    schedule : {"rotate", "fixed", "full"}
+        ``"rotate"``: shuffled minibatches, a new one at each
+        :meth:`next_batch`, reshuffled every epoch; ``"fixed"``: one random
+        subset of ``batch_size`` samples, always; ``"full"``: the whole set.
+    seed : int
+        Seed of the batch order.
+
+    Attributes
+    ----------
+    n_evaluations : float
+        Mask evaluations charged so far (full forward passes of one mask on
+        one batch; exact incremental evaluations may charge fractions).
+    n_sample_forwards : float
+        Samples forwarded through one mask, summed over evaluations.
+    n_validations : int
+        Masks evaluated on the validation split (not charged to the budget).
+    """
+
+    def __init__(
+        self,
+        network: FrozenNetwork,
+        data: Dataset,
+        rule: KeepRule | None = None,
+        backend: str | Backend = "auto",
+        batch_size: int | None = 1024,
+        schedule: str = "rotate",
+        seed: int = 0,
+    ) -> None:
+        self.network = network
+        self.rule = rule if rule is not None else KeepRule(network.spec.keep)
+        if data.n_features != network.spec.layer_sizes[0]:
+            raise PrunetrainError(
+                f"the data has {data.n_features} features but the network's input "
+                f"size is {network.spec.layer_sizes[0]} (arch {network.spec.arch})"
+            )
+        if data.n_classes > network.spec.layer_sizes[-1]:
+            raise PrunetrainError(
+                f"the data has {data.n_classes} classes but the network has "
+                f"{network.spec.layer_sizes[-1]} outputs (arch {network.spec.arch})"
+            )
+        if schedule not in SCHEDULES:
+            raise PrunetrainError(
+                f"unknown batch schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}"
+            )
+        n = len(data.y_train)
+        if batch_size is not None and int(batch_size) < 1:
+            raise PrunetrainError(f"batch size must be >= 1, got {batch_size}")
+        if batch_size is None or int(batch_size) >= n or schedule == "full":
+            batch_size, schedule = n, "full"
+        self.batch_size = int(batch_size)
+        self.schedule = schedule
+        self.seed = seed
+        self.backend = backend if isinstance(backend, Backend) else make_backend(backend, network)
+        b = self.backend
+        self.X_train, self.y_train = b.asarray(data.X_train), b.aslabels(data.y_train)
+        self.X_val, self.y_val = b.asarray(data.X_val), b.aslabels(data.y_val)
+        self.n_train, self.n_val = n, len(data.y_val)
+        self._batch_rng = np.random.default_rng([seed, 0xBA7C])
+        self._order = np.arange(n)
+        self._position = 0
+        self._batches_handed = 0
+        self.n_evaluations = 0.0
+        self.n_sample_forwards = 0.0
+        self.n_validations = 0
+        self._batch = self._make_batch(self._first_index())
+
+    # --- batches -----------------------------------------------------------------
+    def _first_index(self) -> np.ndarray:
+        if self.schedule == "full":
+            return np.arange(self.n_train)
+        if self.schedule == "fixed":
+            return np.sort(self._batch_rng.choice(self.n_train, self.batch_size, replace=False))
+        return self._next_rotating_index()
+
+    def _next_rotating_index(self) -> np.ndarray:
+        if self._position + self.batch_size > self.n_train or self._batches_handed == 0:
+            self._order = self._batch_rng.permutation(self.n_train)
+            self._position = 0
+        index = self._order[self._position : self._position + self.batch_size]
+        self._position += self.batch_size
+        return index
+
+    def _make_batch(self, index: np.ndarray) -> Batch:
+        b = self.backend
+        batch = Batch(
+            b.take(self.X_train, index), b.take(self.y_train, index), index, self._batches_handed
+        )
+        self._batches_handed += 1
+        return batch
+
+    @property
+    def batch(self) -> Batch:
+        """The current training batch."""
+        return self._batch
+
+    def next_batch(self) -> Batch:
+        """Advance the schedule and return the new current batch.
+
+        Under the ``"fixed"`` and ``"full"`` schedules the batch never changes.
+        """
+        if self.schedule == "rotate":
+            self._batch = self._make_batch(self._next_rotating_index())
+        return self._batch
+
+    # --- evaluation -----------------------------------------------------------------
+    @property
+    def shapes(self) -> list[tuple[int, int]]:
+        return self.network.shapes
+
+    def random_mask(self, rng: np.random.Generator) -> Mask:
+        """A random mask satisfying the keep rule."""
+        return random_mask(self.shapes, self.rule, rng)
+
+    def population(self, masks: Sequence[Mask]) -> MaskPopulation:
+        """Pack ``masks`` into a population for :meth:`evaluate`."""
+        return MaskPopulation.from_masks(masks, self.shapes)
+
+    def evaluate(
+        self, population: MaskPopulation | Sequence[Mask], batch: Batch | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Training loss and accuracy of every mask on ``batch`` (the current one by default).
+
+        Charges ``len(population)`` evaluations to the budget.
+        """
+        if not isinstance(population, MaskPopulation):
+            population = self.population(population)
+        batch = self._batch if batch is None else batch
+        loss, acc = self.backend.evaluate(population, batch.X, batch.y)
+        self.charge(len(population), len(population) * len(batch))
+        return loss, acc
+
+    def charge(self, evaluations: float, sample_forwards: float) -> None:
+        """Add work done outside :meth:`evaluate` (e.g. incremental flip gains) to the counters."""
+        self.n_evaluations += evaluations
+        self.n_sample_forwards += sample_forwards
+
+    def validate(self, mask: Mask) -> tuple[float, float]:
+        """Validation loss and accuracy of one mask (not charged to the budget).
+
+        With an empty validation split the whole training split stands in.
+        """
+        mask = check_mask(mask, self.shapes)
+        X, y = (self.X_val, self.y_val) if self.n_val else (self.X_train, self.y_train)
+        loss, acc = self.backend.evaluate(self.population([mask]), X, y)
+        self.n_validations += 1
+        return float(loss[0]), float(acc[0])

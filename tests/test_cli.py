@@ -1,0 +1,220 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from prunetrain.cli import main
+from prunetrain.ticket import Ticket
+
+
+def cli(capsys, *args):
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+def test_search_then_evaluate_reproduces_test_accuracy(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = cli(
+        capsys,
+        "search",
+        "--dataset",
+        "digits",
+        "--method",
+        "random",
+        "--budget",
+        "300evals",
+        "--out",
+        str(out),
+        "--arch",
+        "64-32-10",
+    )
+    assert code == 0
+    assert "random on digits" in stdout and "test" in stdout
+    assert sorted(p.name for p in out.iterdir()) == [
+        "curve.csv",
+        "curve.png",
+        "result.json",
+        "ticket.npz",
+    ]
+    record = json.loads((out / "result.json").read_text())
+    assert record["config"]["arch"] == "64-32-10" and record["evaluations"] >= 300
+    assert {"prunetrain", "numpy", "python"} <= set(record["versions"])
+    code, stdout, _ = cli(
+        capsys, "evaluate", str(out / "ticket.npz"), "--dataset", "digits", "--json"
+    )
+    assert code == 0
+    metrics = json.loads(stdout)["metrics"]
+    assert metrics["test"]["accuracy"] == record["test_accuracy"]  # exactly
+    assert metrics["train"]["loss"] == record["metrics"]["train"]["loss"]
+    # The dataset defaults to the ticket's own.
+    code, stdout, _ = cli(capsys, "evaluate", str(out / "ticket.npz"), "--split", "test")
+    assert code == 0 and "test" in stdout and "train" not in stdout
+
+
+def test_evaluation_budget_gives_byte_identical_masks(tmp_path, capsys):
+    for name in ("a", "b"):
+        code, _, _ = cli(
+            capsys,
+            "search",
+            "--budget",
+            "200evals",
+            "--arch",
+            "64-16-10",
+            "--seed",
+            "7",
+            "--out",
+            str(tmp_path / name),
+            "-q",
+        )
+        assert code == 0
+    a, b = (Ticket.load(tmp_path / n / "ticket.npz") for n in "ab")
+    for x, y in zip(a.mask, b.mask):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_time_budget_rerun_with_its_evaluation_count(tmp_path, capsys):
+    cli(
+        capsys, "search", "--budget", "1s", "--arch", "64-16-10", "--out", str(tmp_path / "t"), "-q"
+    )
+    evals = json.loads((tmp_path / "t" / "result.json").read_text())["evaluations"]
+    cli(
+        capsys,
+        "search",
+        "--budget",
+        f"{int(evals)}evals",
+        "--arch",
+        "64-16-10",
+        "--out",
+        str(tmp_path / "e"),
+        "-q",
+    )
+    a, b = (Ticket.load(tmp_path / n / "ticket.npz") for n in "te")
+    for x, y in zip(a.mask, b.mask):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_resume_from_a_ticket(tmp_path, capsys):
+    cli(
+        capsys,
+        "search",
+        "--budget",
+        "50evals",
+        "--arch",
+        "64-16-10",
+        "--out",
+        str(tmp_path / "a"),
+        "-q",
+    )
+    code, _, err = cli(
+        capsys,
+        "search",
+        "--budget",
+        "50evals",
+        "--arch",
+        "64-16-10",
+        "--init-mask",
+        str(tmp_path / "a" / "ticket.npz"),
+        "--out",
+        str(tmp_path / "b"),
+        "-q",
+    )
+    assert code == 0, err
+    first = json.loads((tmp_path / "a" / "result.json").read_text())
+    second = json.loads((tmp_path / "b" / "result.json").read_text())
+    # The resumed search starts from the saved mask, so it starts at its validation score.
+    assert second["history"][0]["val_accuracy"] == first["val_accuracy"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["search", "--keep", "0"], "keep must lie in (0, 1]"),
+        (["search", "--keep", "1.5"], "keep must lie in (0, 1]"),
+        (["search", "--method", "nope"], "unknown method 'nope'"),
+        (["search", "--dataset", "nope"], "unknown dataset"),
+        (["search", "--backend", "tpu"], "unknown backend 'tpu'"),
+        (["search", "--init", "xavier"], "unknown init 'xavier'"),
+        (["search", "--arch", "64-x-10"], "bad architecture"),
+        (["search", "--arch", "60-32-10"], "takes 60 inputs"),
+        (["search", "--arch", "64-32-3"], "has 3 outputs"),
+        (["search", "--budget", "ten"], "bad budget"),
+        (["search", "--keep-rule", "neuron"], "unknown keep rule"),
+        (["search", "-p", "population"], "expected NAME=VALUE"),
+        (["search", "-p", "lr=3"], "takes no option lr"),
+        (["search", "--seed", "-1"], "seed must be"),
+        (["search", "--keep", "abc"], "'abc' is not a valid float"),
+        (["search", "--no-such-option"], "No such option"),
+        (["frobnicate"], "No such command"),
+        (["evaluate"], "Missing argument"),
+    ],
+)
+def test_user_errors_print_one_line_exit_2_write_nothing(
+    tmp_path, capsys, monkeypatch, args, message
+):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    extra = ["--out", str(out)] if args[0] == "search" else []
+    code, stdout, err = cli(capsys, *args, *extra)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("prunetrain: error: ")
+    assert message in err
+    assert "Traceback" not in err + stdout
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even runs/
+
+
+def test_bad_tickets_and_data(tmp_path, capsys):
+    (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 not really")
+    code, _, err = cli(capsys, "evaluate", str(tmp_path / "junk.npz"), "--dataset", "digits")
+    assert code == 2 and "damaged" in err and err.count("\n") == 1
+    code, _, err = cli(capsys, "evaluate", str(tmp_path / "missing.npz"))
+    assert code == 2 and "no ticket" in err
+    X = np.random.default_rng(0).random((40, 4))
+    X[3, 2] = np.nan
+    np.savez(tmp_path / "nan.npz", X=X, y=np.arange(40) % 2)
+    code, _, err = cli(
+        capsys, "search", "--dataset", str(tmp_path / "nan.npz"), "--out", str(tmp_path / "o")
+    )
+    assert code == 2 and "NaN" in err and not (tmp_path / "o").exists()
+
+
+def test_ticket_for_another_dataset_is_refused(tmp_path, capsys):
+    cli(
+        capsys,
+        "search",
+        "--budget",
+        "10evals",
+        "--arch",
+        "64-16-10",
+        "--out",
+        str(tmp_path / "a"),
+        "-q",
+    )
+    np.savez(tmp_path / "d.npz", X=np.random.default_rng(0).random((50, 5)), y=np.arange(50) % 2)
+    code, _, err = cli(
+        capsys, "evaluate", str(tmp_path / "a" / "ticket.npz"), "--dataset", str(tmp_path / "d.npz")
+    )
+    assert code == 2 and "takes 64 features" in err
+
+
+def test_methods_and_datasets(capsys):
+    code, out, _ = cli(capsys, "methods")
+    assert code == 0 and "random" in out and "population=32" in out
+    code, out, _ = cli(capsys, "datasets")
+    assert code == 0 and "digits" in out and "1293 train" in out
+
+
+def test_entry_points_run():
+    for cmd in (["prunetrain", "--version"], [sys.executable, "-m", "prunetrain", "--help"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "prunetrain", "search", "--keep", "2"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
