@@ -1,6 +1,6 @@
 """End-to-end Python API: one call runs a search and writes what the CLI writes.
 
-``prunetrain search`` on the command line is a thin layer over :func:`search`,
+``prunetrain search`` on the command line is a thin layer over :func:`run_search`,
 and ``prunetrain evaluate`` over :func:`evaluate_ticket`.
 """
 
@@ -24,7 +24,7 @@ from prunetrain.masks import KeepRule
 from prunetrain.metrics import accuracy, cross_entropy
 from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed, parse_arch
 from prunetrain.objective import Budget, Problem
-from prunetrain.search import SearchResult, make_searcher, run
+from prunetrain.search import DEFAULT_METHOD, SearchResult, make_searcher, run
 from prunetrain.ticket import Ticket
 
 DEFAULT_HIDDEN = (256, 256)
@@ -171,7 +171,7 @@ def resolve_arch(arch: str | Sequence[int] | None, data: Dataset) -> tuple[int, 
     return sizes
 
 
-def search(
+def run_search(
     dataset: str | Dataset = "digits",
     arch: str | Sequence[int] | None = None,
     *,
@@ -180,7 +180,7 @@ def search(
     scale: str = "keep",
     keep: float = 0.5,
     keep_rule: str = "layer",
-    method: str = "random",
+    method: str = DEFAULT_METHOD,
     method_params: dict | None = None,
     budget: str | float | Budget = "20s",
     batch_size: int | None = 1024,

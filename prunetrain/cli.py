@@ -128,7 +128,7 @@ def cli() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def search(**opts) -> None:
     """Search a frozen random network for a mask; write ticket.npz, result.json and the curve."""
-    from prunetrain.api import search as run_search
+    from prunetrain.api import run_search
 
     out = opts["out"] or (
         f"runs/{Path(opts['dataset']).stem}-{opts['method']}-keep{opts['keep']:g}-seed{opts['seed']}"

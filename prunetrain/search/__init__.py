@@ -4,8 +4,19 @@ Importing this package registers every searcher family; ``SEARCHERS`` maps
 names to classes and :func:`make_searcher` builds one by name.
 """
 
-from prunetrain.search import random  # noqa: F401  (registers "random")
+from prunetrain.search import local, random  # noqa: F401  (registers the searchers)
 from prunetrain.search.base import SEARCHERS, Searcher, SearchResult, make_searcher, register
 from prunetrain.search.loop import run
 
-__all__ = ["SEARCHERS", "SearchResult", "Searcher", "make_searcher", "register", "run"]
+#: The method ``prunetrain search`` and ``SubnetworkClassifier`` use by default.
+DEFAULT_METHOD = "random"
+
+__all__ = [
+    "DEFAULT_METHOD",
+    "SEARCHERS",
+    "SearchResult",
+    "Searcher",
+    "make_searcher",
+    "register",
+    "run",
+]

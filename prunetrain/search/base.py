@@ -36,6 +36,10 @@ class Searcher(abc.ABC):
     #: A searcher sets this when it has nothing more to do (e.g. converged).
     finished: bool = False
 
+    def budget_used(self) -> float:
+        """Fraction of the budget spent so far, in [0, 1] (the run loop provides it)."""
+        return 0.0
+
     def setup(
         self, problem: Problem, rng: np.random.Generator, init_mask: Mask | None = None
     ) -> None:

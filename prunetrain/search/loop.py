@@ -58,7 +58,8 @@ def run(
         validation accuracy. ``None`` never stops early.
     validation_interval : float, optional
         Training sample-forwards between validations. By default
-        ``10 × (validation set size)``, so validation costs about 10 %.
+        ``10 × (validation set size)`` (the training set stands in for an empty
+        validation set), so validation costs about 10 %.
     callbacks : sequence of callables
         Each is called with the history row after every validation; one that
         returns ``True`` stops the search (``stopped_by="callback"``).
@@ -81,7 +82,7 @@ def run(
     interval = (
         validation_interval
         if validation_interval is not None
-        else VALIDATION_RATIO * max(problem.n_val, 1)
+        else VALIDATION_RATIO * (problem.n_val or problem.n_train)
     )
     start = time.perf_counter()
     start_evals, start_forwards = problem.n_evaluations, problem.n_sample_forwards
@@ -143,6 +144,7 @@ def run(
     )
     last_shown = 0.0
     try:
+        searcher.budget_used = lambda: budget.fraction_used(used(), elapsed())
         searcher.setup(problem, searcher_rng(seed), init_mask)
         validate()
         last_validation = problem.n_sample_forwards
