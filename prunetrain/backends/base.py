@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from prunetrain.backends import flips
 from prunetrain.masks import MaskPopulation
 from prunetrain.network import FrozenNetwork
 
@@ -58,6 +59,28 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def logits(self, mask: Sequence[np.ndarray], X) -> np.ndarray:
         """Logits ``(B, C)`` of one mask on ``X``, float32 on the host."""
+
+    # --- exact incremental evaluation of weight flips (local search) -------------------
+    def flip_state(self, mask: Sequence[np.ndarray], X, y) -> flips.FlipState:
+        """Forward ``mask`` on the batch ``(X, y)`` and cache what :meth:`flip_gains` needs."""
+        return flips.build_state(self.network, mask, X, y)
+
+    def flip_gains(
+        self,
+        state: flips.FlipState,
+        layer: int,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        rows2: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Exact loss change of each move (see :func:`prunetrain.backends.flips.flip_gains`)."""
+        return flips.flip_gains(state, layer, rows, cols, rows2)
+
+    def apply_flips(
+        self, state: flips.FlipState, layer: int, rows: np.ndarray, cols: np.ndarray
+    ) -> None:
+        """Flip weights of ``layer`` and update the caches (see :func:`~prunetrain.backends.flips.apply_flips`)."""
+        flips.apply_flips(state, layer, rows, cols)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.network!r})"
