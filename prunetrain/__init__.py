@@ -7,14 +7,14 @@ strong lottery ticket hypothesis).
 Examples
 --------
 >>> import prunetrain
->>> run = prunetrain.search("digits", "64-32-10", method="random", budget="200evals", seed=0)
+>>> run = prunetrain.run_search("digits", "64-32-10", method="random", budget="200evals", seed=0)
 >>> 0.0 <= run.metrics["test"]["accuracy"] <= 1.0
 True
 """
 
 __version__ = "0.1.0"
 
-from prunetrain.api import SearchRun, evaluate_ticket, search
+from prunetrain.api import SearchRun, evaluate_ticket, run_search
 from prunetrain.data import Dataset, load_dataset
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KeepRule, MaskPopulation, pack_mask, random_mask, unpack_mask
@@ -36,6 +36,7 @@ __all__ = [
     "SearchResult",
     "SearchRun",
     "Searcher",
+    "SubnetworkClassifier",
     "Ticket",
     "evaluate_ticket",
     "load_dataset",
@@ -43,6 +44,16 @@ __all__ = [
     "pack_mask",
     "random_mask",
     "run",
-    "search",
+    "run_search",
     "unpack_mask",
 ]
+
+
+def __getattr__(name: str):
+    # The scikit-learn estimator is imported on first use: it pulls in scikit-learn,
+    # which the CLI and the search API do not need at startup.
+    if name == "SubnetworkClassifier":
+        from prunetrain.estimator import SubnetworkClassifier
+
+        return SubnetworkClassifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
