@@ -7,11 +7,14 @@ network. ``"auto"`` picks the fastest backend that works here.
 from __future__ import annotations
 
 from prunetrain.backends.base import Backend
+from prunetrain.backends.numba_backend import NumbaBackend
 from prunetrain.backends.numpy_backend import NumpyBackend
 from prunetrain.errors import BackendUnavailableError, PrunetrainError
 from prunetrain.network import FrozenNetwork
 
 BACKENDS: dict[str, type[Backend]] = {"numpy": NumpyBackend}
+if NumbaBackend.unavailable_reason() is None:  # no numba here: leave it out
+    BACKENDS["numba"] = NumbaBackend
 # Tried in this order by "auto"; names that are not registered are skipped.
 AUTO_ORDER = ("cupy", "numba", "numpy")
 
@@ -45,4 +48,11 @@ def make_backend(name: str, network: FrozenNetwork) -> Backend:
     return resolve_backend(name)(network)
 
 
-__all__ = ["BACKENDS", "Backend", "NumpyBackend", "backend_names", "make_backend", "resolve_backend"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "NumpyBackend",
+    "backend_names",
+    "make_backend",
+    "resolve_backend",
+]

@@ -1,0 +1,304 @@
+"""How fast each backend evaluates a population of masks, against this machine's GEMM peak.
+
+A mask evaluation is one mask's forward pass and loss on a batch of B
+samples; it costs ``2·B·Σ fan_in·fan_out`` FLOPs, the dense count. The
+machine's fp32 peak is measured in the same run as a large NumPy sgemm, so
+the ratio says how close a backend gets to what this machine can do, whatever
+else is running on it.
+
+Every repeat times each contender once, in turn, so that a slow spell of the
+machine falls on all of them alike; the numbers reported are medians.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from prunetrain.backends import BACKENDS, resolve_backend
+from prunetrain.errors import PrunetrainError
+from prunetrain.masks import MaskPopulation
+from prunetrain.network import FrozenNetwork, NetworkSpec, parse_arch
+
+GEMM_SIZE = 4096
+# Pause before each timed call: longer than OpenBLAS workers spin after a call.
+SETTLE_SECONDS = 0.2
+
+
+def random_problem(
+    arch: str, population: int, batch: int, seed: int = 0
+) -> tuple[FrozenNetwork, MaskPopulation, np.ndarray, np.ndarray]:
+    """A network, ``population`` random masks (each weight kept with probability 1/2) and a batch.
+
+    Returns
+    -------
+    network, masks, X (batch, d) float32, y (batch,) int64
+    """
+    if population < 1 or batch < 1:
+        raise PrunetrainError(
+            f"population and batch must be positive, got population={population}, batch={batch}"
+        )
+    spec = NetworkSpec(parse_arch(arch))
+    network = FrozenNetwork(spec, seed)
+    rng = np.random.default_rng(seed)
+    packed = [
+        rng.integers(0, 256, size=(population, (a * b + 7) // 8), dtype=np.uint8)
+        for a, b in spec.shapes
+    ]
+    X = rng.standard_normal((batch, spec.layer_sizes[0]), dtype=np.float32)
+    y = rng.integers(0, spec.layer_sizes[-1], size=batch)
+    return network, MaskPopulation(packed, spec.shapes), X, y
+
+
+def sgemm_peak(size: int = GEMM_SIZE, seed: int = 0) -> Callable[[], float]:
+    """A timer for one ``size × size`` float32 NumPy GEMM; it returns the GFLOP/s of one call."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    out = np.empty((size, size), dtype=np.float32)
+    np.matmul(a, b, out=out)  # warm up: threads started, pages touched
+
+    def run() -> float:
+        t = time.perf_counter()
+        np.matmul(a, b, out=out)
+        return 2.0 * size**3 / (time.perf_counter() - t) / 1e9
+
+    return run
+
+
+def time_interleaved(
+    contenders: dict[str, Callable[[], object]], repeats: int, settle: float = SETTLE_SECONDS
+) -> dict[str, list[float]]:
+    """Seconds of each call of each contender, ``repeats`` rounds, one call of each per round.
+
+    Each call starts ``settle`` seconds after the previous one ended, so that
+    it does not share the cores with threads another contender left spinning
+    (OpenBLAS workers spin for about 0.13 s after a multi-threaded call).
+    """
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            time.sleep(settle)
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
+def machine_info() -> dict:
+    """CPU, cores, Python and library versions, and the BLAS NumPy calls."""
+    info = {
+        "cpu": _cpu_name(),
+        "cores": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+    try:
+        import numba
+
+        info["numba"] = numba.__version__
+    except Exception:  # noqa: BLE001 - no numba is a fact to report, not an error
+        info["numba"] = None
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = [b for b in threadpool_info() if b.get("user_api") == "blas"]
+        info["blas"] = [
+            f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture')}), "
+            f"{b.get('num_threads')} threads"
+            for b in blas
+        ]
+    except Exception:  # noqa: BLE001
+        info["blas"] = []
+    return info
+
+
+def _load_average() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def available_backends() -> list[str]:
+    """Registered backends that can run here."""
+    return [name for name, cls in BACKENDS.items() if cls.unavailable_reason() is None]
+
+
+def measure(
+    contenders: dict[str, Callable[[], object]],
+    evals_per_call: int,
+    flops_per_eval: float,
+    repeats: int,
+    gemm_size: int = GEMM_SIZE,
+    seed: int = 0,
+) -> tuple[dict, dict]:
+    """Time each contender's first call, then ``repeats`` interleaved rounds with the sgemm peak.
+
+    Parameters
+    ----------
+    contenders : dict of name -> callable
+        Each call evaluates ``evals_per_call`` masks of ``flops_per_eval`` FLOPs.
+    repeats : int
+        Rounds; each times the peak GEMM and every contender once.
+
+    Returns
+    -------
+    numbers : dict
+        JSON-ready: ``load_average`` (1-minute, before and after), ``gemm_size``,
+        ``gemm_peak_gflops`` (median), ``gemm_peak_all``, and ``contenders``:
+        per name ``first_call_seconds`` (in no other number), ``compile_seconds``
+        (the first call less a steady one), ``seconds`` (median), ``seconds_all``,
+        ``evals_per_second``, ``gflops`` and ``ratio_to_peak``.
+    first_outputs : dict
+        What each contender's first call returned.
+    """
+    if repeats < 1:
+        raise PrunetrainError(f"repeats must be at least 1, got {repeats}")
+    first_call, first_outputs = {}, {}
+    for name, fn in contenders.items():
+        t = time.perf_counter()
+        first_outputs[name] = fn()
+        first_call[name] = time.perf_counter() - t
+    peak_run = sgemm_peak(gemm_size, seed)
+    peaks: list[float] = []
+    load_before = _load_average()
+    times = time_interleaved({"__peak__": lambda: peaks.append(peak_run()), **contenders}, repeats)
+    peak = statistics.median(peaks)
+    rows = {}
+    for name in contenders:
+        seconds = statistics.median(times[name])
+        gflops = evals_per_call * flops_per_eval / seconds / 1e9
+        rows[name] = {
+            "first_call_seconds": first_call[name],
+            "compile_seconds": max(0.0, first_call[name] - seconds),
+            "seconds": seconds,
+            "seconds_all": times[name],
+            "evals_per_second": evals_per_call / seconds,
+            "gflops": gflops,
+            "ratio_to_peak": gflops / peak,
+        }
+    numbers = {
+        "load_average": [load_before, _load_average()],
+        "gemm_size": gemm_size,
+        "gemm_peak_gflops": peak,
+        "gemm_peak_all": peaks,
+        "contenders": rows,
+    }
+    return numbers, first_outputs
+
+
+def run_bench(
+    arch: str = "784-300-100-10",
+    population: int = 64,
+    batch: int = 1024,
+    backends: Sequence[str] | None = None,
+    repeats: int = 5,
+    seed: int = 0,
+    gemm_size: int = GEMM_SIZE,
+) -> dict:
+    """Measure population evaluation on each backend and the machine's fp32 GEMM peak.
+
+    Parameters
+    ----------
+    arch : str
+        Layer sizes, e.g. ``"784-300-100-10"``.
+    population, batch : int
+        Masks evaluated per call, samples per batch.
+    backends : list of str, optional
+        Backend names (default: every registered backend that can run here).
+        An unknown or unusable name raises :class:`PrunetrainError`.
+    repeats : int
+        Timed rounds; each round times the GEMM peak and every backend once.
+    seed : int
+        Seed of the network, the masks and the batch.
+    gemm_size : int
+        Size of the square sgemm that measures the peak.
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``arch``, ``population``, ``batch``, ``repeats``, ``seed``,
+        ``flops_per_mask_eval``, ``machine``, ``load_average`` (1-minute, before
+        and after: other work on the machine shows here), ``gemm_size``,
+        ``gemm_peak_gflops`` (median), and ``backends``: per name
+        ``first_call_seconds`` (the first evaluation, which compiles or loads
+        cached kernels; in no other number), ``compile_seconds`` (that call
+        less a steady-state one), ``seconds`` (median per population
+        evaluation) and ``seconds_all``, ``evals_per_second`` (mask
+        evaluations), ``gflops`` and ``ratio_to_peak`` (see :func:`measure`).
+
+    Examples
+    --------
+    >>> r = run_bench("16-8-4", population=2, batch=8, backends=["numpy"], repeats=1, gemm_size=64)
+    >>> sorted(r["backends"])
+    ['numpy']
+    """
+    names = list(available_backends() if backends is None else backends)
+    if not names:
+        raise PrunetrainError("no backend to benchmark")
+    classes = {name: resolve_backend(name) for name in names}  # raises on unknown names
+    network, masks, X, y = random_problem(arch, population, batch, seed)
+    flops = float(network.spec.flops_per_sample() * batch)
+    contenders = {}
+    for name, cls in classes.items():
+        backend = cls(network)
+        Xd, yd = backend.asarray(X), backend.aslabels(y)
+        contenders[name] = lambda b=backend, Xd=Xd, yd=yd: b.evaluate(masks, Xd, yd)
+    numbers, _ = measure(contenders, population, flops, repeats, gemm_size, seed)
+    return {
+        "arch": network.spec.arch,
+        "population": population,
+        "batch": batch,
+        "repeats": repeats,
+        "seed": seed,
+        "flops_per_mask_eval": flops,
+        "machine": machine_info(),
+        "load_average": numbers["load_average"],
+        "gemm_size": gemm_size,
+        "gemm_peak_gflops": numbers["gemm_peak_gflops"],
+        "backends": numbers["contenders"],
+    }
+
+
+def format_bench(result: dict) -> str:
+    """A short human-readable table of :func:`run_bench`'s result."""
+    m = result["machine"]
+    lines = [
+        f"arch {result['arch']}, population {result['population']}, batch {result['batch']}: "
+        f"{result['flops_per_mask_eval'] / 1e6:.1f} MFLOP per mask evaluation, "
+        f"median of {result['repeats']}",
+        f"machine: {m['cpu']}, {m['cores']} cores; BLAS: {'; '.join(m.get('blas') or ['?'])}"
+        + _load_text(result.get("load_average")),
+        f"fp32 GEMM peak ({result['gemm_size']}² sgemm): {result['gemm_peak_gflops']:.1f} GFLOP/s",
+        "",
+        f"{'backend':<10}{'compile s':>11}{'eval s':>10}{'masks/s':>10}{'GFLOP/s':>10}{'of peak':>9}",
+    ]
+    for name, r in result["backends"].items():
+        lines.append(
+            f"{name:<10}{r['compile_seconds']:>11.3f}{r['seconds']:>10.4f}"
+            f"{r['evals_per_second']:>10.1f}{r['gflops']:>10.1f}{r['ratio_to_peak']:>8.0%} "
+        )
+    lines.append("(compile s: the first call less a steady one; in no other column)")
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _load_text(load) -> str:
+    if not load or None in load:
+        return ""
+    return f"; load average {load[0]:.2f} before, {load[1]:.2f} after"
