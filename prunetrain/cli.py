@@ -249,6 +249,32 @@ def datasets(data_dir: str | None) -> None:
     )
 
 
+@cli.command()
+@click.option("--arch", default="784-300-100-10", show_default=True, help="Network to evaluate.")
+@click.option("--population", default=64, show_default=True, type=int, help="Masks per evaluation.")
+@click.option("--batch", default=1024, show_default=True, type=int, help="Samples per evaluation.")
+@click.option(
+    "--backend",
+    "backends",
+    multiple=True,
+    help="Backend to measure; repeatable (default: all that run here).",
+)
+@click.option(
+    "--repeats", default=5, show_default=True, type=int, help="Timed rounds; medians are reported."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench(
+    arch: str, population: int, batch: int, backends: tuple[str, ...], repeats: int, as_json: bool
+) -> None:
+    """Mask evaluations per second of each backend, against this machine's fp32 GEMM peak."""
+    from prunetrain.bench import format_bench, run_bench
+
+    if population < 1 or batch < 1 or repeats < 1:
+        raise PrunetrainError("--population, --batch and --repeats must be at least 1")
+    result = run_bench(arch, population, batch, list(backends) or None, repeats)
+    click.echo(json.dumps(result) if as_json else format_bench(result))
+
+
 def _one_line(message: object) -> str:
     return " ".join(str(message).split())
 

@@ -218,3 +218,28 @@ def test_entry_points_run():
         check=False,
     )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_bench_json(capsys):
+    code, out, _ = cli(
+        capsys,
+        "bench",
+        "--arch",
+        "16-8-4",
+        "--population",
+        "3",
+        "--batch",
+        "32",
+        "--repeats",
+        "1",
+        "--backend",
+        "numpy",
+        "--json",
+    )
+    assert code == 0
+    result = json.loads(out)
+    row = result["backends"]["numpy"]
+    assert result["gemm_peak_gflops"] > 0 and row["evals_per_second"] > 0
+    assert row["ratio_to_peak"] == pytest.approx(row["gflops"] / result["gemm_peak_gflops"])
+    code, _, err = cli(capsys, "bench", "--batch", "0")
+    assert code == 2 and err.count("\n") == 1
