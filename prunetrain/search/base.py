@@ -115,7 +115,7 @@ class SearchResult:
     history : list of dict
         One row per validation point: ``evaluations``, ``sample_forwards``,
         ``seconds``, ``train_loss``, ``val_loss``, ``val_accuracy``,
-        ``best_val_accuracy``.
+        ``best_val_accuracy``, ``improved`` (this mask became the best).
     evaluations, sample_forwards, seconds : float
         Total cost of the search.
     stopped_by : str

@@ -62,7 +62,9 @@ def run(
         validation set), so validation costs about 10 %.
     callbacks : sequence of callables
         Each is called with the history row after every validation; one that
-        returns ``True`` stops the search (``stopped_by="callback"``).
+        returns ``True`` stops the search (``stopped_by="callback"``). A row
+        with ``improved`` true means ``searcher.recommend()`` is now the mask
+        the search would return.
     progress : bool
         Show a tqdm bar on stderr: evaluations, best train loss, validation
         accuracy, evaluations/s.
@@ -124,6 +126,7 @@ def run(
                 "val_loss": val_loss,
                 "val_accuracy": val_acc,
                 "best_val_accuracy": best["val_accuracy"],
+                "improved": better,
             }
         )
         return better
