@@ -139,6 +139,61 @@ def _hidden_gains(
         out[k] = total / n_samples
 
 
+@njit(parallel=True, cache=True, fastmath=False)
+def _last_hidden_gains_signed(
+    acts_t, pre_col, probs, log_probs, y, rows, rows2, coef, coef2, cols, w_out, sigma, out
+):  # pragma: no cover
+    """Moves in the last hidden layer when every kept output weight is ``±sigma``.
+
+    Then ``δ_c = Δa · w_jc`` takes only the values ``±Δa·sigma`` (or 0), so two
+    ``expm1`` per sample replace one per class.
+    """
+    n_moves = cols.shape[0]
+    n_samples = acts_t.shape[1]
+    n_classes = w_out.shape[1]
+    for k in prange(n_moves):
+        delta = np.empty(n_classes)
+        i1 = rows[k]
+        i2 = rows2[k]
+        j = cols[k]
+        total = 0.0
+        for b in range(n_samples):
+            dz = coef[k] * acts_t[i1, b]
+            if i2 >= 0:
+                dz += coef2[k] * acts_t[i2, b]
+            if dz == 0.0:
+                continue
+            z = pre_col[j, b]
+            da = max(z + dz, 0.0) - max(z, 0.0)
+            if da == 0.0:
+                continue
+            up = np.expm1(da * sigma)
+            down = np.expm1(-da * sigma)
+            s = 0.0
+            for c in range(n_classes):
+                w = w_out[j, c]
+                if w > 0.0:
+                    s += probs[b, c] * up
+                elif w < 0.0:
+                    s += probs[b, c] * down
+            if np.isfinite(s) and s > -0.5:
+                change = np.log1p(s)
+            else:
+                for c in range(n_classes):
+                    delta[c] = da * w_out[j, c]
+                change = _lse_change(probs, log_probs, b, delta, -1)
+            total += change - da * w_out[j, y[b]]
+        out[k] = total / n_samples
+
+
+def _constant_magnitude(w: np.ndarray) -> float:
+    """The common magnitude of the non-zero entries of ``w``, or 0 if they differ."""
+    nonzero = np.abs(w[w != 0])
+    if nonzero.size == 0 or nonzero.min() != nonzero.max():
+        return 0.0
+    return float(nonzero[0])
+
+
 def flip_gains(
     state: FlipState,
     layer: int,
@@ -174,6 +229,15 @@ def flip_gains(
         )
         return out
     down = state.masked[layer + 1 :]
+    pre_col = np.ascontiguousarray(state.pre[layer].T)
+    if len(down) == 1:
+        sigma = _constant_magnitude(down[0])
+        if sigma > 0.0:  # signed-constant or binary output weights
+            _last_hidden_gains_signed(
+                state.acts_t[layer], pre_col, state.probs, state.log_probs, state.y,
+                rows, rows2, coef, coef2, cols, down[0], sigma, out,
+            )  # fmt: skip
+            return out
     dims = np.array([down[0].shape[0]] + [w.shape[1] for w in down], dtype=np.int64)
     sizes = [w.size for w in down]
     w_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
@@ -187,7 +251,6 @@ def flip_gains(
         z_flat = np.ascontiguousarray(np.concatenate(hidden, axis=1))
     else:
         z_flat = np.zeros((state.batch_size, 1))
-    pre_col = np.ascontiguousarray(state.pre[layer].T)
     _hidden_gains(
         state.acts_t[layer], pre_col, state.probs, state.log_probs, state.y, rows, rows2, coef, coef2, cols,
         w_flat, w_off, dims, z_flat, z_off, out,

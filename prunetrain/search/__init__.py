@@ -9,7 +9,7 @@ from prunetrain.search.base import SEARCHERS, Searcher, SearchResult, make_searc
 from prunetrain.search.loop import run
 
 #: The method ``prunetrain search`` and ``SubnetworkClassifier`` use by default.
-DEFAULT_METHOD = "random"
+DEFAULT_METHOD = "accumulate"
 
 __all__ = [
     "DEFAULT_METHOD",

@@ -444,7 +444,7 @@ class AccumulateSearcher(FlipSearcher):
         pool: int | None = None,
         decay: float = 0.9,
         shrink: float = 2.0,
-        flip_fraction: float = 0.02,
+        flip_fraction: float = 0.05,
         max_age: int = 40,
     ) -> None:
         super().__init__(candidates=pool, rounds=1)
