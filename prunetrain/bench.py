@@ -8,6 +8,10 @@ else is running on it.
 
 Every repeat times each contender once, in turn, so that a slow spell of the
 machine falls on all of them alike; the numbers reported are medians.
+
+A GPU backend (``cupy``) is measured against the GPU's own fp32 peak, a large
+cuBLAS sgemm timed in the same rounds; its evaluations return their fitness
+values to the host, so the time includes the synchronisation.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from prunetrain.masks import MaskPopulation
 from prunetrain.network import FrozenNetwork, NetworkSpec, parse_arch
 
 GEMM_SIZE = 4096
+# Backends that run on the GPU, measured against the GPU's own GEMM peak.
+GPU_BACKENDS = ("cupy",)
+GPU_GEMM_SIZE = 8192
 # Pause before each timed call: longer than OpenBLAS workers spin after a call.
 SETTLE_SECONDS = 0.2
 
@@ -147,6 +154,8 @@ def measure(
     repeats: int,
     gemm_size: int = GEMM_SIZE,
     seed: int = 0,
+    gpu_peak: Callable[[], float] | None = None,
+    gpu_contenders: Sequence[str] = (),
 ) -> tuple[dict, dict]:
     """Time each contender's first call, then ``repeats`` interleaved rounds with the sgemm peak.
 
@@ -156,6 +165,10 @@ def measure(
         Each call evaluates ``evals_per_call`` masks of ``flops_per_eval`` FLOPs.
     repeats : int
         Rounds; each times the peak GEMM and every contender once.
+    gpu_peak : callable, optional
+        A timer returning the GFLOP/s of one GPU GEMM (see
+        :func:`prunetrain.backends.cupy_backend.gpu_sgemm_peak`), timed in
+        every round too; ``gpu_contenders`` are compared with it.
 
     Returns
     -------
@@ -164,7 +177,9 @@ def measure(
         ``gemm_peak_gflops`` (median), ``gemm_peak_all``, and ``contenders``:
         per name ``first_call_seconds`` (in no other number), ``compile_seconds``
         (the first call less a steady one), ``seconds`` (median), ``seconds_all``,
-        ``evals_per_second``, ``gflops`` and ``ratio_to_peak``.
+        ``evals_per_second``, ``gflops``, ``ratio_to_peak`` and ``peak`` (``"cpu"``,
+        or ``"gpu"`` for ``gpu_contenders``, whose ratio is to ``gpu_gemm_peak_gflops``,
+        present with ``gpu_gemm_peak_all`` when ``gpu_peak`` is given).
     first_outputs : dict
         What each contender's first call returned.
     """
@@ -177,13 +192,19 @@ def measure(
         first_call[name] = time.perf_counter() - t
     peak_run = sgemm_peak(gemm_size, seed)
     peaks: list[float] = []
+    gpu_peaks: list[float] = []
+    timed = {"__peak__": lambda: peaks.append(peak_run())}
+    if gpu_peak is not None:
+        timed["__gpu_peak__"] = lambda: gpu_peaks.append(gpu_peak())
     load_before = _load_average()
-    times = time_interleaved({"__peak__": lambda: peaks.append(peak_run()), **contenders}, repeats)
+    times = time_interleaved({**timed, **contenders}, repeats)
     peak = statistics.median(peaks)
+    gpu_median = statistics.median(gpu_peaks) if gpu_peaks else None
     rows = {}
     for name in contenders:
         seconds = statistics.median(times[name])
         gflops = evals_per_call * flops_per_eval / seconds / 1e9
+        on_gpu = name in gpu_contenders and gpu_median is not None
         rows[name] = {
             "first_call_seconds": first_call[name],
             "compile_seconds": max(0.0, first_call[name] - seconds),
@@ -191,7 +212,8 @@ def measure(
             "seconds_all": times[name],
             "evals_per_second": evals_per_call / seconds,
             "gflops": gflops,
-            "ratio_to_peak": gflops / peak,
+            "ratio_to_peak": gflops / (gpu_median if on_gpu else peak),
+            "peak": "gpu" if on_gpu else "cpu",
         }
     numbers = {
         "load_average": [load_before, _load_average()],
@@ -200,6 +222,9 @@ def measure(
         "gemm_peak_all": peaks,
         "contenders": rows,
     }
+    if gpu_median is not None:
+        numbers["gpu_gemm_peak_gflops"] = gpu_median
+        numbers["gpu_gemm_peak_all"] = gpu_peaks
     return numbers, first_outputs
 
 
@@ -211,6 +236,7 @@ def run_bench(
     repeats: int = 5,
     seed: int = 0,
     gemm_size: int = GEMM_SIZE,
+    gpu_gemm_size: int = GPU_GEMM_SIZE,
 ) -> dict:
     """Measure population evaluation on each backend and the machine's fp32 GEMM peak.
 
@@ -229,6 +255,9 @@ def run_bench(
         Seed of the network, the masks and the batch.
     gemm_size : int
         Size of the square sgemm that measures the peak.
+    gpu_gemm_size : int
+        Size of the square cuBLAS sgemm that measures the GPU's peak, when a
+        GPU backend (``cupy``) is measured.
 
     Returns
     -------
@@ -241,7 +270,10 @@ def run_bench(
         cached kernels; in no other number), ``compile_seconds`` (that call
         less a steady-state one), ``seconds`` (median per population
         evaluation) and ``seconds_all``, ``evals_per_second`` (mask
-        evaluations), ``gflops`` and ``ratio_to_peak`` (see :func:`measure`).
+        evaluations), ``gflops``, ``ratio_to_peak`` and ``peak`` (see
+        :func:`measure`). With a GPU backend also ``gpu`` (the device and CUDA
+        versions), ``gpu_gemm_size`` and ``gpu_gemm_peak_gflops``, the GPU's
+        own fp32 peak that the GPU backend's ``ratio_to_peak`` refers to.
 
     Examples
     --------
@@ -260,7 +292,18 @@ def run_bench(
         backend = cls(network)
         Xd, yd = backend.asarray(X), backend.aslabels(y)
         contenders[name] = lambda b=backend, Xd=Xd, yd=yd: b.evaluate(masks, Xd, yd)
-    numbers, _ = measure(contenders, population, flops, repeats, gemm_size, seed)
+    gpu_names = [name for name in classes if name in GPU_BACKENDS]
+    gpu_peak, gpu = None, {}
+    if gpu_names:
+        from prunetrain.backends import cupy_backend
+
+        gpu_peak = cupy_backend.gpu_sgemm_peak(gpu_gemm_size, seed)
+        gpu = {"gpu": cupy_backend.gpu_info(), "gpu_gemm_size": gpu_gemm_size}
+    numbers, _ = measure(
+        contenders, population, flops, repeats, gemm_size, seed, gpu_peak, gpu_names
+    )
+    if gpu_names:
+        gpu["gpu_gemm_peak_gflops"] = numbers["gpu_gemm_peak_gflops"]
     return {
         "arch": network.spec.arch,
         "population": population,
@@ -272,6 +315,7 @@ def run_bench(
         "load_average": numbers["load_average"],
         "gemm_size": gemm_size,
         "gemm_peak_gflops": numbers["gemm_peak_gflops"],
+        **gpu,
         "backends": numbers["contenders"],
     }
 
@@ -286,6 +330,7 @@ def format_bench(result: dict) -> str:
         f"machine: {m['cpu']}, {m['cores']} cores; BLAS: {'; '.join(m.get('blas') or ['?'])}"
         + _load_text(result.get("load_average")),
         f"fp32 GEMM peak ({result['gemm_size']}² sgemm): {result['gemm_peak_gflops']:.1f} GFLOP/s",
+        *_gpu_lines(result),
         "",
         f"{'backend':<10}{'compile s':>11}{'eval s':>10}{'masks/s':>10}{'GFLOP/s':>10}{'of peak':>9}",
     ]
@@ -293,9 +338,22 @@ def format_bench(result: dict) -> str:
         lines.append(
             f"{name:<10}{r['compile_seconds']:>11.3f}{r['seconds']:>10.4f}"
             f"{r['evals_per_second']:>10.1f}{r['gflops']:>10.1f}{r['ratio_to_peak']:>8.0%} "
+            + ("of the GPU peak" if r.get("peak") == "gpu" else "")
         )
     lines.append("(compile s: the first call less a steady one; in no other column)")
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _gpu_lines(result: dict) -> list[str]:
+    if "gpu_gemm_peak_gflops" not in result:
+        return []
+    g = result.get("gpu") or {}
+    return [
+        f"GPU: {g.get('name', '?')}, {g.get('memory_gib', '?')} GiB; CUDA runtime "
+        f"{g.get('cuda_runtime', '?')}, driver {g.get('cuda_driver', '?')}; CuPy {g.get('cupy', '?')}",
+        f"GPU fp32 GEMM peak ({result['gpu_gemm_size']}² cuBLAS sgemm): "
+        f"{result['gpu_gemm_peak_gflops']:.1f} GFLOP/s",
+    ]
 
 
 def _load_text(load) -> str:

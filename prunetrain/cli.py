@@ -126,9 +126,14 @@ def cli() -> None:
     "--out", type=click.Path(), help="Output folder. Default: runs/DATASET-METHOD-keepK-seedS."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@click.option("--verbose", "-v", is_flag=True, help="Say which backend `auto` chose and why.")
 def search(**opts) -> None:
     """Search a frozen random network for a mask; write ticket.npz, result.json and the curve."""
     from prunetrain.api import run_search
+    from prunetrain.backends import backend_notice
+
+    if opts["verbose"] and (notice := backend_notice(opts["backend"])):
+        click.echo(notice, err=True)
 
     out = opts["out"] or (
         f"runs/{Path(opts['dataset']).stem}-{opts['method']}-keep{opts['keep']:g}-seed{opts['seed']}"
@@ -172,6 +177,160 @@ def search(**opts) -> None:
             f"  interrupted: the best ticket so far is saved; resume with --init-mask {out}/ticket.npz"
         )
     click.echo("\n".join(lines))
+
+
+@cli.command()
+@click.option(
+    "--dataset",
+    default="digits",
+    show_default=True,
+    help="digits, fashion-mnist, mnist, or a .npz/.csv file.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="Folder of the IDX files (else $PRUNETRAIN_DATA, else the Debian path).",
+)
+@click.option("--arch", help="Layer sizes, e.g. 784-300-100-10. Default: inputs-256-256-classes.")
+@click.option(
+    "--init",
+    "init",
+    default="signed_constant",
+    show_default=True,
+    help="signed_constant, kaiming_normal, kaiming_uniform, binary.",
+)
+@click.option(
+    "--scale",
+    default="keep",
+    show_default=True,
+    help="keep (scale weights by 1/sqrt(keep)) or none.",
+)
+@click.option(
+    "--keep",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="Fraction of weights kept, in (0, 1] (dense ignores it but for the network's scale).",
+)
+@click.option(
+    "--keep-rule",
+    default="layer",
+    show_default=True,
+    help="layer (exact per layer), global, or free (treated as global).",
+)
+@click.option(
+    "--method",
+    default="dense",
+    show_default=True,
+    help="dense, dense-sklearn, edge-popup, imp, random, magnitude or synflow.",
+)
+@click.option(
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A baseline hyperparameter (epochs, lr, ...); repeatable.",
+)
+@click.option(
+    "--budget",
+    help="Optional cap: wall time (30s, 10m) or gradient steps (5000evals). Default: the method's epochs.",
+)
+@click.option("--batch-size", type=int, help="Training batch size. Default: the method's (128).")
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=int,
+    help="Seed of the training and, by default, of the network.",
+)
+@click.option("--network-seed", type=int, help="Seed of the frozen weights, if other than --seed.")
+@click.option(
+    "--out", type=click.Path(), help="Output folder. Default: runs/DATASET-METHOD-keepK-seedS."
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress or summary.")
+def baseline(**opts) -> None:
+    """Run a gradient-trained or data-free baseline; write result.json, the curve and a ticket or weights."""
+    from prunetrain.baselines import run_baseline
+
+    out = opts["out"] or (
+        f"runs/{Path(opts['dataset']).stem}-{opts['method']}-keep{opts['keep']:g}-seed{opts['seed']}"
+    )
+    finished = run_baseline(
+        opts["dataset"],
+        opts["arch"],
+        method=opts["method"],
+        method_params=parse_method_params(opts["params"]),
+        data_dir=opts["data_dir"],
+        init=opts["init"],
+        scale=opts["scale"],
+        keep=opts["keep"],
+        keep_rule=opts["keep_rule"],
+        budget=opts["budget"],
+        batch_size=opts["batch_size"],
+        seed=opts["seed"],
+        network_seed=opts["network_seed"],
+        progress=not opts["quiet"],
+        out=out,
+    )
+    if opts["quiet"]:
+        return
+    r, m, c = finished.result, finished.metrics, finished.config
+    wrote = "ticket.npz" if finished.ticket is not None else "weights.npz"
+    click.echo(
+        "\n".join(
+            [
+                f"{c['method']} on {c['dataset']}  arch {c['arch']}  keep {finished.keep_fraction:.4g} ({c['keep_rule']})",
+                f"  {r.epochs:g} epochs, {r.steps} gradient steps in {r.seconds:.1f} s, stopped by {r.stopped_by}",
+                "  accuracy  train {:.4f}  val {}  test {:.4f}".format(
+                    m["train"]["accuracy"],
+                    f"{m['val']['accuracy']:.4f}" if "val" in m else "-",
+                    m["test"]["accuracy"],
+                ),
+                f"  {r.note}",
+                f"  wrote {out}/{wrote}, result.json, curve.csv, curve.png",
+            ]
+        )
+    )
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option(
+    "--jobs", "-j", default=1, show_default=True, type=int, help="Local worker processes."
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Run on a Dask cluster (tcp://host:8786) instead of local processes.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Output folder. Default: experiments/results/<config name>.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Only the final summary line.")
+def compare(config: str, jobs: int, scheduler: str | None, out: str | None, quiet: bool) -> None:
+    """Run every method and baseline of CONFIG.toml over its seeds; resume what is missing.
+
+    Writes results.jsonl, summary.md and plots into --out.
+    """
+    from prunetrain.experiments import load_config, run_comparison
+
+    comparison = load_config(config)
+    out = out or f"experiments/results/{comparison.name}"
+    result = run_comparison(
+        comparison, out, jobs=jobs, scheduler=scheduler, echo=None if quiet else click.echo
+    )
+    click.echo(
+        f"{len(result.ran)} runs done, {len(result.skipped)} skipped (already done), "
+        f"{len(result.failed)} failed in {result.seconds:.0f} s; wrote {out}/results.jsonl, summary.md and plots"
+    )
+    if result.failed:
+        raise PrunetrainError(
+            f"{len(result.failed)} run(s) failed; rerun to retry them "
+            f"(first: {next(iter(result.failed.values()))})"
+        )
 
 
 @cli.command()

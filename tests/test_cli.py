@@ -243,3 +243,70 @@ def test_bench_json(capsys):
     assert row["ratio_to_peak"] == pytest.approx(row["gflops"] / result["gemm_peak_gflops"])
     code, _, err = cli(capsys, "bench", "--batch", "0")
     assert code == 2 and err.count("\n") == 1
+
+
+def test_ctrl_c_writes_the_best_ticket_so_far(tmp_path):
+    import signal
+    import threading
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "prunetrain",
+            "search",
+            "--budget",
+            "1h",
+            "--arch",
+            "64-16-10",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    searching = threading.Event()
+    err_chunks = []
+
+    def read_stderr():  # the progress bar shows evaluations once the search loop runs
+        while chunk := proc.stderr.read(1):
+            err_chunks.append(chunk)
+            if "evals=" in "".join(err_chunks[-200:]):
+                searching.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    assert searching.wait(timeout=60), "".join(err_chunks)
+    proc.send_signal(signal.SIGINT)
+    stdout = proc.stdout.read()
+    proc.wait(timeout=60)
+    reader.join(timeout=10)
+    stderr = "".join(err_chunks)
+    assert proc.returncode == 0, stderr
+    assert "interrupted" in stdout and "--init-mask" in stdout
+    record = json.loads((out / "result.json").read_text())
+    assert record["stopped_by"] == "interrupted" and record["seconds"] < 60
+    Ticket.load(out / "ticket.npz")
+
+
+def test_verbose_says_why_auto_passes_over_the_gpu(tmp_path, capsys):
+    from prunetrain.backends import CupyBackend
+
+    if CupyBackend.unavailable_reason() is None:
+        pytest.skip("a GPU works here: auto uses it and there is nothing to explain")
+    code, _, err = cli(
+        capsys,
+        "search",
+        "--verbose",
+        "-q",
+        "--budget",
+        "5evals",
+        "--arch",
+        "64-8-10",
+        "--out",
+        str(tmp_path / "v"),
+    )
+    assert code == 0
+    assert err.startswith("backend auto: GPU backend 'cupy' not used (") and "using 'numba'" in err

@@ -7,6 +7,7 @@ network. ``"auto"`` picks the fastest backend that works here.
 from __future__ import annotations
 
 from prunetrain.backends.base import Backend
+from prunetrain.backends.cupy_backend import CupyBackend
 from prunetrain.backends.numba_backend import NumbaBackend
 from prunetrain.backends.numpy_backend import NumpyBackend
 from prunetrain.errors import BackendUnavailableError, PrunetrainError
@@ -15,6 +16,9 @@ from prunetrain.network import FrozenNetwork
 BACKENDS: dict[str, type[Backend]] = {"numpy": NumpyBackend}
 if NumbaBackend.unavailable_reason() is None:  # no numba here: leave it out
     BACKENDS["numba"] = NumbaBackend
+# Always listed: whether a GPU works is probed (once) only when cupy is asked for,
+# and an explicit `--backend cupy` then says why it cannot run.
+BACKENDS["cupy"] = CupyBackend
 # Tried in this order by "auto"; names that are not registered are skipped.
 AUTO_ORDER = ("cupy", "numba", "numpy")
 
@@ -43,6 +47,20 @@ def resolve_backend(name: str) -> type[Backend]:
     return cls
 
 
+def backend_notice(name: str) -> str | None:
+    """One line saying why ``"auto"`` passes over the GPU backend here, else ``None``.
+
+    Meant for a verbose mode: ``None`` unless ``name`` is ``"auto"`` and the
+    CuPy backend cannot run (the reason is probed once per process).
+    """
+    if name != "auto":
+        return None
+    reason = CupyBackend.unavailable_reason()
+    if reason is None:
+        return None
+    return f"backend auto: GPU backend 'cupy' not used ({reason}); using {resolve_backend('auto').name!r}"
+
+
 def make_backend(name: str, network: FrozenNetwork) -> Backend:
     """A backend of kind ``name`` (or ``"auto"``) bound to ``network``."""
     return resolve_backend(name)(network)
@@ -51,8 +69,10 @@ def make_backend(name: str, network: FrozenNetwork) -> Backend:
 __all__ = [
     "BACKENDS",
     "Backend",
+    "CupyBackend",
     "NumpyBackend",
     "backend_names",
+    "backend_notice",
     "make_backend",
     "resolve_backend",
 ]

@@ -1,0 +1,407 @@
+"""numba.cuda kernels and the CuPy backend's code, run under Numba's CUDA simulator.
+
+``NUMBA_ENABLE_CUDASIM=1`` must be set before Numba is imported, and the rest
+of the test session uses Numba's CPU kernels, so the checks run in ONE child
+process: this file run as a script under the simulator, with NumPy arrays in
+place of CuPy arrays. Each check compares a kernel (or the backend built on
+them, ``CupyBackend(array_module=numpy)``) with the NumPy reference on small
+random inputs: masks and packed bits exactly, losses and flip gains to 1e-5
+relative. Each check is reported as its own test here.
+
+No GPU is needed. What the simulator cannot show: CuPy itself (cuBLAS,
+device memory, ``__cuda_array_interface__``) and speed; see
+``tests/test_backend_cupy.py`` for what runs only on a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import traceback
+
+import numpy as np
+import pytest
+
+from prunetrain.backends import flips
+from prunetrain.masks import KeepRule, MaskPopulation, random_mask
+from prunetrain.metrics import accuracy, cross_entropy
+from prunetrain.network import FrozenNetwork, NetworkSpec
+
+CHECKS = {}
+RESULT_PREFIX = "CUDASIM-RESULTS "
+
+
+def check(fn):
+    """Register a check that runs in the simulator child."""
+    CHECKS[fn.__name__] = fn
+    return fn
+
+
+def kernels():
+    from prunetrain.backends import cuda_kernels
+
+    assert cuda_kernels.SIMULATOR, "the checks must run under NUMBA_ENABLE_CUDASIM=1"
+    return cuda_kernels
+
+
+def flip_case(sizes, batch, seed, bias=False, scale=1.0, init="signed_constant"):
+    """A network, a free random mask and a batch with zeros; large ``scale`` saturates the softmax."""
+    rng = np.random.default_rng(seed)
+    net = FrozenNetwork(NetworkSpec(tuple(sizes), bias=bias, init=init), seed)
+    mask = random_mask(net.shapes, KeepRule(0.5, "free"), rng)
+    X = rng.random((batch, sizes[0])) * scale
+    X[rng.random(X.shape) < 0.3] = 0.0
+    y = rng.integers(0, sizes[-1], batch)
+    return net, mask, X, y, rng
+
+
+def random_moves(rng, shape, n_moves):
+    a, b = shape
+    rows, cols = rng.integers(0, a, n_moves), rng.integers(0, b, n_moves)
+    rows2 = np.where(rng.random(n_moves) < 0.5, rng.integers(0, a, n_moves), -1)
+    rows2[rows2 == rows] = -1
+    return rows, cols, rows2
+
+
+# --- the checks (run in the child) ----------------------------------------------------
+
+
+@check
+def expand_wide_and_stack_equal_masked_weights():
+    K = kernels()
+    rng = np.random.default_rng(0)
+    for fan_in, fan_out, P, start, count in [(5, 7, 4, 1, 3), (3, 1, 2, 0, 2), (9, 4, 3, 2, 1)]:
+        w = rng.standard_normal((fan_in, fan_out)).astype(np.float32)
+        bits = rng.random((P, fan_in, fan_out)) < 0.5
+        pop = MaskPopulation.from_layers([bits])
+        want = pop.layer(0, slice(start, start + count)) * w  # (count, fan_in, fan_out)
+        out = np.full(count * fan_in * fan_out, np.nan, dtype=np.float32)
+        K.expand_stack(pop.packed[0], start, count, w.ravel(), out)
+        np.testing.assert_array_equal(out.reshape(count, fan_in, fan_out), want)
+        out[:] = np.nan
+        K.expand_wide(pop.packed[0], start, count, fan_out, w.ravel(), out)
+        wide = out.reshape(fan_in, count, fan_out).transpose(1, 0, 2)
+        np.testing.assert_array_equal(wide, want)
+
+
+@check
+def bias_relu_equals_numpy():
+    K = kernels()
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((3, 5, 4)).astype(np.float32)
+    bias = rng.standard_normal(4).astype(np.float32)
+    want = np.maximum(z + bias, np.float32(0.0))
+    flat = z.ravel().copy()
+    K.bias_relu(flat, bias)
+    np.testing.assert_array_equal(flat.reshape(z.shape), want)
+    assert flat.dtype == np.float32
+
+
+@check
+def cross_entropy_rows_equal_the_reference():
+    K = kernels()
+    rng = np.random.default_rng(2)
+    P, B, C = 3, 7, 5
+    logits = (rng.standard_normal((P, B, C)) * 4).astype(np.float32)
+    logits[0] = 0.0  # all ties: the first class is the arg-max
+    logits[1, 0] = [40.0, -40.0, 0.0, 3.0, 3.0]  # a saturated row
+    bias = rng.standard_normal(C).astype(np.float32)
+    y = rng.integers(0, C, B)
+    losses, hits = np.empty((P, B)), np.empty((P, B), dtype=np.int32)
+    K.cross_entropy_rows(logits, bias, y, losses, hits)
+    loss, acc = np.empty(P), np.empty(P)
+    K.sum_rows(losses, B, loss)
+    K.sum_rows(hits, B, acc)
+    z = logits + bias  # float32, as the reference backends add the bias
+    np.testing.assert_allclose(loss, cross_entropy(z, y), rtol=1e-12)
+    np.testing.assert_array_equal(acc, accuracy(z, y))
+    bad = np.array([0, C, -1, 1, 2, 3, 4])  # out-of-range labels give NaN, never a bad read
+    K.cross_entropy_rows(logits, bias, bad, losses, hits)
+    assert np.isnan(losses[:, 1:3]).all() and np.isfinite(losses[:, [0, 3]]).all()
+
+
+def kernel_gains(K, state, layer, rows, cols, rows2, lanes, workers):
+    """Flip gains by the kernels, arranged as the backend arranges them."""
+    r2 = np.full(len(rows), -1) if rows2 is None else rows2
+    coef = state.coefficients(layer, rows, cols)
+    coef2 = np.where(r2 >= 0, state.coefficients(layer, np.maximum(r2, 0), cols), 0.0)
+    moves = (rows, r2, coef, coef2, cols)
+    partial = np.full((len(rows), lanes), np.nan)
+    out = np.full(len(rows), np.nan)
+    common = (state.probs, state.log_probs, state.y, *moves)
+    if layer == state.n_layers - 1:
+        K.output_gains(state.acts_t[layer], *common, partial, out)
+        return out
+    down = state.masked[layer + 1 :]
+    dims = np.array([down[0].shape[0]] + [w.shape[1] for w in down])
+    w_off = np.concatenate([[0], np.cumsum([w.size for w in down])[:-1]])
+    hidden = state.pre[layer + 1 : -1]
+    z_off = np.zeros(len(dims), dtype=np.int64)
+    z_flat = np.zeros((state.batch_size, 1))
+    if hidden:
+        z_off[1 : 1 + len(hidden)] = np.concatenate(
+            [[0], np.cumsum([h.shape[1] for h in hidden])[:-1]]
+        )
+        z_flat = np.ascontiguousarray(np.concatenate(hidden, axis=1))
+    pre_col = np.ascontiguousarray(state.pre[layer].T)
+    w_flat = np.concatenate([w.ravel() for w in down])
+    scratch = np.full((workers, 2 * int(dims[1:].max())), np.nan)
+    K.hidden_gains(
+        state.acts_t[layer], pre_col, *common, w_flat, w_off, dims, z_flat, z_off,
+        scratch, partial, out,
+    )  # fmt: skip
+    return out
+
+
+@check
+def output_and_hidden_flip_gains_equal_the_reference():
+    K = kernels()
+    cases = [
+        ((6, 5, 4, 3), 9, 0, False, 1.0, "signed_constant"),
+        ((4, 7, 3), 5, 1, True, 1.0, "kaiming_normal"),
+        ((5, 3, 3, 4, 2), 7, 2, True, 1.0, "binary"),
+        ((6, 4, 3), 6, 3, False, 300.0, "signed_constant"),  # saturated: the fallback path
+        ((3, 2), 4, 4, False, 300.0, "binary"),
+    ]
+    for sizes, batch, seed, bias, scale, init in cases:
+        net, mask, X, y, rng = flip_case(sizes, batch, seed, bias, scale, init)
+        state = flips.build_state(net, mask, X, y)
+        for layer, shape in enumerate(net.shapes):
+            rows, cols, rows2 = random_moves(rng, shape, 6)
+            for pair in (rows2, None):
+                want = flips.flip_gains(state, layer, rows, cols, pair)
+                # One lane and one worker; lanes and workers that do not divide the work.
+                for lanes, workers in [(1, 1), (3, 5), (batch + 2, 40)]:
+                    got = kernel_gains(K, state, layer, rows, cols, pair, lanes, workers)
+                    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-13)
+
+
+@check
+def plan_gains_stays_in_bounds():
+    K = kernels()
+    for n_moves, n_samples, widest in [(1, 1, 1), (5, 100, 7), (10_000, 3, 2)]:
+        lanes, workers = K.plan_gains(n_moves, n_samples, widest)
+        assert 1 <= lanes <= n_samples
+        assert 1 <= workers <= n_moves * lanes
+        assert workers * 16 * widest <= K.SCRATCH_BYTES
+
+
+@check
+def add_columns_equals_add_at():
+    K = kernels()
+    rng = np.random.default_rng(4)
+    acts_t = rng.standard_normal((6, 9))
+    pre = rng.standard_normal((9, 5))
+    rows = np.array([0, 3, 3, 5, 1])
+    cols = np.array([2, 2, 4, 2, 0])  # column 2 three times: order matters in float
+    coef = rng.standard_normal(5)
+    want = pre.copy()
+    np.add.at(want.T, cols, coef[:, None] * acts_t[rows])
+    K.add_columns(acts_t, rows, cols, coef, pre)
+    np.testing.assert_array_equal(pre, want)
+
+
+@check
+def bernoulli_bits_equal_packbits():
+    K = kernels()
+    rng = np.random.default_rng(5)
+    for n in (1, 8, 13, 30):
+        u = rng.random((3, n))
+        p = rng.random(n)
+        packed = np.full((3, (n + 7) // 8), 255, dtype=np.uint8)
+        K.bernoulli_bits(u, p, packed)
+        np.testing.assert_array_equal(packed, np.packbits(u < p, axis=1, bitorder="little"))
+
+
+@check
+def keep_first_and_pack_bits_keep_exact_counts():
+    K = kernels()
+    rng = np.random.default_rng(6)
+    P, n, count = 3, 21, 8
+    order = np.argsort(rng.random((P, n)), axis=1)
+    flags = np.zeros((P, n), dtype=np.uint8)
+    K.keep_first(order, count, flags)
+    want = np.zeros((P, n), dtype=bool)
+    np.put_along_axis(want, order[:, :count], True, axis=1)
+    np.testing.assert_array_equal(flags.astype(bool), want)
+    assert (flags.sum(axis=1) == count).all()
+    for start, width in [(0, n), (5, 11), (20, 1)]:
+        packed = np.full((P, (width + 7) // 8), 255, dtype=np.uint8)
+        K.pack_bits(flags, start, width, packed)
+        ref = np.packbits(want[:, start : start + width], axis=1, bitorder="little")
+        np.testing.assert_array_equal(packed, ref)
+
+
+def sample_reference(shapes, rule, uniforms, keep_probs):
+    """NumPy reference of ``sample_packed``: Bernoulli, or the smallest ``-log(u)/p`` keys."""
+    sizes = [a * b for a, b in shapes]
+    if keep_probs is None:
+        p = [np.full(n, rule.keep) for n in sizes]
+    else:
+        p = [q.ravel() for q in keep_probs]
+    if rule.kind == "free":
+        flat = [x < q for x, q in zip(uniforms, p)]
+    else:
+        with np.errstate(divide="ignore"):
+            keys = [-np.log(x) / q for x, q in zip(uniforms, p)]
+        if rule.kind == "layer":
+            groups, counts = [[k] for k in keys], rule.layer_counts(shapes)
+        else:
+            groups, counts = [keys], [rule.total_count(shapes)]
+        flat = []
+        for group, count in zip(groups, counts):
+            k = np.concatenate(group, axis=1)
+            keep = np.zeros(k.shape, dtype=bool)
+            np.put_along_axis(keep, np.argsort(k, axis=1, kind="stable")[:, :count], True, axis=1)
+            flat.extend(np.split(keep, np.cumsum([g.shape[1] for g in group])[:-1], axis=1))
+    return [np.packbits(f, axis=1, bitorder="little") for f in flat]
+
+
+@check
+def sample_packed_follows_the_keep_rule():
+    kernels()
+    from prunetrain.backends.cupy_backend import sample_packed
+
+    rng = np.random.default_rng(7)
+    shapes = [(4, 5), (5, 3)]
+    for kind in ("free", "layer", "global"):
+        rule = KeepRule(0.4, kind)
+        for keep_probs in (None, [rng.random(s) for s in shapes]):
+            uniforms = [rng.random((3, a * b)) for a, b in shapes]
+            got = sample_packed(np, shapes, rule, uniforms, keep_probs)
+            want = sample_reference(shapes, rule, uniforms, keep_probs)
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g, w)
+            population = MaskPopulation(got, shapes)
+            if kind != "free":
+                assert all(rule.satisfied_by(population.mask(i)) for i in range(3))
+
+
+@check
+def backend_evaluate_and_logits_equal_the_numpy_backend():
+    kernels()
+    from prunetrain.backends import NumpyBackend
+    from prunetrain.backends.cupy_backend import CupyBackend
+
+    for sizes, P, B, bias, seed in [((6, 5, 4, 3), 3, 7, False, 0), ((5, 4), 2, 5, True, 1)]:
+        rng = np.random.default_rng(seed)
+        net = FrozenNetwork(NetworkSpec(sizes, bias=bias), seed)
+        masks = [random_mask(net.shapes, KeepRule(0.5), rng) for _ in range(P)]
+        masks[0][-1][...] = False  # all-zero logits: exact ties
+        population = MaskPopulation.from_masks(masks, net.shapes)
+        X = rng.standard_normal((B, sizes[0])).astype(np.float32)
+        y = rng.integers(0, sizes[-1], B)
+        ref_loss, ref_acc = NumpyBackend(net).evaluate(population, X, y)
+        for buffer_bytes in (1 << 20, 1):  # one chunk; one mask per chunk
+            backend = CupyBackend(net, buffer_bytes=buffer_bytes, array_module=np)
+            loss, acc = backend.evaluate(population, backend.asarray(X), backend.aslabels(y))
+            assert loss.dtype == acc.dtype == np.float64
+            np.testing.assert_allclose(loss, ref_loss, rtol=1e-5, atol=1e-7)
+            assert np.all(np.abs(acc - ref_acc) <= 1 / B + 1e-12)
+        np.testing.assert_allclose(
+            backend.logits(masks[1], X), NumpyBackend(net).logits(masks[1], X), rtol=1e-5, atol=1e-6
+        )
+
+
+@check
+def backend_flip_state_gains_and_updates_equal_the_reference():
+    kernels()
+    from prunetrain.backends.cupy_backend import CupyBackend
+
+    net, mask, X, y, rng = flip_case((6, 5, 4, 3), 8, 5, bias=True)
+    backend = CupyBackend(net, array_module=np)
+    state = backend.flip_state(mask, backend.asarray(X), backend.aslabels(y))
+    ref = flips.build_state(net, mask, X.astype(np.float32), y)
+    assert state.loss == ref.loss or abs(state.loss - ref.loss) <= 1e-12 * abs(ref.loss)
+    for step in range(4):
+        layer = step % net.spec.n_layers
+        rows, cols, rows2 = random_moves(rng, net.shapes[layer], 5)
+        np.testing.assert_allclose(
+            backend.flip_gains(state, layer, rows, cols, rows2),
+            flips.flip_gains(ref, layer, rows, cols, rows2),
+            rtol=1e-5,
+            atol=1e-13,
+        )
+        flat = rng.choice(int(np.prod(net.shapes[layer])), size=3, replace=False)
+        r, c = np.divmod(flat, net.shapes[layer][1])
+        backend.apply_flips(state, layer, r, c)
+        flips.apply_flips(ref, layer, r, c)
+        for got, want in zip(state.mask, ref.mask):
+            np.testing.assert_array_equal(got, want)
+        for name in ("masked", "acts_t", "pre"):
+            for got, want in zip(getattr(state, name), getattr(ref, name)):
+                np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(state.probs, ref.probs, rtol=1e-9, atol=1e-15)
+        assert abs(state.loss - ref.loss) <= 1e-10 * abs(ref.loss)
+    assert len(backend.flip_gains(state, 0, [], [])) == 0
+
+
+@check
+def backend_sample_masks_is_deterministic():
+    kernels()
+    from prunetrain.backends.cupy_backend import CupyBackend
+
+    net = FrozenNetwork(NetworkSpec((6, 5, 3)), 0)
+    backend = CupyBackend(net, array_module=np)
+    rule = KeepRule(0.3, "layer")
+    a = backend.sample_masks(rule, 2, np.random.default_rng(1))
+    b = backend.sample_masks(rule, 2, np.random.default_rng(1))
+    assert all((p == q).all() for p, q in zip(a.packed, b.packed))
+    assert all(rule.satisfied_by(a.mask(i)) for i in range(2))
+
+
+# --- the parent side: one child process, one test per check -------------------------
+
+
+def run_checks() -> dict:
+    """Run every check here (under the simulator); a traceback for each that fails."""
+    try:
+        from numba import cuda  # noqa: F401
+        from numba.core import config
+    except Exception as exc:  # noqa: BLE001
+        return {"__skip__": f"numba.cuda cannot be imported here ({type(exc).__name__}: {exc})"}
+    if not config.ENABLE_CUDASIM:
+        return {"__skip__": "NUMBA_ENABLE_CUDASIM=1 was not set before Numba was imported"}
+    results = {}
+    for name, fn in CHECKS.items():
+        try:
+            fn()
+            results[name] = "ok"
+        except Exception:  # noqa: BLE001 - reported to the parent as this check's failure
+            results[name] = traceback.format_exc()
+    return results
+
+
+@pytest.fixture(scope="module")
+def simulated() -> dict:
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if proc.returncode != 0 or not lines:
+        pytest.fail(
+            f"the simulator child failed (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}",
+            pytrace=False,
+        )
+    results = json.loads(lines[-1][len(RESULT_PREFIX) :])
+    if "__skip__" in results:
+        pytest.skip(results["__skip__"])
+    return results
+
+
+@pytest.mark.parametrize("name", list(CHECKS))
+def test_under_cuda_simulator(simulated, name):
+    result = simulated.get(name, "not run by the child")
+    if result != "ok":
+        pytest.fail(f"{name}, under the CUDA simulator:\n{result}", pytrace=False)
+
+
+if __name__ == "__main__":
+    print(RESULT_PREFIX + json.dumps(run_checks()), flush=True)
