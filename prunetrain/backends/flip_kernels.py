@@ -38,6 +38,18 @@ def _lse_change(probs, log_probs, b, delta, j):  # pragma: no cover
     return m + np.log(total)
 
 
+@njit(cache=True, fastmath=False, inline="always")
+def _unit_change(acts_t, pre_col, c1, c2, i1, i2, j, b):  # pragma: no cover
+    """``relu(z + Δz) - relu(z)`` of unit ``j`` on sample ``b`` for one move (0 if none)."""
+    dz = c1 * acts_t[i1, b]
+    if i2 >= 0:
+        dz += c2 * acts_t[i2, b]
+    if dz == 0.0:
+        return 0.0
+    z = pre_col[j, b]
+    return max(z + dz, 0.0) - max(z, 0.0)
+
+
 @njit(parallel=True, cache=True, fastmath=False)
 def _output_gains(
     acts_t, probs, log_probs, y, rows, rows2, coef, coef2, cols, out
@@ -105,13 +117,7 @@ def _hidden_gains(
         j = cols[k]
         total = 0.0
         for b in range(n_samples):
-            dz = coef[k] * acts_t[i1, b]
-            if i2 >= 0:
-                dz += coef2[k] * acts_t[i2, b]
-            if dz == 0.0:
-                continue
-            z = pre_col[j, b]
-            da = max(z + dz, 0.0) - max(z, 0.0)
+            da = _unit_change(acts_t, pre_col, coef[k], coef2[k], i1, i2, j, b)
             if da == 0.0:
                 continue
             # The next layer's pre-activation change is da times row j of its weights.
@@ -158,13 +164,7 @@ def _last_hidden_gains_signed(
         j = cols[k]
         total = 0.0
         for b in range(n_samples):
-            dz = coef[k] * acts_t[i1, b]
-            if i2 >= 0:
-                dz += coef2[k] * acts_t[i2, b]
-            if dz == 0.0:
-                continue
-            z = pre_col[j, b]
-            da = max(z + dz, 0.0) - max(z, 0.0)
+            da = _unit_change(acts_t, pre_col, coef[k], coef2[k], i1, i2, j, b)
             if da == 0.0:
                 continue
             up = np.expm1(da * sigma)

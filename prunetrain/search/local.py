@@ -15,12 +15,16 @@ single flip.
 mean loss by 1e-5 to 1e-3, below minibatch noise, so instead of acting on one
 batch it keeps a pool of candidate flips per layer, adds up each one's exact
 loss change over consecutive batches as a decayed average shrunk toward zero,
-and flips those whose accumulated evidence says they help.
+and flips those whose accumulated evidence says they help. Its moves are
+single flips evaluated one by one and accepted in pairs (a kept weight off,
+a pruned one on, anywhere in the same layer), so counts stay exact too.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,6 +47,24 @@ def _positive(name: str, value, integer: bool = False):
     if integer and int(value) != value:
         raise PrunetrainError(f"{name} must be a whole number, got {value!r}")
     return int(value) if integer else float(value)
+
+
+class Moves(NamedTuple):
+    """Moves of one layer: move ``k`` flips ``(rows[k], cols[k])`` and, if
+    ``rows2`` is given and ``rows2[k] >= 0``, also ``(rows2[k], cols[k])``."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    rows2: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self, index) -> Moves:
+        """The moves at ``index`` (an int array or a slice)."""
+        return Moves(
+            self.rows[index], self.cols[index], None if self.rows2 is None else self.rows2[index]
+        )
 
 
 class FlipSearcher(Searcher):
@@ -84,6 +106,7 @@ class FlipSearcher(Searcher):
         ]
         self.state: FlipState | None = None
         self.best_loss = np.inf
+        self.rounds_done = 0
 
     # --- batches and caches ---------------------------------------------------------
     def new_batch(self) -> FlipState:
@@ -96,21 +119,21 @@ class FlipSearcher(Searcher):
         self.best_loss = self.state.loss
         return self.state
 
-    def gains(self, layer: int, rows, cols, rows2=None) -> np.ndarray:
-        """Exact loss changes of moves, charged to the budget."""
-        g = self.problem.backend.flip_gains(self.state, layer, rows, cols, rows2)
-        self.charge_moves(layer, len(rows))
+    def gains(self, layer: int, moves: Moves, charged: int | None = None) -> np.ndarray:
+        """Exact loss changes of ``moves``; ``charged`` of them (all by default) go on the budget."""
+        g = self.problem.backend.flip_gains(self.state, layer, *moves)
+        self.charge_moves(layer, len(moves) if charged is None else charged)
         return g
 
     def charge_moves(self, layer: int, n_moves: int) -> None:
         cost = n_moves * self.costs[layer]
         self.problem.charge(cost, cost * self.state.batch_size)
 
-    def accept(self, layer: int, rows, cols, rows2=None) -> None:
-        """Apply moves (they must touch distinct weights) to the mask and the caches."""
-        rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
-        if rows2 is not None:
-            rows2 = np.asarray(rows2, np.int64)
+    def accept(self, layer: int, moves: Moves) -> None:
+        """Apply ``moves`` (they must touch distinct weights) to the mask and the caches."""
+        rows, cols = np.asarray(moves.rows, np.int64), np.asarray(moves.cols, np.int64)
+        if moves.rows2 is not None:
+            rows2 = np.asarray(moves.rows2, np.int64)
             pair = rows2 >= 0
             rows, cols = np.concatenate([rows, rows2[pair]]), np.concatenate([cols, cols[pair]])
         if len(rows) == 0:
@@ -124,13 +147,26 @@ class FlipSearcher(Searcher):
         self.best_loss = self.state.loss
 
     # --- sampling moves ---------------------------------------------------------------
-    def sample_moves(self, layer: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def rounds_of_moves(self) -> Iterator[tuple[int, Moves]]:
+        """Take a fresh batch, then for each round and layer yield ``(layer, sampled moves)``.
+
+        ``self.rounds_done`` counts the rounds begun so far.
+        """
+        self.new_batch()
+        for _ in range(int(self.rounds)):
+            self.rounds_done += 1
+            for layer in range(len(self.mask)):
+                moves = self.sample_moves(layer, self.counts[layer])
+                if len(moves):
+                    yield layer, moves
+
+    def sample_moves(self, layer: int, k: int) -> Moves:
         """``k`` random moves of ``layer``: single flips, or swaps inside one unit."""
         a, b = self.problem.shapes[layer]
         flat = self.rng.integers(0, a * b, size=k)
         rows, cols = np.divmod(flat, b)
         if not self.swaps:
-            return rows, cols, None
+            return Moves(rows, cols)
         mask = self.mask[layer]
         rows2 = np.full(k, -1, dtype=np.int64)
         open_ = np.arange(k)
@@ -141,8 +177,7 @@ class FlipSearcher(Searcher):
             ok = mask[trial, cols[open_]] != mask[rows[open_], cols[open_]]
             rows2[open_[ok]] = trial[ok]
             open_ = open_[~ok]
-        keep = rows2 >= 0
-        return rows[keep], cols[keep], rows2[keep]
+        return Moves(rows, cols, rows2).take(rows2 >= 0)
 
     def recommend(self) -> tuple[Mask, float]:
         return self.mask, self.best_loss
@@ -189,30 +224,20 @@ class HillClimber(FlipSearcher):
         super().setup(problem, rng, init_mask)
 
     def step(self) -> None:
-        self.new_batch()
-        for _ in range(int(self.rounds)):
-            for layer in range(len(self.mask)):
-                rows, cols, rows2 = self.sample_moves(layer, self.counts[layer])
-                if len(rows) == 0:
+        for layer, moves in self.rounds_of_moves():
+            if self.variant == "best":
+                g = self.gains(layer, moves)
+                k = int(np.argmin(g))
+                if g[k] >= 0:
                     continue
-                g = self.problem.backend.flip_gains(self.state, layer, rows, cols, rows2)
-                if self.variant == "best":
-                    self.charge_moves(layer, len(rows))
-                    k = int(np.argmin(g))
-                    if g[k] >= 0:
-                        continue
-                else:
-                    better = np.flatnonzero(g < 0)
-                    self.charge_moves(layer, better[0] + 1 if len(better) else len(rows))
-                    if not len(better):
-                        continue
-                    k = int(better[0])
-                self.accept(
-                    layer,
-                    rows[k : k + 1],
-                    cols[k : k + 1],
-                    None if rows2 is None else rows2[k : k + 1],
-                )
+            else:
+                g = self.problem.backend.flip_gains(self.state, layer, *moves)
+                better = np.flatnonzero(g < 0)
+                self.charge_moves(layer, better[0] + 1 if len(better) else len(moves))
+                if not len(better):
+                    continue
+                k = int(better[0])
+            self.accept(layer, moves.take(slice(k, k + 1)))
 
 
 @register
@@ -258,26 +283,15 @@ class Annealer(FlipSearcher):
         return t0 * (t1 / t0) ** self.budget_used()
 
     def step(self) -> None:
-        self.new_batch()
-        for _ in range(int(self.rounds)):
-            for layer in range(len(self.mask)):
-                rows, cols, rows2 = self.sample_moves(layer, self.counts[layer])
-                if len(rows) == 0:
-                    continue
-                g = self.problem.backend.flip_gains(self.state, layer, rows, cols, rows2)
-                if self._t0 is None:
-                    self._t0 = float(np.median(np.abs(g))) or 1e-6
-                u = self.rng.random(len(g))
-                ok = np.flatnonzero(u < np.exp(-np.maximum(g, 0.0) / self.temperature()))
-                self.charge_moves(layer, ok[0] + 1 if len(ok) else len(rows))
-                if len(ok):
-                    k = int(ok[0])
-                    self.accept(
-                        layer,
-                        rows[k : k + 1],
-                        cols[k : k + 1],
-                        None if rows2 is None else rows2[k : k + 1],
-                    )
+        for layer, moves in self.rounds_of_moves():
+            g = self.problem.backend.flip_gains(self.state, layer, *moves)
+            if self._t0 is None:
+                self._t0 = float(np.median(np.abs(g))) or 1e-6
+            u = self.rng.random(len(g))
+            ok = np.flatnonzero(u < np.exp(-np.maximum(g, 0.0) / self.temperature()))
+            self.charge_moves(layer, ok[0] + 1 if len(ok) else len(moves))
+            if len(ok):
+                self.accept(layer, moves.take(ok[:1]))
 
 
 @register
@@ -309,7 +323,6 @@ class TabuSearcher(FlipSearcher):
         super().setup(problem, rng, init_mask)
         _positive("tenure", self.tenure, integer=True)
         self.tabu_until = [np.zeros(a * b, dtype=np.int64) for a, b in problem.shapes]
-        self.round = 0
         self.best_visited: tuple[list, float] | None = None
 
     def recommend(self) -> tuple[Mask, float]:
@@ -317,43 +330,33 @@ class TabuSearcher(FlipSearcher):
             return self.best_visited
         return super().recommend()
 
-    def accept(self, layer, rows, cols, rows2=None) -> None:
-        super().accept(layer, rows, cols, rows2)
+    def accept(self, layer: int, moves: Moves) -> None:
+        super().accept(layer, moves)
         if self.problem.schedule != "rotate" and (
             self.best_visited is None or self.state.loss < self.best_visited[1]
         ):
             self.best_visited = ([m.copy() for m in self.mask], self.state.loss)
 
     def step(self) -> None:
-        self.new_batch()
-        for _ in range(int(self.rounds)):
-            self.round += 1
-            for layer in range(len(self.mask)):
-                rows, cols, rows2 = self.sample_moves(layer, self.counts[layer])
-                if len(rows) == 0:
-                    continue
-                g = self.gains(layer, rows, cols, rows2)
-                b = self.problem.shapes[layer][1]
-                until = self.tabu_until[layer]
-                tabu = until[rows * b + cols] > self.round
-                if rows2 is not None:
-                    tabu |= until[rows2 * b + cols] > self.round
-                allowed = np.where(tabu, np.inf, g)
-                k = int(np.argmin(allowed))
-                best_tabu = int(np.argmin(np.where(tabu, g, np.inf)))
-                if tabu[best_tabu] and g[best_tabu] < min(0.0, allowed[k]):
-                    k = best_tabu  # aspiration
-                elif not np.isfinite(allowed[k]):
-                    continue
-                until[rows[k] * b + cols[k]] = self.round + int(self.tenure)
-                if rows2 is not None:
-                    until[rows2[k] * b + cols[k]] = self.round + int(self.tenure)
-                self.accept(
-                    layer,
-                    rows[k : k + 1],
-                    cols[k : k + 1],
-                    None if rows2 is None else rows2[k : k + 1],
-                )
+        for layer, moves in self.rounds_of_moves():
+            g = self.gains(layer, moves)
+            now = self.rounds_done
+            b = self.problem.shapes[layer][1]
+            until = self.tabu_until[layer]
+            tabu = until[moves.rows * b + moves.cols] > now
+            if moves.rows2 is not None:
+                tabu |= until[moves.rows2 * b + moves.cols] > now
+            allowed = np.where(tabu, np.inf, g)
+            k = int(np.argmin(allowed))
+            best_tabu = int(np.argmin(np.where(tabu, g, np.inf)))
+            if tabu[best_tabu] and g[best_tabu] < min(0.0, allowed[k]):
+                k = best_tabu  # aspiration
+            elif not np.isfinite(allowed[k]):
+                continue
+            until[moves.rows[k] * b + moves.cols[k]] = now + int(self.tenure)
+            if moves.rows2 is not None:
+                until[moves.rows2[k] * b + moves.cols[k]] = now + int(self.tenure)
+            self.accept(layer, moves.take(slice(k, k + 1)))
 
 
 @register
@@ -385,25 +388,19 @@ class SteepestSearcher(FlipSearcher):
         _positive("block", self.block, integer=True)
 
     def step(self) -> None:
-        self.new_batch()
-        for _ in range(int(self.rounds)):
-            for layer in range(len(self.mask)):
-                rows, cols, rows2 = self.sample_moves(layer, self.counts[layer])
-                if len(rows) == 0:
-                    continue
-                g = self.gains(layer, rows, cols, rows2)
-                order = np.argsort(g, kind="stable")
-                order = order[g[order] < 0]
-                chosen = _distinct_units(cols, order)[: int(self.block)]
-                if len(chosen) == 0:
-                    continue
-                before = self.state.loss
-                sub = (rows[chosen], cols[chosen], None if rows2 is None else rows2[chosen])
-                self.accept(layer, *sub)
-                if len(chosen) > 1 and self.state.loss > before + g[chosen[0]]:
-                    self.accept(layer, *sub)  # flipping the same weights again undoes the block
-                    k = chosen[:1]
-                    self.accept(layer, rows[k], cols[k], None if rows2 is None else rows2[k])
+        for layer, moves in self.rounds_of_moves():
+            g = self.gains(layer, moves)
+            order = np.argsort(g, kind="stable")
+            order = order[g[order] < 0]
+            chosen = _distinct_units(moves.cols, order)[: int(self.block)]
+            if len(chosen) == 0:
+                continue
+            before = self.state.loss
+            block = moves.take(chosen)
+            self.accept(layer, block)
+            if len(chosen) > 1 and self.state.loss > before + g[chosen[0]]:
+                self.accept(layer, block)  # flipping the same weights again undoes the block
+                self.accept(layer, moves.take(chosen[:1]))
 
 
 @register
@@ -563,4 +560,4 @@ class AccumulateSearcher(FlipSearcher):
             # The next step rebuilds the caches on a new batch: only the mask changes.
             self.mask[layer][rows, cols] = ~self.mask[layer][rows, cols]
         else:
-            self.accept(layer, rows, cols)
+            self.accept(layer, Moves(rows, cols))
