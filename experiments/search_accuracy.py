@@ -41,13 +41,17 @@ def one_run(data, sizes, keep, method, params, budget, seed, backend, batch_size
     spec = NetworkSpec(sizes, keep=keep)
     net = FrozenNetwork(spec, seed)
     rule = KeepRule(keep)
-    problem = Problem(net, data, rule, backend=make_backend(backend, net), batch_size=batch_size, seed=seed)
+    problem = Problem(
+        net, data, rule, backend=make_backend(backend, net), batch_size=batch_size, seed=seed
+    )
     searcher = make_searcher(method, **params)
     snapshots = []
 
     def snapshot(row):
         if row["improved"]:
-            snapshots.append((row["seconds"], row["evaluations"], [m.copy() for m in searcher.recommend()[0]]))
+            snapshots.append(
+                (row["seconds"], row["evaluations"], [m.copy() for m in searcher.recommend()[0]])
+            )
 
     result = run(problem, searcher, budget, seed=seed, callbacks=[snapshot])
     curve = []
@@ -124,7 +128,9 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
-    command = "python experiments/search_accuracy.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "python experiments/search_accuracy.py " + shlex.join(
+        sys.argv[1:] if argv is None else argv
+    )
 
     params: dict[str, dict] = {m: {} for m in args.methods}
     for p in args.param:
@@ -144,7 +150,17 @@ def main(argv=None) -> None:
             if any(r["method"] == method and r["seed"] == seed for r in done):
                 continue
             start = time.time()
-            r = one_run(data, sizes, args.keep, method, params[method], args.budget, seed, args.backend, args.batch_size)
+            r = one_run(
+                data,
+                sizes,
+                args.keep,
+                method,
+                params[method],
+                args.budget,
+                seed,
+                args.backend,
+                args.batch_size,
+            )
             done.append(r)
             with runs_path.open("a") as f:
                 f.write(json.dumps(r) + "\n")
