@@ -1,0 +1,219 @@
+"""Run a baseline the way ``run_search`` runs a search, and write the same files.
+
+``prunetrain baseline`` is a thin layer over :func:`run_baseline`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from prunetrain.api import SPLITS, evaluate_ticket, resolve_arch, versions, write_curve
+from prunetrain.baselines.backprop import logits_of
+from prunetrain.baselines.base import BaselineResult, make_baseline
+from prunetrain.data import Dataset, load_dataset
+from prunetrain.errors import PrunetrainError
+from prunetrain.files import atomic_write, write_json
+from prunetrain.masks import KeepRule
+from prunetrain.metrics import accuracy, cross_entropy
+from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed
+from prunetrain.objective import Budget
+from prunetrain.ticket import Ticket
+
+
+@dataclasses.dataclass
+class BaselineRun:
+    """A finished baseline: its configuration, result, ticket (if it makes one) and final metrics."""
+
+    config: dict
+    result: BaselineResult
+    ticket: Ticket | None
+    metrics: dict[str, dict[str, float]]
+
+    @property
+    def keep_fraction(self) -> float:
+        """Fraction of the architecture's weights the final model uses."""
+        r = self.result
+        if self.ticket is not None:
+            return self.ticket.keep_fraction
+        if r.mask is not None:  # imp: trained weights under a mask
+            return sum(int(m.sum()) for m in r.mask) / sum(m.size for m in r.mask)
+        return 1.0
+
+    def record(self) -> dict:
+        """The JSON-ready result record written as ``result.json`` (the keys of a search's, and more).
+
+        ``evaluations`` counts gradient steps (one forward and one backward pass
+        of a minibatch), not mask evaluations; ``ticket`` is null for trained
+        weights, which are not a ticket of the frozen network.
+        """
+        r = self.result
+        return {
+            "config": self.config,
+            "versions": versions(),
+            "method": self.config["method"],
+            "params": self.config["method_params"],
+            "stopped_by": r.stopped_by,
+            "evaluations": r.steps,
+            "sample_forwards": r.sample_forwards,
+            "seconds": r.seconds,
+            "epochs": r.epochs,
+            "keep_fraction": self.keep_fraction,
+            "train_accuracy": self.metrics["train"]["accuracy"],
+            "val_accuracy": self.metrics.get("val", {}).get("accuracy"),
+            "test_accuracy": self.metrics["test"]["accuracy"],
+            "metrics": self.metrics,
+            "produces": "ticket" if self.ticket is not None else "weights",
+            "ticket": "ticket.npz" if self.ticket is not None else None,
+            "weights": "weights.npz" if r.weights is not None else None,
+            "note": r.note,
+            "history": r.history,
+        }
+
+    def save(self, out: str | os.PathLike) -> Path:
+        """Write ``result.json``, ``curve.csv``, ``curve.png`` and ``ticket.npz`` or ``weights.npz``."""
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise PrunetrainError(f"--out {out} exists and is not a folder")
+        r = self.result
+        if self.ticket is not None:
+            self.ticket.save(out / "ticket.npz")
+        if r.weights is not None:
+            arrays = {f"weight_{i}": w for i, w in enumerate(r.weights)}
+            arrays.update({f"bias_{i}": b for i, b in enumerate(r.biases or [])})
+            if r.mask is not None:
+                arrays.update({f"mask_{i}": m for i, m in enumerate(r.mask)})
+            atomic_write(out / "weights.npz", lambda f: np.savez(f, **arrays))
+        write_json(out / "result.json", self.record())
+        history = [{k: (np.nan if v is None else v) for k, v in row.items()} for row in r.history]
+        write_curve(out, history, title=f"{self.config['method']} on {self.config['dataset']}")
+        return out
+
+
+def evaluate_result(
+    result: BaselineResult, network: FrozenNetwork, ticket: Ticket | None, data: Dataset
+) -> dict[str, dict[str, float]]:
+    """Loss and accuracy of a baseline's final model on each split."""
+    if ticket is not None:
+        return evaluate_ticket(ticket, data)
+    if result.logits is not None:
+        logits = result.logits
+    else:
+
+        def logits(X):
+            return logits_of(result.weights, result.biases, X)
+
+    out = {}
+    for split in SPLITS:
+        X, y = getattr(data, f"X_{split}"), getattr(data, f"y_{split}")
+        if len(y):
+            z = logits(X)
+            out[split] = {
+                "accuracy": float(accuracy(z, y)),
+                "loss": float(cross_entropy(z, y)),
+                "n": len(y),
+            }
+    return out
+
+
+def run_baseline(
+    dataset: str | Dataset = "digits",
+    arch: str | Sequence[int] | None = None,
+    *,
+    method: str = "dense",
+    method_params: dict | None = None,
+    data_dir: str | os.PathLike | None = None,
+    init: str = "signed_constant",
+    scale: str = "keep",
+    keep: float = 0.5,
+    keep_rule: str = "layer",
+    budget: str | float | Budget | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    network_seed: int | None = None,
+    progress: bool = False,
+    out: str | os.PathLike | None = None,
+) -> BaselineRun:
+    """Run a gradient-trained or data-free baseline on the network a search would get.
+
+    The arguments mean what they mean for :func:`prunetrain.run_search`: the
+    same dataset, architecture, init, scale, keep and seeds give the same
+    frozen network and the same data splits.
+
+    Parameters
+    ----------
+    method : str
+        ``dense``, ``dense-sklearn``, ``edge-popup``, ``imp``, ``random``,
+        ``magnitude`` or ``synflow`` (``prunetrain baseline --help``).
+    method_params : dict, optional
+        The baseline's hyperparameters (``epochs``, ``lr``, ...).
+    budget : str, float or Budget, optional
+        A cap: training stops once this wall time, or this many gradient steps
+        (``"5000evals"``), is spent. By default a trained baseline runs its own
+        schedule (``epochs``). Data-free baselines ignore it.
+    batch_size : int, optional
+        Overrides the baseline's own ``batch_size`` (128 by default).
+    seed : int
+        Seed of the training (shuffling, score init, tie-breaking) and, by
+        default, of the network.
+    network_seed : int, optional
+        Seed of the frozen weights, if other than ``seed``.
+    progress : bool
+        Print one line per epoch on stderr.
+    out : path, optional
+        Folder for ``result.json``, the curve, and ``ticket.npz`` (baselines that
+        prune the frozen network) or ``weights.npz`` (trained weights).
+
+    Examples
+    --------
+    >>> run = run_baseline("digits", "64-32-10", method="magnitude", keep=0.5)
+    >>> run.ticket is not None and 0.0 <= run.metrics["test"]["accuracy"] <= 1.0
+    True
+    """
+    seed = check_seed(seed)
+    network_seed = seed if network_seed is None else check_seed(network_seed)
+    budget = None if budget is None else Budget.parse(budget)
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise PrunetrainError(f"--out {out} exists and is not a folder")
+    baseline = make_baseline(method, **(method_params or {}))
+    if batch_size is not None and "batch_size" in baseline.param_names():
+        baseline.batch_size = batch_size
+    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir=data_dir)
+    sizes = resolve_arch(arch, data)
+    spec = NetworkSpec(sizes, init=init, scale=scale, keep=keep)
+    rule = KeepRule(keep, keep_rule)
+    network = FrozenNetwork(spec, network_seed)
+    config = {
+        "dataset": data.name,
+        "arch": spec.arch,
+        "init": init,
+        "scale": scale,
+        "keep": rule.keep,
+        "keep_rule": rule.kind,
+        "method": method,
+        "method_params": baseline.get_params(),
+        "budget": None if budget is None else str(budget),
+        "seed": seed,
+        "network_seed": network_seed,
+        "baseline": True,
+    }
+    result = baseline.fit(network, data, rule, seed=seed, budget=budget, progress=progress)
+    ticket = None
+    if type(baseline).produces == "ticket":
+        meta = {
+            "dataset": data.name,
+            "classes": np.asarray(data.classes).tolist(),
+            "method": method,
+            "seed": seed,
+            "baseline": True,
+        }
+        ticket = Ticket(network, result.mask, rule, meta)
+    metrics = evaluate_result(result, network, ticket, data)
+    finished = BaselineRun(config=config, result=result, ticket=ticket, metrics=metrics)
+    if out is not None:
+        finished.save(out)
+    return finished

@@ -1,0 +1,286 @@
+"""Dense MLPs trained by backprop: our NumPy trainer on the frozen init, and scikit-learn's.
+
+Both learn every weight of the architecture, so they are the reference a
+pruned network of the same shape is measured against. ``dense`` starts from
+exactly the frozen network's weights (same engine, same init); ``dense-sklearn``
+is the ecosystem's reference, ``MLPClassifier`` with the same hidden sizes (its
+own Glorot init, with biases).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+from prunetrain.baselines.backprop import (
+    OPTIMIZERS,
+    SCHEDULES,
+    Trainer,
+    learning_rate,
+    logits_of,
+    loss_and_gradients,
+    make_optimizer,
+)
+from prunetrain.baselines.base import (
+    Baseline,
+    BaselineResult,
+    EpochLog,
+    budget_caps,
+    check_positive,
+    register,
+)
+from prunetrain.errors import PrunetrainError
+from prunetrain.masks import KeepRule
+from prunetrain.network import FrozenNetwork
+
+
+class GradientBaseline(Baseline):
+    """Shared hyperparameters and checks of the baselines trained by our NumPy backprop."""
+
+    def check(self) -> None:
+        check_positive("epochs", self.epochs, integer=True, allow_zero=True)
+        check_positive("batch_size", self.batch_size, integer=True)
+        check_positive("lr", self.lr)
+        check_positive("momentum", self.momentum, allow_zero=True)
+        check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        if self.optimizer not in OPTIMIZERS:
+            raise PrunetrainError(
+                f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise PrunetrainError(
+                f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}"
+            )
+
+    def _trainer(self, n_train: int, seed: int, budget, epochs: int | None = None) -> Trainer:
+        max_seconds, max_steps = budget_caps(budget)
+        return Trainer(
+            n_train,
+            int(self.batch_size),
+            int(self.epochs if epochs is None else epochs),
+            np.random.default_rng([seed, 0xBAC4]),
+            max_seconds=max_seconds,
+            max_steps=max_steps,
+        )
+
+
+def train_weights(
+    baseline: GradientBaseline,
+    network: FrozenNetwork,
+    data,
+    mask,
+    trainer: Trainer,
+    log: EpochLog | None,
+    train_biases: bool = True,
+) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """Train the network's weights from their frozen values, pruned weights held at zero.
+
+    Returns the trained weights (``W ⊙ M``) and biases (trained when the spec has them).
+    """
+    weights = [np.array(w, dtype=np.float32) for w in network.weights]
+    masks = None if mask is None else [np.asarray(m, dtype=np.float32) for m in mask]
+    if masks is not None:
+        for w, m in zip(weights, masks):
+            w *= m
+    biases = None if network.biases is None else [np.array(b) for b in network.biases]
+    params = weights + (biases if biases is not None and train_biases else [])
+    optimizer = make_optimizer(baseline.optimizer, params, baseline.momentum, baseline.weight_decay)
+    X, y = data.X_train, data.y_train
+
+    def step(rows: np.ndarray, number: int) -> float:
+        loss, gw, gb = loss_and_gradients(weights, biases, X[rows], y[rows])
+        if masks is not None:
+            gw = [g * m for g, m in zip(gw, masks)]
+        grads = gw + (gb if gb is not None and train_biases else [])
+        optimizer.step(
+            params,
+            grads,
+            learning_rate(baseline.schedule, baseline.lr, number, trainer.total_steps),
+        )
+        if masks is not None and baseline.weight_decay:
+            for w, m in zip(weights, masks):
+                w *= m  # momentum of decay can move a pruned weight; hold it at zero
+        return loss
+
+    def on_epoch(epoch: int, loss: float) -> None:
+        if log is not None:
+            log.add(
+                lambda Z: logits_of(weights, biases, Z),
+                epoch,
+                loss,
+                steps=trainer.steps,
+                sample_forwards=trainer.sample_forwards,
+                seconds=trainer.seconds,
+            )
+
+    trainer.run(step, on_epoch)
+    return weights, biases
+
+
+@register
+class DenseBackprop(GradientBaseline):
+    """Every weight of the frozen network's architecture trained by NumPy backprop from its init.
+
+    Parameters
+    ----------
+    epochs : int
+        Passes over the training split.
+    batch_size : int
+        Samples per gradient step.
+    optimizer : {"adam", "sgd"}
+        Adam, or SGD with ``momentum``.
+    lr : float
+        Initial learning rate.
+    momentum : float
+        Momentum of SGD (unused by Adam).
+    weight_decay : float
+        L2 penalty added to the gradient.
+    schedule : {"cosine", "constant"}
+        Learning rate annealed to zero along a cosine over all steps, or constant.
+    """
+
+    name = "dense"
+    summary = "all weights trained by NumPy backprop from the frozen init (same engine)"
+    produces = "weights"
+
+    def __init__(
+        self,
+        epochs: int = 10,
+        batch_size: int = 128,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        schedule: str = "cosine",
+    ) -> None:
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.schedule = schedule
+
+    def fit(self, network, data, rule: KeepRule, *, seed=0, budget=None, progress=False):
+        self.check()
+        trainer = self._trainer(len(data.y_train), seed, budget)
+        log = EpochLog(data, self.name if progress else None)
+        weights, biases = train_weights(self, network, data, None, trainer, log)
+        return BaselineResult(
+            mask=None,
+            weights=weights,
+            biases=biases,
+            history=log.rows,
+            seconds=trainer.seconds,
+            steps=trainer.steps,
+            sample_forwards=trainer.sample_forwards,
+            epochs=trainer.steps / trainer.steps_per_epoch,
+            stopped_by=trainer.stopped_by,
+            note=(
+                "dense network trained by backprop (all weights, keep 1.0) from the frozen "
+                "network's init; trained weights, not a ticket of the frozen network"
+            ),
+        )
+
+
+@register
+class SklearnMLP(Baseline):
+    """scikit-learn's ``MLPClassifier`` with the same hidden sizes, one ``partial_fit`` per epoch.
+
+    Parameters
+    ----------
+    epochs : int
+        Passes over the training split (``partial_fit`` calls).
+    batch_size : int
+        Samples per Adam step.
+    lr : float
+        ``learning_rate_init``.
+    alpha : float
+        L2 penalty (scikit-learn's default).
+    """
+
+    name = "dense-sklearn"
+    summary = "scikit-learn MLPClassifier, same hidden sizes (the ecosystem's reference)"
+    produces = "weights"
+
+    def __init__(
+        self, epochs: int = 10, batch_size: int = 128, lr: float = 1e-3, alpha: float = 1e-4
+    ) -> None:
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.alpha = alpha
+
+    def check(self) -> None:
+        check_positive("epochs", self.epochs, integer=True)
+        check_positive("batch_size", self.batch_size, integer=True)
+        check_positive("lr", self.lr)
+        check_positive("alpha", self.alpha, allow_zero=True)
+
+    def fit(self, network, data, rule: KeepRule, *, seed=0, budget=None, progress=False):
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPClassifier
+
+        self.check()
+        epochs, batch_size = int(self.epochs), int(self.batch_size)
+        model = MLPClassifier(
+            hidden_layer_sizes=network.spec.layer_sizes[1:-1],
+            activation="relu",
+            solver="adam",
+            alpha=float(self.alpha),
+            batch_size=batch_size,
+            learning_rate_init=float(self.lr),
+            random_state=seed,
+            shuffle=True,
+        )
+
+        def logits(Z: np.ndarray) -> np.ndarray:
+            z = logits_of(model.coefs_, model.intercepts_, Z)
+            # Two classes: scikit-learn has one logistic output, the logit of class 1.
+            return np.concatenate([np.zeros_like(z), z], axis=1) if z.shape[1] == 1 else z
+
+        max_seconds, max_steps = budget_caps(budget)
+        n = len(data.y_train)
+        steps_per_epoch = -(-n // batch_size)
+        classes = np.arange(data.n_classes)
+        log = EpochLog(data, self.name if progress else None)
+        seconds, steps, stopped_by = 0.0, 0, "epochs"
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                model.partial_fit(data.X_train, data.y_train, classes=classes)  # one epoch
+            seconds += time.perf_counter() - start
+            steps += steps_per_epoch
+            log.add(
+                logits,
+                epoch,
+                float(model.loss_),
+                steps=steps,
+                sample_forwards=epoch * n,
+                seconds=seconds,
+            )
+            capped = (max_seconds is not None and seconds >= max_seconds) or (
+                max_steps is not None and steps >= max_steps
+            )
+            if capped and epoch < epochs:
+                stopped_by = "budget"
+                break
+        return BaselineResult(
+            mask=None,
+            weights=[np.asarray(c) for c in model.coefs_],
+            biases=[np.asarray(b) for b in model.intercepts_],
+            history=log.rows,
+            seconds=seconds,
+            steps=steps,
+            sample_forwards=log.rows[-1]["sample_forwards"],
+            epochs=log.rows[-1]["epoch"],
+            stopped_by=stopped_by,
+            note=(
+                "scikit-learn MLPClassifier (Adam, its own Glorot init, with biases) with the "
+                "same hidden sizes; trained weights, not a ticket of the frozen network"
+            ),
+            logits=logits,
+        )

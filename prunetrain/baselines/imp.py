@@ -1,0 +1,156 @@
+"""Iterative magnitude pruning with rewinding to init: the original lottery ticket (Frankle & Carbin 2019).
+
+Train the network, prune the smallest-magnitude trained weights, rewind the
+survivors to their initial (frozen) values, train again; repeat until the
+target keep, then train the final sparse network. The result is a *trained*
+sparse network — its weights are learned — not a ticket of the frozen network.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from prunetrain.baselines.base import BaselineResult, EpochLog, check_positive, register
+from prunetrain.baselines.dense import GradientBaseline, train_weights
+from prunetrain.baselines.select import keep_largest
+from prunetrain.masks import KeepRule
+from prunetrain.objective import Budget
+
+#: Fraction of the remaining weights pruned per round when ``rounds`` is not given.
+DEFAULT_PRUNE_RATE = 0.2
+
+
+def default_rounds(keep: float, rate: float = DEFAULT_PRUNE_RATE) -> int:
+    """Rounds of pruning ``rate`` of what remains until ``keep`` is reached (at least one below 1).
+
+    Examples
+    --------
+    >>> default_rounds(0.5), default_rounds(0.1), default_rounds(1.0)
+    (4, 11, 0)
+    """
+    if keep >= 1.0:
+        return 0
+    return max(1, math.ceil(math.log(keep) / math.log(1 - rate) - 1e-9))
+
+
+@register
+class IterativeMagnitudePruning(GradientBaseline):
+    """Train, prune by magnitude, rewind to init, repeat; then train the sparse network.
+
+    Parameters
+    ----------
+    epochs : int
+        Epochs of each training (every round, and the final one).
+    rounds : int, optional
+        Pruning rounds; each keeps ``keep ** (1 / rounds)`` of what remains.
+        Default: 20 % pruned per round, ``ceil(log(keep) / log(0.8))`` rounds.
+    batch_size, optimizer, lr, momentum, weight_decay, schedule
+        As for ``dense``; each training restarts the optimizer and the schedule.
+    """
+
+    name = "imp"
+    summary = "iterative magnitude pruning, rewinding to init; trained sparse weights"
+    produces = "weights"
+
+    def __init__(
+        self,
+        epochs: int = 10,
+        rounds: int | None = None,
+        batch_size: int = 128,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        schedule: str = "cosine",
+    ) -> None:
+        self.epochs = epochs
+        self.rounds = rounds
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.schedule = schedule
+
+    def check(self) -> None:
+        super().check()
+        if self.rounds is not None:
+            check_positive("rounds", self.rounds, integer=True)
+
+    def fit(self, network, data, rule: KeepRule, *, seed=0, budget=None, progress=False):
+        self.check()
+        rounds = default_rounds(rule.keep) if self.rounds is None else int(self.rounds)
+        if rule.keep >= 1.0:
+            rounds = 0  # nothing to prune: plain dense training
+        kind = "layer" if rule.kind == "layer" else "global"
+        shapes = network.shapes
+        mask = [np.ones(s, dtype=bool) for s in shapes]
+        rows: list[dict] = []
+        seconds = steps = forwards = 0
+        epochs_done = 0.0
+        stopped_by = "epochs"
+        weights = biases = None
+        for r in range(rounds + 1):
+            remaining = _remaining(budget, seconds, steps)
+            if remaining is False:
+                stopped_by = "budget"
+                break
+            if r > 0:
+                # Prune the smallest trained magnitudes among the survivors, then rewind:
+                # train_weights restarts from the frozen init times the new mask.
+                target = rule.keep if r == rounds else rule.keep ** (r / rounds)
+                magnitude = [np.where(m, np.abs(w), -1.0) for w, m in zip(weights, mask)]
+                mask = keep_largest(magnitude, KeepRule(target, kind), shapes)
+            trainer = self._trainer(len(data.y_train), seed + 7919 * r, remaining)
+            log = EpochLog(data, self.name if progress else None)
+            weights, biases = train_weights(self, network, data, mask, trainer, log)
+            for row in log.rows[(1 if r else 0) :]:  # a round's row 0 is the last round's end
+                row.update(
+                    round=r,
+                    keep=sum(int(m.sum()) for m in mask) / network.spec.n_weights,
+                    epoch=row["epoch"] + r * int(self.epochs),
+                    evaluations=row["evaluations"] + steps,
+                    sample_forwards=row["sample_forwards"] + forwards,
+                    seconds=row["seconds"] + seconds,
+                )
+                rows.append(row)
+            seconds += trainer.seconds
+            steps += trainer.steps
+            forwards += trainer.sample_forwards
+            epochs_done += trainer.steps / trainer.steps_per_epoch
+            if trainer.stopped_by == "budget":
+                stopped_by = "budget"
+                break
+        best = -1.0
+        for row in rows:  # best validation so far, over all rounds
+            if row["val_accuracy"] is not None:
+                best = max(best, row["val_accuracy"])
+                row["best_val_accuracy"] = best
+        return BaselineResult(
+            mask=mask,
+            weights=weights,
+            biases=biases,
+            history=rows,
+            seconds=seconds,
+            steps=steps,
+            sample_forwards=forwards,
+            epochs=epochs_done,
+            stopped_by=stopped_by,
+            note=(
+                f"iterative magnitude pruning ({rounds} rounds, rewinding to init): a trained "
+                "sparse network (weights learned), not a ticket of the frozen network"
+            ),
+        )
+
+
+def _remaining(budget: Budget | None, seconds: float, steps: int) -> Budget | None | bool:
+    """What is left of ``budget`` after ``seconds`` and ``steps``; False when nothing is."""
+    if budget is None:
+        return None
+    if budget.seconds is not None:
+        left = budget.seconds - seconds
+        return Budget(seconds=left) if left > 0 else False
+    left = budget.evaluations - steps
+    return Budget(evaluations=left) if left > 0 else False

@@ -1,0 +1,428 @@
+"""Run a comparison: independent runs on an executor, results appended as they finish, resumable.
+
+Every run is one task, ``execute_run(spec, data_dir, threads)``, a plain
+function of JSON-ready arguments, so it runs the same in this process, in a
+local process pool, or on a Dask cluster (``Client.get_executor()``, a
+``concurrent.futures`` executor). Only this process writes files: each
+finished run becomes one line of ``results.jsonl`` at once, and a rerun skips
+every run whose key (a hash of its config) is already there.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import dataclasses
+import functools
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from prunetrain.errors import PrunetrainError
+from prunetrain.experiments.config import Comparison, RunSpec, load_config, resolve_archs
+from prunetrain.files import atomic_write
+
+#: At most this many history rows are kept per run in ``results.jsonl`` (evenly thinned).
+MAX_HISTORY_ROWS = 300
+
+RESULTS = "results.jsonl"
+
+
+# --- one run ------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset(name: str, data_dir: str | None):
+    from prunetrain.data import load_dataset
+
+    return load_dataset(name, data_dir=data_dir)
+
+
+def execute_run(spec: dict, data_dir: str | None = None, threads: int | None = None) -> dict:
+    """Run one search or baseline described by ``spec`` (:meth:`RunSpec.to_dict`); return its record.
+
+    The record is what ``result.json`` of ``prunetrain search`` / ``baseline``
+    holds, plus ``key``, ``kind``, ``label`` and ``run`` (the spec), with the
+    history thinned to :data:`MAX_HISTORY_ROWS` rows, each carrying the test
+    accuracy of the model the run would have returned at that point.
+
+    Parameters
+    ----------
+    threads : int, optional
+        Cap BLAS (and Numba) threads while the run lasts, so parallel runs
+        do not oversubscribe the cores.
+    """
+    run = RunSpec(**spec)
+    limits = contextlib.nullcontext()
+    if threads:
+        from threadpoolctl import threadpool_limits
+
+        limits = threadpool_limits(limits=int(threads))
+        with contextlib.suppress(Exception):
+            import numba
+
+            numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+    with limits:
+        data = _dataset(run.dataset, data_dir)
+        record = _run_search(run, data) if run.kind == "search" else _run_baseline(run, data)
+    record["history"] = _thin(record["history"], MAX_HISTORY_ROWS)
+    return {"key": run.key, "kind": run.kind, "label": run.label, "run": run.to_dict(), **record}
+
+
+def _run_search(run: RunSpec, data) -> dict:
+    """``run_search`` with the test accuracy of the mask it would return at every validation.
+
+    The run loop validates ``searcher.recommend()`` at each history row and
+    returns the best of those on validation; keeping a packed copy of each
+    recommended mask lets the rows be scored on the test split *after* the
+    search, outside its clock, without the search ever seeing that split.
+    """
+    from prunetrain.api import SearchRun, evaluate_ticket, resolve_arch
+    from prunetrain.backends import NumpyBackend
+    from prunetrain.masks import KeepRule, pack_mask, unpack_mask
+    from prunetrain.metrics import accuracy
+    from prunetrain.network import FrozenNetwork, NetworkSpec
+    from prunetrain.objective import Problem
+    from prunetrain.search import make_searcher
+    from prunetrain.search import run as run_loop
+    from prunetrain.ticket import Ticket
+
+    o = run.options
+    spec = NetworkSpec(
+        resolve_arch(run.arch, data), init=o["init"], scale=o["scale"], keep=run.keep
+    )
+    rule = KeepRule(run.keep, o["keep_rule"])
+    network = FrozenNetwork(spec, run.seed)
+    searcher = make_searcher(run.method, **run.params)
+    problem = Problem(
+        network,
+        data,
+        rule,
+        backend=o["backend"],
+        batch_size=o["batch_size"] or None,
+        schedule=o["schedule"],
+        seed=run.seed,
+    )
+    recommended: list[np.ndarray] = []
+    recommend = searcher.recommend
+
+    def recording_recommend():
+        mask, loss = recommend()
+        recommended.append(pack_mask(mask))
+        return mask, loss
+
+    searcher.recommend = recording_recommend
+    result = run_loop(problem, searcher, run.budget, seed=run.seed, patience=o["patience"])
+    config = {
+        "dataset": data.name,
+        "arch": spec.arch,
+        "init": o["init"],
+        "scale": o["scale"],
+        "keep": rule.keep,
+        "keep_rule": rule.kind,
+        "method": run.method,
+        "method_params": searcher.get_params(),
+        "budget": run.budget,
+        "batch_size": problem.batch_size,
+        "schedule": problem.schedule,
+        "backend": problem.backend.name,
+        "seed": run.seed,
+        "network_seed": run.seed,
+        "patience": o["patience"],
+        "init_mask": None,
+    }
+    meta = {
+        "dataset": data.name,
+        "classes": np.asarray(data.classes).tolist(),
+        "method": run.method,
+        "seed": run.seed,
+    }
+    ticket = Ticket(network, result.mask, rule, meta)
+    metrics = evaluate_ticket(ticket, data)
+    record = SearchRun(config=config, result=result, ticket=ticket, metrics=metrics).record()
+    history = [dict(row) for row in record["history"]]
+    if len(recommended) == len(history):
+        backend = NumpyBackend(network)
+        test = None
+        for row, packed in zip(history, recommended):
+            if row["improved"]:  # the returned mask changes only here
+                logits = backend.logits(unpack_mask(packed, network.shapes), data.X_test)
+                test = float(accuracy(logits, data.y_test))
+            row["test_accuracy"] = test
+        history[-1]["test_accuracy"] = record["test_accuracy"]
+    record["history"] = history
+    return record
+
+
+def _run_baseline(run: RunSpec, data) -> dict:
+    from prunetrain.baselines import run_baseline
+
+    o = run.options
+    finished = run_baseline(
+        data,
+        run.arch,
+        method=run.method,
+        method_params=run.params,
+        init=o["init"],
+        scale=o["scale"],
+        keep=run.keep,
+        keep_rule=o["keep_rule"],
+        budget=run.budget,
+        seed=run.seed,
+    )
+    record = finished.record()
+    record.update(ticket=None, weights=None)  # a comparison keeps records, not model files
+    return record
+
+
+def _thin(rows: list[dict], limit: int) -> list[dict]:
+    """At most ``limit`` rows, evenly spaced, always the first and the last."""
+    if len(rows) <= limit:
+        return rows
+    keep = np.unique(np.linspace(0, len(rows) - 1, limit).round().astype(int))
+    return [rows[i] for i in keep]
+
+
+# --- the results file --------------------------------------------------------------------
+
+
+def read_results(path: str | os.PathLike) -> dict[str, dict]:
+    """Records of ``results.jsonl`` by key; a damaged line (an interrupted write) is skipped."""
+    path = Path(path)
+    out: dict[str, dict] = {}
+    if not path.is_file():
+        return out
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "key" in record:
+            out[record["key"]] = record
+    return out
+
+
+def _append(path: Path, record: dict) -> None:
+    text = json.dumps(record, allow_nan=False) + "\n"
+    if path.is_file() and path.stat().st_size:
+        with path.open("rb") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":  # a line cut off by a crash: start on a fresh one
+                text = "\n" + text
+    with path.open("a") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _rewrite(path: Path, records: list[dict]) -> None:
+    text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in records)
+    atomic_write(path, lambda f: f.write(text), binary=False)
+
+
+# --- executors ------------------------------------------------------------------------------
+
+
+class InlineExecutor(cf.Executor):
+    """Runs each task in this process when it is submitted (``--jobs 1``)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future: cf.Future = cf.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as e:  # noqa: BLE001  (handed to the caller through the future)
+            future.set_exception(e)
+        return future
+
+
+def cpu_count() -> int:
+    """Cores this process may use."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def make_executor(
+    jobs: int, scheduler: str | None
+) -> Iterator[tuple[cf.Executor, int | None, int]]:
+    """The executor for ``jobs`` local processes or a Dask ``scheduler`` address.
+
+    Yields ``(executor, threads per run, tasks to keep in flight)``.
+    """
+    if scheduler:
+        try:
+            from dask.distributed import Client
+        except ImportError:
+            raise PrunetrainError(
+                "--scheduler needs Dask: pip install 'prunetrain[distributed]'"
+            ) from None
+        try:
+            client = Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError) as e:
+            raise PrunetrainError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+        try:
+            slots = max(1, sum(client.nthreads().values()))
+            yield client.get_executor(pure=False), None, 2 * slots
+        finally:
+            client.close()
+        return
+    if jobs < 1:
+        raise PrunetrainError(f"--jobs must be at least 1, got {jobs}")
+    if jobs == 1:
+        yield InlineExecutor(), None, 1
+        return
+    threads = max(1, cpu_count() // jobs)
+    # Worker processes read these when they import NumPy and Numba; spawn (not fork)
+    # so that they start clean of this process's BLAS and Numba thread pools.
+    env = {
+        v: str(threads)
+        for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+    }
+    saved = {v: os.environ.get(v) for v in env}
+    os.environ.update(env)
+    pool = cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield pool, threads, 2 * jobs
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for v, old in saved.items():
+            if old is None:
+                os.environ.pop(v, None)
+            else:
+                os.environ[v] = old
+
+
+# --- the comparison -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ComparisonResult:
+    """What :func:`run_comparison` did."""
+
+    comparison: Comparison
+    records: list[dict]
+    ran: list[str]
+    skipped: list[str]
+    failed: dict[str, str]
+    seconds: float
+    out: Path
+
+
+def prepare(config: Comparison | str | os.PathLike) -> tuple[Comparison, dict]:
+    """Load the config and its datasets, resolve architectures and check them against the data."""
+    from prunetrain.api import resolve_arch
+
+    comparison = config if isinstance(config, Comparison) else load_config(config)
+    names = dict.fromkeys(r.dataset for r in comparison.runs)
+    datasets = {name: _dataset(name, comparison.data_dir) for name in names}
+    comparison = resolve_archs(comparison, datasets)
+    for r in comparison.runs:
+        resolve_arch(r.arch, datasets[r.dataset])
+    return comparison, datasets
+
+
+def run_comparison(
+    config: Comparison | str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    jobs: int = 1,
+    scheduler: str | None = None,
+    echo: Callable[[str], None] | None = print,
+    report: bool = True,
+) -> ComparisonResult:
+    """Run every run of a comparison not already in ``out/results.jsonl``, then write the report.
+
+    Parameters
+    ----------
+    config : Comparison or path
+        A parsed config or the path of its TOML file.
+    out : path
+        Folder of ``results.jsonl``, ``summary.md`` and the plots.
+    jobs : int
+        Local worker processes (1: run in this process). Ignored with ``scheduler``.
+    scheduler : str, optional
+        Address of a Dask scheduler (``tcp://host:8786``): run the tasks there.
+    echo : callable, optional
+        Called with one line per finished run.
+    report : bool
+        Write ``summary.md`` and the plots at the end.
+
+    Returns
+    -------
+    ComparisonResult
+        The records of the config's runs (in config order), and which ran,
+        were skipped (already done) or failed.
+    """
+    start = time.perf_counter()
+    if scheduler is None and int(jobs) < 1:
+        raise PrunetrainError(f"--jobs must be at least 1, got {jobs}")
+    comparison, _ = prepare(config)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise PrunetrainError(f"--out {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / RESULTS
+    done = read_results(path)
+    todo = [r for r in comparison.runs if r.key not in done]
+    skipped = [r.key for r in comparison.runs if r.key in done]
+    say = echo or (lambda line: None)
+    say(
+        f"{comparison.name}: {len(comparison.runs)} runs, {len(skipped)} already in {path}, "
+        f"{len(todo)} to run"
+    )
+    ran: list[str] = []
+    failed: dict[str, str] = {}
+    if todo:
+        with make_executor(jobs, scheduler) as (executor, threads, in_flight):
+            pending: dict[cf.Future, RunSpec] = {}
+            queue = list(todo)
+            try:
+                while queue or pending:
+                    while queue and len(pending) < in_flight:
+                        run = queue.pop(0)
+                        future = executor.submit(
+                            execute_run, run.to_dict(), comparison.data_dir, threads
+                        )
+                        pending[future] = run
+                    finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                    for future in finished:
+                        run = pending.pop(future)
+                        try:
+                            record = future.result()
+                        except Exception as e:  # noqa: BLE001  (reported, the others go on)
+                            failed[run.key] = f"{type(e).__name__}: {e}"
+                            say(f"  FAILED {_describe(run)}: {failed[run.key]}")
+                            continue
+                        _append(path, record)
+                        done[run.key] = record
+                        ran.append(run.key)
+                        say(
+                            f"  [{len(skipped) + len(ran)}/{len(comparison.runs)}] {_describe(run)}: "
+                            f"test {record['test_accuracy']:.4f} in {record['seconds']:.1f} s"
+                        )
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+    ordered = [done[r.key] for r in comparison.runs if r.key in done]
+    current = {r.key for r in comparison.runs}
+    others = [rec for key, rec in done.items() if key not in current]
+    _rewrite(path, ordered + others)  # config order; runs of other configs kept after
+    result = ComparisonResult(
+        comparison, ordered, ran, skipped, failed, time.perf_counter() - start, out
+    )
+    if report and ordered:
+        from prunetrain.experiments.report import write_report
+
+        write_report(comparison, ordered, out)
+    return result
+
+
+def _describe(run: RunSpec) -> str:
+    return f"{run.label} {run.dataset} {run.arch} keep {run.keep:g} seed {run.seed}"
