@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from prunetrain.errors import PrunetrainError
+from prunetrain.search import DEFAULT_METHOD
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -78,7 +79,10 @@ def cli() -> None:
     help="layer (exact per layer), global, or free.",
 )
 @click.option(
-    "--method", default="random", show_default=True, help="Search method; see `prunetrain methods`."
+    "--method",
+    default=DEFAULT_METHOD,
+    show_default=True,
+    help="Search method; see `prunetrain methods`.",
 )
 @click.option(
     "--param",

@@ -310,3 +310,25 @@ def test_verbose_says_why_auto_passes_over_the_gpu(tmp_path, capsys):
     )
     assert code == 0
     assert err.startswith("backend auto: GPU backend 'cupy' not used (") and "using 'numba'" in err
+
+
+def test_search_defaults_to_the_project_default_method(tmp_path, capsys):
+    from prunetrain.search import DEFAULT_METHOD
+
+    code, _, _ = cli(
+        capsys,
+        "search",
+        "-q",
+        "--budget",
+        "5evals",
+        "--arch",
+        "64-8-10",
+        "--out",
+        str(tmp_path / "d"),
+    )
+    assert code == 0
+    assert (
+        json.loads((tmp_path / "d" / "result.json").read_text())["method"]
+        == DEFAULT_METHOD
+        == "accumulate"
+    )
