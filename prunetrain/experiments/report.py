@@ -11,6 +11,7 @@ import dataclasses
 import math
 import os
 import platform
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -202,7 +203,7 @@ def _pyplot():
 def step_curve(rows: list[dict], x_key: str, grid: np.ndarray) -> np.ndarray:
     """Test accuracy of a run on ``grid``: the last recorded value at or before each point.
 
-    Before the first row the first value holds; after the last, the last (the run's result).
+    Before the first row there is no value (NaN); after the last, the last holds (the run's result).
     """
     points = [(r[x_key], r["test_accuracy"]) for r in rows if r.get("test_accuracy") is not None]
     if not points:
@@ -210,7 +211,7 @@ def step_curve(rows: list[dict], x_key: str, grid: np.ndarray) -> np.ndarray:
     xs = np.array([p[0] for p in points], dtype=float)
     ys = np.array([p[1] for p in points], dtype=float)
     index = np.searchsorted(xs, grid, side="right") - 1
-    return ys[np.clip(index, 0, len(ys) - 1)]
+    return np.where(index >= 0, ys[np.clip(index, 0, len(ys) - 1)], np.nan)
 
 
 def plot_curves(records: list[dict], rows: list, x_key: str, path: Path, title: str) -> None:
@@ -244,17 +245,18 @@ def plot_curves(records: list[dict], rows: list, x_key: str, path: Path, title: 
         end = max(r["history"][-1][x_key] for r in rs)
         grid = np.geomspace(lo, max(end, 1.01 * lo), 200)
         curves = np.array([step_curve(r["history"], x_key, grid) for r in rs])
+        with warnings.catch_warnings():  # columns before any run's first point are all NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, low, high = (f(curves, axis=0) for f in (np.nanmean, np.nanmin, np.nanmax))
         ax.plot(
             grid,
-            np.nanmean(curves, axis=0),
+            mean,
             color=color,
             linestyle="-" if s.kind == "search" else "--",
             label=s.label if s.kind == "search" else f"{s.label} (gradient)",
         )
         if len(rs) > 1:
-            ax.fill_between(
-                grid, np.nanmin(curves, axis=0), np.nanmax(curves, axis=0), color=color, alpha=0.15
-            )
+            ax.fill_between(grid, low, high, color=color, alpha=0.15)
     ax.set(
         xlabel="wall time (s)" if x_key == "seconds" else "mask evaluations",
         ylabel="test accuracy (mean; band: min–max over seeds)",
