@@ -33,6 +33,42 @@ def parse_method_params(pairs: tuple[str, ...]) -> dict:
     return params
 
 
+def network_options(command):
+    """The options that pick the data and the frozen network, shared by search and baseline."""
+    options = [
+        click.option(
+            "--dataset",
+            default="digits",
+            show_default=True,
+            help="digits, fashion-mnist, mnist, or a .npz/.csv file.",
+        ),
+        click.option(
+            "--data-dir",
+            type=click.Path(file_okay=False),
+            help="Folder of the IDX files (else $PRUNETRAIN_DATA, else the Debian path).",
+        ),
+        click.option(
+            "--arch", help="Layer sizes, e.g. 784-300-100-10. Default: inputs-256-256-classes."
+        ),
+        click.option(
+            "--init",
+            "init",
+            default="signed_constant",
+            show_default=True,
+            help="signed_constant, kaiming_normal, kaiming_uniform, binary.",
+        ),
+        click.option(
+            "--scale",
+            default="keep",
+            show_default=True,
+            help="keep (scale weights by 1/sqrt(keep)) or none.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="prunetrain")
 def cli() -> None:
@@ -40,31 +76,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option(
-    "--dataset",
-    default="digits",
-    show_default=True,
-    help="digits, fashion-mnist, mnist, or a .npz/.csv file.",
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False),
-    help="Folder of the IDX files (else $PRUNETRAIN_DATA, else the Debian path).",
-)
-@click.option("--arch", help="Layer sizes, e.g. 784-300-100-10. Default: inputs-256-256-classes.")
-@click.option(
-    "--init",
-    "init",
-    default="signed_constant",
-    show_default=True,
-    help="signed_constant, kaiming_normal, kaiming_uniform, binary.",
-)
-@click.option(
-    "--scale",
-    default="keep",
-    show_default=True,
-    help="keep (scale weights by 1/sqrt(keep)) or none.",
-)
+@network_options
 @click.option(
     "--keep",
     default=0.5,
@@ -184,31 +196,7 @@ def search(**opts) -> None:
 
 
 @cli.command()
-@click.option(
-    "--dataset",
-    default="digits",
-    show_default=True,
-    help="digits, fashion-mnist, mnist, or a .npz/.csv file.",
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False),
-    help="Folder of the IDX files (else $PRUNETRAIN_DATA, else the Debian path).",
-)
-@click.option("--arch", help="Layer sizes, e.g. 784-300-100-10. Default: inputs-256-256-classes.")
-@click.option(
-    "--init",
-    "init",
-    default="signed_constant",
-    show_default=True,
-    help="signed_constant, kaiming_normal, kaiming_uniform, binary.",
-)
-@click.option(
-    "--scale",
-    default="keep",
-    show_default=True,
-    help="keep (scale weights by 1/sqrt(keep)) or none.",
-)
+@network_options
 @click.option(
     "--keep",
     default=0.5,
