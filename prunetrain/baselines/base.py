@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import inspect
 import math
 import sys
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from prunetrain.errors import PrunetrainError
+from prunetrain.hyperparams import Hyperparameters, build_named
 from prunetrain.masks import KeepRule, Mask
 from prunetrain.metrics import accuracy, cross_entropy
 from prunetrain.network import FrozenNetwork
@@ -67,7 +67,7 @@ class BaselineResult:
     logits: Callable[[np.ndarray], np.ndarray] | None = None
 
 
-class Baseline(abc.ABC):
+class Baseline(Hyperparameters, abc.ABC):
     """A reference method to compare the searches against.
 
     As with searchers, the constructor takes only hyperparameters (keyword
@@ -100,21 +100,6 @@ class Baseline(abc.ABC):
     ) -> BaselineResult:
         """Run the baseline on ``network`` and the training split of ``data``."""
 
-    @classmethod
-    def param_names(cls) -> list[str]:
-        """Names of the constructor's hyperparameters."""
-        sig = inspect.signature(cls.__init__)
-        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind in kinds]
-
-    def get_params(self) -> dict:
-        """Hyperparameters as a dict (JSON-ready)."""
-        return {name: getattr(self, name) for name in self.param_names()}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
-
 
 BASELINES: dict[str, type[Baseline]] = {}
 
@@ -129,18 +114,7 @@ def register(cls: type[Baseline]) -> type[Baseline]:
 
 def make_baseline(name: str, **params) -> Baseline:
     """The baseline registered as ``name``, built with ``params``."""
-    cls = BASELINES.get(name)
-    if cls is None:
-        raise PrunetrainError(
-            f"unknown baseline {name!r}; expected one of {', '.join(sorted(BASELINES))}"
-        )
-    unknown = set(params) - set(cls.param_names())
-    if unknown:
-        raise PrunetrainError(
-            f"baseline {name!r} takes no option {', '.join(sorted(unknown))}; "
-            f"its options are {', '.join(cls.param_names()) or 'none'}"
-        )
-    return cls(**params)
+    return build_named(BASELINES, "baseline", name, params)
 
 
 # --- helpers shared by the trained baselines ------------------------------------------------

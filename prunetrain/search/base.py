@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import inspect
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from prunetrain.errors import PrunetrainError
+from prunetrain.hyperparams import Hyperparameters, build_named
 from prunetrain.masks import Mask
 
 if TYPE_CHECKING:
     from prunetrain.objective import Problem
 
 
-class Searcher(abc.ABC):
+class Searcher(Hyperparameters, abc.ABC):
     """One gradient-free heuristic over masks.
 
     A searcher's constructor takes only its hyperparameters (keyword
@@ -56,21 +55,6 @@ class Searcher(abc.ABC):
     def recommend(self) -> tuple[Mask, float]:
         """The mask this searcher currently thinks best, and its last training loss."""
 
-    @classmethod
-    def param_names(cls) -> list[str]:
-        """Names of the constructor's hyperparameters."""
-        sig = inspect.signature(cls.__init__)
-        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind in kinds]
-
-    def get_params(self) -> dict:
-        """Hyperparameters as a dict (JSON-ready)."""
-        return {name: getattr(self, name) for name in self.param_names()}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
-
 
 SEARCHERS: dict[str, type[Searcher]] = {}
 
@@ -85,18 +69,7 @@ def register(cls: type[Searcher]) -> type[Searcher]:
 
 def make_searcher(name: str, **params) -> Searcher:
     """The searcher registered as ``name``, built with ``params``."""
-    cls = SEARCHERS.get(name)
-    if cls is None:
-        raise PrunetrainError(
-            f"unknown method {name!r}; expected one of {', '.join(sorted(SEARCHERS))}"
-        )
-    unknown = set(params) - set(cls.param_names())
-    if unknown:
-        raise PrunetrainError(
-            f"method {name!r} takes no option {', '.join(sorted(unknown))}; "
-            f"its options are {', '.join(cls.param_names()) or 'none'}"
-        )
-    return cls(**params)
+    return build_named(SEARCHERS, "method", name, params)
 
 
 @dataclasses.dataclass
