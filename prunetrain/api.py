@@ -24,7 +24,8 @@ from prunetrain.masks import KeepRule
 from prunetrain.metrics import accuracy, cross_entropy
 from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed, parse_arch
 from prunetrain.objective import Budget, Problem
-from prunetrain.search import DEFAULT_METHOD, SearchResult, make_searcher, run
+from prunetrain.search import DEFAULT_METHOD, SEARCHERS, SearchResult, make_searcher, run
+from prunetrain.search.pipeline import Pipeline
 from prunetrain.ticket import Ticket
 
 DEFAULT_HIDDEN = (256, 256)
@@ -190,6 +191,7 @@ def run_search(
     network_seed: int | None = None,
     patience: int | None = None,
     init_mask: Ticket | str | os.PathLike | None = None,
+    init_share: float = 0.25,
     progress: bool = False,
     out: str | os.PathLike | None = None,
 ) -> SearchRun:
@@ -225,8 +227,13 @@ def run_search(
         Seed of the frozen weights, to search one network with several seeds.
     patience : int, optional
         Early stopping after this many validations without improvement.
-    init_mask : Ticket or path, optional
-        Start from this ticket's mask (it must belong to the same network).
+    init_mask : Ticket, path or method name, optional
+        Start from this ticket's mask (it must belong to the same network),
+        or from the mask a searcher such as ``"hebbian-reward"`` finds first:
+        it runs for at most ``init_share`` of the budget, then ``method``
+        refines its mask (a :class:`~prunetrain.search.pipeline.Pipeline`).
+    init_share : float
+        Most of the budget an ``init_mask`` searcher may use, in (0, 1).
     progress : bool
         Show a progress bar.
     out : path, optional
@@ -250,7 +257,16 @@ def run_search(
     searcher = make_searcher(method, **(method_params or {}))
     network = FrozenNetwork(spec, network_seed)
     start_mask = None
-    if init_mask is not None:
+    if isinstance(init_mask, str) and init_mask in SEARCHERS and not Path(init_mask).exists():
+        if not (isinstance(init_share, (int, float)) and 0 < init_share < 1):
+            raise PrunetrainError(f"init share must be in (0, 1), got {init_share!r}")
+        searcher = Pipeline(first=make_searcher(init_mask), then=searcher, share=init_share)
+    elif isinstance(init_mask, (str, os.PathLike)) and not Path(init_mask).exists():
+        raise PrunetrainError(
+            f"init mask {str(init_mask)!r} is neither a ticket file nor a method "
+            f"(methods: {', '.join(sorted(SEARCHERS))})"
+        )
+    elif init_mask is not None:
         start = init_mask if isinstance(init_mask, Ticket) else Ticket.load(init_mask)
         start.verify(network)
         start_mask = start.mask
@@ -274,6 +290,7 @@ def run_search(
         "network_seed": network_seed,
         "patience": patience,
         "init_mask": None if init_mask is None or isinstance(init_mask, Ticket) else str(init_mask),
+        "init_share": init_share if isinstance(searcher, Pipeline) else None,
     }
     result = run(
         problem,

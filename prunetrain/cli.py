@@ -136,7 +136,15 @@ def cli() -> None:
 @click.option(
     "--init-mask",
     type=click.Path(dir_okay=False),
-    help="Start from this ticket's mask (resume a search).",
+    help="Start from this ticket's mask (resume a search), or from the mask a "
+    "searcher finds first, e.g. hebbian-reward (a Hebbian initialisation).",
+)
+@click.option(
+    "--init-share",
+    default=0.25,
+    show_default=True,
+    type=float,
+    help="Most of the budget an --init-mask searcher may use.",
 )
 @click.option(
     "--out", type=click.Path(), help="Output folder. Default: runs/DATASET-METHOD-keepK-seedS."
@@ -172,6 +180,7 @@ def search(**opts) -> None:
         network_seed=opts["network_seed"],
         patience=opts["patience"],
         init_mask=opts["init_mask"],
+        init_share=opts["init_share"],
         progress=not opts["quiet"],
         out=out,
     )

@@ -1,12 +1,29 @@
-"""Shared fixtures: a small network and the digits dataset (embedded, loads in ~0.1 s)."""
+"""Shared fixtures: a small network, the digits dataset (embedded, loads in ~0.1 s), planted problems."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from prunetrain.data import load_dataset
+from prunetrain.data import Dataset, load_dataset
+from prunetrain.masks import KeepRule, random_mask
 from prunetrain.network import FrozenNetwork, NetworkSpec
+
+
+def planted(seed=0, sizes=(12, 24, 4), n=600):
+    """Labels made by a hidden subnetwork of the very network that is searched.
+
+    Returns ``(network, dataset, target_mask)``; the target keeps half of
+    every layer, like the searches do.
+    """
+    rng = np.random.default_rng(seed)
+    net = FrozenNetwork(NetworkSpec(sizes), seed)
+    target = random_mask(net.shapes, KeepRule(0.5), rng)
+    X = rng.standard_normal((n, sizes[0])).astype(np.float32)
+    y = np.argmax(net.forward(target, X), axis=1)
+    a, b = int(n * 0.7), int(n * 0.85)
+    data = Dataset("planted", X[:a], y[:a], X[a:b], y[a:b], X[b:], y[b:], np.arange(sizes[-1]))
+    return net, data, target
 
 
 @pytest.fixture(scope="session")

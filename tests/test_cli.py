@@ -129,6 +129,32 @@ def test_resume_from_a_ticket(tmp_path, capsys):
     assert second["history"][0]["val_accuracy"] == first["val_accuracy"]
 
 
+def test_hebbian_initialisation_then_the_method(tmp_path, capsys):
+    code, _, err = cli(
+        capsys,
+        "search",
+        "--budget",
+        "60evals",
+        "--arch",
+        "64-16-10",
+        "--method",
+        "hill",
+        "--init-mask",
+        "hebbian-label",
+        "--init-share",
+        "0.5",
+        "--out",
+        str(tmp_path / "a"),
+        "-q",
+    )
+    assert code == 0, err
+    config = json.loads((tmp_path / "a" / "result.json").read_text())["config"]
+    assert config["method"] == "hill" and config["init_mask"] == "hebbian-label"
+    assert config["init_share"] == 0.5
+    params = config["method_params"]
+    assert params["first"]["method"] == "hebbian-label" and params["then"]["method"] == "hill"
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -146,6 +172,8 @@ def test_resume_from_a_ticket(tmp_path, capsys):
         (["search", "-p", "population"], "expected NAME=VALUE"),
         (["search", "-p", "lr=3"], "takes no option lr"),
         (["search", "--seed", "-1"], "seed must be"),
+        (["search", "--init-mask", "nope"], "neither a ticket file nor a method"),
+        (["search", "--init-mask", "hebbian", "--init-share", "1"], "init share must be in (0, 1)"),
         (["search", "--keep", "abc"], "'abc' is not a valid float"),
         (["search", "--no-such-option"], "No such option"),
         (["frobnicate"], "No such command"),

@@ -2,29 +2,16 @@
 
 import numpy as np
 import pytest
+from conftest import planted
 
 from prunetrain.api import evaluate_ticket
-from prunetrain.data import Dataset
 from prunetrain.errors import PrunetrainError
-from prunetrain.masks import KeepRule, random_mask
-from prunetrain.network import FrozenNetwork, NetworkSpec
+from prunetrain.masks import KeepRule
 from prunetrain.objective import Problem
 from prunetrain.search import make_searcher, run
 from prunetrain.ticket import Ticket
 
 LOCAL = ["accumulate", "hill", "anneal", "tabu", "steepest"]
-
-
-def planted(seed=0, sizes=(12, 24, 4), n=600):
-    """Labels made by a hidden subnetwork of the very network that is searched."""
-    rng = np.random.default_rng(seed)
-    net = FrozenNetwork(NetworkSpec(sizes), seed)
-    target = random_mask(net.shapes, KeepRule(0.5), rng)
-    X = rng.standard_normal((n, sizes[0])).astype(np.float32)
-    y = np.argmax(net.forward(target, X), axis=1)
-    a, b = int(n * 0.7), int(n * 0.85)
-    data = Dataset("planted", X[:a], y[:a], X[a:b], y[a:b], X[b:], y[b:], np.arange(sizes[-1]))
-    return net, data, target
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,500 @@
+"""Hebbian-style mask search: connections chosen by local rules, no backprop.
+
+Every searcher here scores each connection ``(i -> j)`` of layer ``l`` from
+quantities available at that connection: the pre-synaptic activity ``x_i``
+(the layer's input, ``a_{l-1}``), the frozen weight ``w_ij``, and a
+post-synaptic signal of unit ``j``. Scores are running averages over batches
+(an exponential moving average with bias correction, ``momentum``), and the
+mask is re-selected from them every ``reselect`` batches: each layer keeps the
+top-scoring connections — per unit (every unit keeps its share of the
+layer's count, the default for the correlation rules) or over the whole
+layer. Nothing is propagated backwards through the network.
+
+The rules, with ``E`` the mean over a batch's samples ``b``:
+
+``hebbian`` (competitive activity correlation), hidden layers::
+
+    s_ij = sign(w_ij) · E[(x_bi - x̄_i) · y_bj] / E[y_bj],   y_bj = [z_bj in the top k of sample b]
+
+  a unit keeps the inputs whose signed weight agrees with the input pattern
+  it wins on (k-winners-take-all competition keeps units from all picking the
+  same inputs); with ``competition="none"`` the plain correlation
+  ``sign(w_ij) · E[x_bi · a_bj]``. The readout cannot be chosen without
+  labels and uses the label rule below.
+
+``hebbian-label``, readout (``t`` the one-hot label, centred)::
+
+    s_ij = w_ij · E[x_bi · (t_bj - t̄_j)]
+
+  keep a connection whose signed contribution ``w_ij x_i`` rises with the
+  target class ``j``; hidden layers use the same rule with a fixed random
+  ±1 projection of the label as their target (direct random target
+  projection), ``h_b = (t_b - t̄) R_l``.
+
+``hebbian-reward`` (three-factor, node perturbation)::
+
+    s_ij += lr · Δ_ij / rms(Δ),   Δ_ij = w_ij · E[x_bi · r_b · ξ_bj] / σ_l²
+
+  each unit's pre-activation is perturbed by noise ``ξ_bj ~ N(0, σ_l²)``
+  (antithetic pairs ``±ξ``), ``r_b = -(ℓ_b(+ξ) - ℓ_b(-ξ)) / 2`` is the reward
+  relative to the unperturbed baseline, and the eligibility trace
+  ``x_bi · w_ij · ξ_bj`` (pre × weight × post) is credited by it; this
+  estimates the mask's straight-through gradient from forward passes only.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from prunetrain.errors import PrunetrainError
+from prunetrain.masks import Mask
+from prunetrain.metrics import log_softmax
+from prunetrain.search.base import Searcher, register
+
+SELECTIONS = ("unit", "layer")
+COMPETITIONS = ("wta", "none")
+
+
+# --- forward passes and selection (plain NumPy on the host) ------------------------------
+def to_host(array) -> np.ndarray:
+    """A backend array (NumPy, or CuPy with ``.get()``) as a NumPy array."""
+    return array.get() if hasattr(array, "get") else np.asarray(array)
+
+
+def forward(weights, biases, mask, X) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Inputs ``x_l`` (``a_{l-1}``) and pre-activations ``z_l`` of every layer, float64."""
+    a = np.asarray(X, dtype=np.float64)
+    inputs, pres = [], []
+    for layer, (w, m) in enumerate(zip(weights, mask)):
+        inputs.append(a)
+        z = a @ (w * m)
+        if biases is not None:
+            z += biases[layer]
+        pres.append(z)
+        a = np.maximum(z, 0.0)
+    return inputs, pres
+
+
+def forward_from(weights, biases, mask, layer: int, z: np.ndarray) -> np.ndarray:
+    """Logits when layer ``layer``'s pre-activation is ``z`` (the layers before unchanged)."""
+    for q in range(layer + 1, len(weights)):
+        z = np.maximum(z, 0.0) @ (weights[q] * mask[q])
+        if biases is not None:
+            z = z + biases[q]
+    return z
+
+
+def sample_losses(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Cross-entropy of each sample."""
+    return -log_softmax(logits)[np.arange(len(y)), y]
+
+
+def unit_counts(count: int, fan_in: int, fan_out: int) -> np.ndarray:
+    """Split a layer's ``count`` over its ``fan_out`` units as evenly as possible."""
+    base, extra = divmod(count, fan_out)
+    if base > fan_in or (base == fan_in and extra):
+        raise PrunetrainError(f"cannot keep {count} of {fan_in}x{fan_out} weights")
+    counts = np.full(fan_out, base, dtype=np.int64)
+    counts[:extra] += 1
+    return counts
+
+
+def select_top(scores: np.ndarray, count: int, per_unit: bool) -> np.ndarray:
+    """Keep the ``count`` highest scores of a layer: per unit (column) or over the layer.
+
+    Ties are broken by position (a stable order), so selection is deterministic.
+    """
+    a, b = scores.shape
+    mask = np.zeros((a, b), dtype=bool)
+    if not per_unit:
+        order = np.argsort(-scores, axis=None, kind="stable")[:count]
+        mask.flat[order] = True
+        return mask
+    counts = unit_counts(count, a, b)
+    order = np.argsort(-scores, axis=0, kind="stable")  # (a, b): rows by descending score
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(a)[:, None], axis=0)
+    return rank < counts[None, :]
+
+
+def _spread(values: np.ndarray) -> np.ndarray:
+    """Each column's standard deviation (1 where it is zero), as a column of the transpose."""
+    std = values.std(axis=0)
+    return np.where(std > 0, std, 1.0)[:, None]
+
+
+def balanced_top(scores: np.ndarray, drive: np.ndarray, count: int, iters: int = 24) -> np.ndarray:
+    """Per-unit top scores under a homeostatic set point: each unit's mean drive near zero.
+
+    Unit ``j`` keeps the top ``k_j`` of ``s_ij - λ_j d_ij`` where ``d_ij =
+    w_ij x̄_i`` is connection ``(i, j)``'s share of the unit's mean
+    pre-activation and ``λ_j`` is found by bisection so that the kept drive
+    ``Σ_i d_ij`` is as close to zero as the unit's weights allow (it falls as
+    ``λ_j`` grows). Without it, units whose best-scoring inputs are also the
+    most active ones get a large constant drive: readout units then win on
+    every sample and hidden units are always on or dead.
+    """
+    a, b = scores.shape
+    counts = unit_counts(count, a, b)
+    # Units as contiguous rows: partitions along the last axis are the fast ones.
+    s = np.ascontiguousarray(scores.T) / _spread(scores)
+    d = np.ascontiguousarray(drive.T) / _spread(drive)
+    lo, hi = np.full(b, -64.0), np.full(b, 64.0)
+    # Ascending position of a unit's smallest kept value (a unit keeping none keeps none).
+    smallest_kept = np.minimum(a - counts, a - 1)
+    units, keeps_any = np.arange(b), (counts > 0)[:, None]
+    for _ in range(iters):
+        lam = (lo + hi) / 2
+        v = s - lam[:, None] * d
+        threshold = np.partition(v, np.unique(smallest_kept), axis=1)[units, smallest_kept]
+        kept_drive = (d * ((v >= threshold[:, None]) & keeps_any)).sum(axis=1)
+        lo, hi = np.where(kept_drive > 0, lam, lo), np.where(kept_drive > 0, hi, lam)
+    return select_top((s - ((lo + hi) / 2)[:, None] * d).T, count, per_unit=True)
+
+
+# --- the score statistics, one batch each (the formulas of the module docstring) ----------
+def competitive_stat(
+    x: np.ndarray, z: np.ndarray, w: np.ndarray, winners: int | None
+) -> np.ndarray:
+    """``sign(w_ij) E[(x_bi - x̄_i) y_bj] / E[y_bj]`` with k-WTA ``y``; plain ``sign(w) E[x a]`` if ``winners`` is None."""
+    if winners is None:
+        return np.sign(w) * (x.T @ np.maximum(z, 0.0)) / len(x)
+    k = min(int(winners), z.shape[1])
+    top = np.argpartition(-z, k - 1, axis=1)[:, :k]
+    y = np.zeros_like(z)
+    np.put_along_axis(y, top, 1.0, axis=1)
+    wins = y.sum(axis=0)
+    centred = x - x.mean(axis=0)
+    return np.sign(w) * (centred.T @ y) / np.maximum(wins, 1.0)
+
+
+def label_stat(x: np.ndarray, target: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``w_ij E[x_bi (t_bj - t̄_j)]`` for a per-sample target ``t`` of the layer's units."""
+    centred = target - target.mean(axis=0)
+    return w * (x.T @ centred) / len(x)
+
+
+def reward_stat(x: np.ndarray, reward: np.ndarray, noise: np.ndarray, sigma: float, w: np.ndarray):
+    """``w_ij E[x_bi r_b ξ_bj] / σ²``: eligibility (pre × weight × post noise) times reward."""
+    return w * (x.T @ (reward[:, None] * noise)) / (len(x) * sigma**2)
+
+
+def _check(name: str, value, low: float, high: float | None = None, integer: bool = False):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and value > low and (high is None or value <= high)
+    if ok and integer:
+        ok = int(value) == value
+    if not ok:
+        bound = f"in ({low}, {high}]" if high is not None else f"> {low}"
+        kind = "a whole number " if integer else ""
+        raise PrunetrainError(f"{name} must be {kind}{bound}, got {value!r}")
+
+
+def _choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise PrunetrainError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+# --- the searchers ----------------------------------------------------------------------
+class HebbianBase(Searcher):
+    """Shared machinery: host weights, the current mask, averaged scores, re-selection.
+
+    Parameters
+    ----------
+    epochs : float
+        Passes over the training split before the searcher declares itself
+        finished (its scores have converged); ``inf`` runs until the budget.
+    momentum : float
+        Decay of the scores' running average, in [0, 1).
+    reselect : int
+        Batches between re-selections of the mask.
+    select : {"unit", "layer"}
+        Keep the top scores of each unit (column) or of each whole layer.
+    homeostasis : bool
+        With ``select="unit"``: hold each unit's mean drive near zero while
+        choosing its top scores (:func:`balanced_top`).
+    """
+
+    #: Default of ``select`` for the subclass.
+    default_select: ClassVar[str] = "unit"
+
+    def __init__(
+        self,
+        epochs: float = 5.0,
+        momentum: float = 0.9,
+        reselect: int = 1,
+        select: str | None = None,
+        homeostasis: bool = True,
+    ) -> None:
+        self.epochs = epochs
+        self.momentum = momentum
+        self.reselect = reselect
+        self.select = select
+        self.homeostasis = homeostasis
+
+    def setup(self, problem, rng, init_mask: Mask | None = None) -> None:
+        super().setup(problem, rng, init_mask)
+        _check("epochs", self.epochs, 0.0)
+        if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
+            raise PrunetrainError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        _check("reselect", self.reselect, 0, integer=True)
+        self._select = self.select if self.select is not None else self.default_select
+        _choice("select", self._select, SELECTIONS)
+        net = problem.network
+        self.weights = [w.astype(np.float64) for w in net.weights]
+        self.biases = None if net.biases is None else [b.astype(np.float64) for b in net.biases]
+        start = init_mask if init_mask is not None else problem.random_mask(rng)
+        self.mask = [np.array(m, dtype=bool) for m in start]
+        self.counts = self._layer_counts()
+        self.scores = [np.zeros(w.shape) for w in self.weights]
+        self.input_means = [np.zeros(w.shape[0]) for w in self.weights]
+        self.updates = 0
+        self.steps = 0
+        self.samples_seen = 0
+        self.last_loss = np.inf
+
+    def _layer_counts(self) -> list[int]:
+        """What each layer keeps: the rule's counts (the ``"global"`` total is met exactly too)."""
+        rule, shapes = self.problem.rule, self.problem.shapes
+        if rule.kind != "global":
+            return rule.layer_counts(shapes)
+        counts = rule.layer_counts(shapes)
+        largest = int(np.argmax([a * b for a, b in shapes]))
+        counts[largest] += rule.total_count(shapes) - sum(counts)
+        return counts
+
+    def average(self, layer: int, stat: np.ndarray) -> None:
+        """Fold one batch's statistic into layer ``layer``'s running average."""
+        m = float(self.momentum)
+        self.scores[layer] = m * self.scores[layer] + (1 - m) * stat
+
+    def averaged(self, layer: int) -> np.ndarray:
+        """The bias-corrected running average (as in Adam), comparable from the first batch."""
+        m = float(self.momentum)
+        return self.scores[layer] / (1 - m ** max(self.updates, 1))
+
+    def selection_scores(self, layer: int) -> np.ndarray:
+        return self.averaged(layer)
+
+    def reselect_mask(self) -> None:
+        per_unit = self._select == "unit"
+        mask = []
+        for layer, count in enumerate(self.counts):
+            scores = self.selection_scores(layer)
+            if per_unit and self.homeostasis:
+                m = float(self.momentum)
+                x_mean = self.input_means[layer] / (1 - m ** max(self.updates, 1))
+                drive = self.weights[layer] * x_mean[:, None]
+                mask.append(balanced_top(scores, drive, count))
+            else:
+                mask.append(select_top(scores, count, per_unit))
+        self.mask = mask
+
+    def step(self) -> None:
+        problem = self.problem
+        batch = problem.next_batch()
+        X, y = to_host(batch.X), to_host(batch.y).astype(np.int64)
+        self.update(X, y)
+        self.updates += 1
+        self.steps += 1
+        self.samples_seen += len(y)
+        if self.steps % int(self.reselect) == 0:
+            self.reselect_mask()
+        if self.samples_seen >= float(self.epochs) * problem.n_train:
+            self.finished = True
+
+    def forward(self, X: np.ndarray, y: np.ndarray):
+        """Forward the current mask (charged as one evaluation); remember its loss."""
+        inputs, pres = forward(self.weights, self.biases, self.mask, X)
+        self.problem.charge(1, len(y))
+        m = float(self.momentum)
+        for layer, x in enumerate(inputs):
+            self.input_means[layer] = m * self.input_means[layer] + (1 - m) * x.mean(axis=0)
+        self.last_loss = float(sample_losses(pres[-1], y).mean())
+        return inputs, pres
+
+    def update(self, X: np.ndarray, y: np.ndarray) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def recommend(self) -> tuple[Mask, float]:
+        return self.mask, self.last_loss
+
+
+class LabelReadout:
+    """The label rule for the readout, shared by ``hebbian`` and ``hebbian-label``."""
+
+    def readout_stat(self, inputs, y: np.ndarray) -> np.ndarray:
+        n_out = self.weights[-1].shape[1]
+        onehot = np.eye(n_out)[y]
+        return label_stat(inputs[-1], onehot, self.weights[-1])
+
+
+@register
+class HebbianSearcher(LabelReadout, HebbianBase):
+    """Competitive activity correlation for hidden layers, the label rule for the readout.
+
+    Parameters
+    ----------
+    competition : {"wta", "none"}
+        ``"wta"``: k-winners-take-all post-synaptic activity with centred
+        inputs; ``"none"``: plain ``sign(w) E[x a]`` correlation.
+    winners : float
+        Fraction of a layer's units that win on each sample (``"wta"``).
+    epochs, momentum, reselect, select, homeostasis : see :class:`HebbianBase`.
+    """
+
+    name = "hebbian"
+    summary = "competitive Hebbian correlation (k-WTA) for hidden layers, label rule readout"
+
+    def __init__(
+        self,
+        competition: str = "wta",
+        winners: float = 0.1,
+        epochs: float = 5.0,
+        momentum: float = 0.9,
+        reselect: int = 1,
+        select: str | None = None,
+        homeostasis: bool = True,
+    ) -> None:
+        super().__init__(epochs, momentum, reselect, select, homeostasis)
+        self.competition = competition
+        self.winners = winners
+
+    def setup(self, problem, rng, init_mask=None) -> None:
+        _choice("competition", self.competition, COMPETITIONS)
+        _check("winners", self.winners, 0.0, 1.0)
+        super().setup(problem, rng, init_mask)
+
+    def update(self, X, y) -> None:
+        inputs, pres = self.forward(X, y)
+        last = len(self.weights) - 1
+        for layer in range(last):
+            n_units = self.weights[layer].shape[1]
+            k = None if self.competition == "none" else max(1, round(self.winners * n_units))
+            self.average(
+                layer, competitive_stat(inputs[layer], pres[layer], self.weights[layer], k)
+            )
+        self.average(last, self.readout_stat(inputs, y))
+
+
+@register
+class HebbianLabelSearcher(LabelReadout, HebbianBase):
+    """The label as the post-synaptic teacher: readout directly, hidden layers by random projection.
+
+    Hidden layer ``l`` gets a fixed random ±1 matrix ``R_l`` (classes × units)
+    drawn from the searcher's seed; its units are taught ``(t - t̄) R_l``.
+
+    Parameters
+    ----------
+    hidden : {"projection", "fixed"}
+        ``"projection"``: hidden layers learn from the projected label;
+        ``"fixed"``: hidden layers keep their starting mask (only the readout learns).
+    epochs, momentum, reselect, select, homeostasis : see :class:`HebbianBase`.
+    """
+
+    name = "hebbian-label"
+    summary = "label-driven Hebbian rule (readout; hidden layers by random label projection)"
+
+    def __init__(
+        self,
+        hidden: str = "projection",
+        epochs: float = 5.0,
+        momentum: float = 0.9,
+        reselect: int = 1,
+        select: str | None = None,
+        homeostasis: bool = True,
+    ) -> None:
+        super().__init__(epochs, momentum, reselect, select, homeostasis)
+        self.hidden = hidden
+
+    def setup(self, problem, rng, init_mask=None) -> None:
+        _choice("hidden", self.hidden, ("projection", "fixed"))
+        super().setup(problem, rng, init_mask)
+        n_out = self.weights[-1].shape[1]
+        self.projections = [
+            rng.choice(np.array([-1.0, 1.0]), size=(n_out, w.shape[1])) for w in self.weights[:-1]
+        ]
+        self.fixed = [m.copy() for m in self.mask]
+
+    def update(self, X, y) -> None:
+        inputs, _ = self.forward(X, y)
+        onehot = np.eye(self.weights[-1].shape[1])[y]
+        if self.hidden == "projection":
+            for layer, R in enumerate(self.projections):
+                self.average(layer, label_stat(inputs[layer], onehot @ R, self.weights[layer]))
+        self.average(len(self.weights) - 1, self.readout_stat(inputs, y))
+
+    def reselect_mask(self) -> None:
+        super().reselect_mask()
+        if self.hidden == "fixed":
+            self.mask[:-1] = [m.copy() for m in self.fixed[:-1]]
+
+
+@register
+class HebbianRewardSearcher(HebbianBase):
+    """Three-factor rule: eligibility ``x_i w_ij ξ_j`` credited by a perturbation's reward.
+
+    Scores start as uniform noise in [0, 1) above which the starting mask's
+    kept weights are lifted by 1 (so the first selection is the starting
+    mask) and then accumulate normalised updates, as edge-popup accumulates
+    gradients, but each update comes from two forward passes with the layer's
+    pre-activations perturbed by ``±ξ``.
+
+    Parameters
+    ----------
+    lr : float
+        Size of one update relative to the scores' starting spread.
+    noise : float
+        ``σ_l`` as a fraction of the standard deviation of layer ``l``'s
+        pre-activations on the batch.
+    epochs, reselect, select : see :class:`HebbianBase` (``momentum`` is
+        unused: scores are sums, not averages).
+    """
+
+    name = "hebbian-reward"
+    summary = "three-factor rule: pre × weight × perturbation, modulated by the reward change"
+    default_select = "layer"
+
+    def __init__(
+        self,
+        lr: float = 0.05,
+        noise: float = 0.1,
+        epochs: float = float("inf"),
+        reselect: int = 1,
+        select: str | None = None,
+    ) -> None:
+        super().__init__(epochs, 0.0, reselect, select, homeostasis=False)
+        self.lr = lr
+        self.noise = noise
+
+    def setup(self, problem, rng, init_mask=None) -> None:
+        _check("lr", self.lr, 0.0)
+        _check("noise", self.noise, 0.0)
+        super().setup(problem, rng, init_mask)
+        self.scores = [rng.random(m.shape) + m for m in self.mask]
+
+    def selection_scores(self, layer: int) -> np.ndarray:
+        return self.scores[layer]
+
+    def update(self, X, y) -> None:
+        inputs, pres = self.forward(X, y)
+        shapes = self.problem.shapes
+        total = sum(a * b for a, b in shapes)
+        for layer, z in enumerate(pres):
+            sigma = float(self.noise) * (float(z.std()) or 1.0)
+            xi = self.rng.standard_normal(z.shape) * sigma
+            plus = sample_losses(
+                forward_from(self.weights, self.biases, self.mask, layer, z + xi), y
+            )
+            minus = sample_losses(
+                forward_from(self.weights, self.biases, self.mask, layer, z - xi), y
+            )
+            reward = -(plus - minus) / 2
+            delta = reward_stat(inputs[layer], reward, xi, sigma, self.weights[layer])
+            rms = float(np.sqrt(np.mean(delta**2))) or 1.0
+            self.scores[layer] += float(self.lr) * delta / rms
+            # Two partial forward passes, from this layer on.
+            frac = 2 * sum(a * b for a, b in shapes[layer:]) / total
+            self.problem.charge(frac, frac * len(y))

@@ -1,0 +1,83 @@
+"""One searcher's mask as another's start: e.g. a Hebbian rule, then local search."""
+
+from __future__ import annotations
+
+from prunetrain.errors import PrunetrainError
+from prunetrain.masks import Mask
+from prunetrain.search.base import Searcher, make_searcher, register
+
+
+@register
+class Pipeline(Searcher):
+    """Run ``first`` until it finishes or has used ``share`` of the budget, then ``then``
+    from ``first``'s recommended mask, within the one run loop and budget.
+
+    ``prunetrain search --init-mask hebbian-reward`` builds one of these around
+    the chosen method.
+
+    Parameters
+    ----------
+    first, then : str or Searcher
+        The two stages: searcher names (built with their defaults) or searchers.
+    share : float
+        Most of the budget the first stage may use, in (0, 1).
+
+    Examples
+    --------
+    >>> Pipeline(first="hebbian-label", then="accumulate", share=0.2)
+    Pipeline(first='hebbian-label', then='accumulate', share=0.2)
+    """
+
+    name = "pipeline"
+    summary = "one searcher's mask as the start of another (e.g. Hebbian init, then local search)"
+
+    def __init__(
+        self,
+        first: str | Searcher = "hebbian-reward",
+        then: str | Searcher = "accumulate",
+        share: float = 0.25,
+    ) -> None:
+        self.first = first
+        self.then = then
+        self.share = share
+
+    def setup(self, problem, rng, init_mask: Mask | None = None) -> None:
+        super().setup(problem, rng, init_mask)
+        share = self.share
+        if not (isinstance(share, (int, float)) and not isinstance(share, bool) and 0 < share < 1):
+            raise PrunetrainError(f"share must be in (0, 1), got {share!r}")
+        self.stages = [self._build(self.first), self._build(self.then)]
+        if any(isinstance(s, Pipeline) for s in self.stages):
+            raise PrunetrainError("a pipeline's stages cannot be pipelines")
+        first = self.stages[0]
+        first.budget_used = lambda: min(1.0, self.budget_used() / share)
+        first.setup(problem, rng, init_mask)
+        self.current = first
+        self.switched_at: float | None = None
+
+    @staticmethod
+    def _build(stage: str | Searcher) -> Searcher:
+        return stage if isinstance(stage, Searcher) else make_searcher(stage)
+
+    def get_params(self) -> dict:
+        """Hyperparameters, JSON-ready: a stage given as a searcher becomes its name and params."""
+        params = super().get_params()
+        for key in ("first", "then"):
+            stage = params[key]
+            if isinstance(stage, Searcher):
+                params[key] = {"method": stage.name, "params": stage.get_params()}
+        return params
+
+    def step(self) -> None:
+        first, then = self.stages
+        if self.current is first and (first.finished or self.budget_used() >= self.share):
+            start = [m.copy() for m in first.recommend()[0]]
+            at = self.switched_at = self.budget_used()
+            then.budget_used = lambda: min(1.0, (self.budget_used() - at) / max(1 - at, 1e-12))
+            then.setup(self.problem, self.rng, start)
+            self.current = then
+        self.current.step()
+        self.finished = self.current is then and then.finished
+
+    def recommend(self) -> tuple[Mask, float]:
+        return self.current.recommend()
