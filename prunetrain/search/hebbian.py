@@ -251,7 +251,6 @@ class HebbianBase(Searcher):
         self.scores = [np.zeros(w.shape) for w in self.weights]
         self.input_means = [np.zeros(w.shape[0]) for w in self.weights]
         self.updates = 0
-        self.steps = 0
         self.samples_seen = 0
         self.last_loss = np.inf
 
@@ -265,15 +264,22 @@ class HebbianBase(Searcher):
         counts[largest] += rule.total_count(shapes) - sum(counts)
         return counts
 
+    def _fold(self, running: np.ndarray, value: np.ndarray) -> np.ndarray:
+        """One step of the exponential moving average."""
+        m = float(self.momentum)
+        return m * running + (1 - m) * value
+
+    def _corrected(self, running: np.ndarray) -> np.ndarray:
+        """A running average bias-corrected (as in Adam), comparable from the first batch."""
+        return running / (1 - float(self.momentum) ** max(self.updates, 1))
+
     def average(self, layer: int, stat: np.ndarray) -> None:
         """Fold one batch's statistic into layer ``layer``'s running average."""
-        m = float(self.momentum)
-        self.scores[layer] = m * self.scores[layer] + (1 - m) * stat
+        self.scores[layer] = self._fold(self.scores[layer], stat)
 
     def averaged(self, layer: int) -> np.ndarray:
-        """The bias-corrected running average (as in Adam), comparable from the first batch."""
-        m = float(self.momentum)
-        return self.scores[layer] / (1 - m ** max(self.updates, 1))
+        """Layer ``layer``'s bias-corrected running average of its statistic."""
+        return self._corrected(self.scores[layer])
 
     def selection_scores(self, layer: int) -> np.ndarray:
         return self.averaged(layer)
@@ -284,8 +290,7 @@ class HebbianBase(Searcher):
         for layer, count in enumerate(self.counts):
             scores = self.selection_scores(layer)
             if per_unit and self.homeostasis:
-                m = float(self.momentum)
-                x_mean = self.input_means[layer] / (1 - m ** max(self.updates, 1))
+                x_mean = self._corrected(self.input_means[layer])
                 drive = self.weights[layer] * x_mean[:, None]
                 mask.append(balanced_top(scores, drive, count))
             else:
@@ -298,9 +303,8 @@ class HebbianBase(Searcher):
         X, y = to_host(batch.X), to_host(batch.y).astype(np.int64)
         self.update(X, y)
         self.updates += 1
-        self.steps += 1
         self.samples_seen += len(y)
-        if self.steps % int(self.reselect) == 0:
+        if self.updates % int(self.reselect) == 0:
             self.reselect_mask()
         if self.samples_seen >= float(self.epochs) * problem.n_train:
             self.finished = True
@@ -309,9 +313,9 @@ class HebbianBase(Searcher):
         """Forward the current mask (charged as one evaluation); remember its loss."""
         inputs, pres = forward(self.weights, self.biases, self.mask, X)
         self.problem.charge(1, len(y))
-        m = float(self.momentum)
-        for layer, x in enumerate(inputs):
-            self.input_means[layer] = m * self.input_means[layer] + (1 - m) * x.mean(axis=0)
+        if self.homeostasis:  # the mean inputs only serve the set point
+            for layer, x in enumerate(inputs):
+                self.input_means[layer] = self._fold(self.input_means[layer], x.mean(axis=0))
         self.last_loss = float(sample_losses(pres[-1], y).mean())
         return inputs, pres
 
