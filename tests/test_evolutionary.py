@@ -20,8 +20,6 @@ from prunetrain.search.evolutionary import (
     nes_utilities,
     repair_counts,
     swap_mutation,
-    topk_mode,
-    topk_sample,
     uniform_crossover,
 )
 from prunetrain.ticket import Ticket
@@ -167,23 +165,6 @@ def test_choose_in_rows_is_uniform():
     r, c = choose_in_rows(candidates, np.full(20_000, 3), rng)
     freq = np.bincount(c, minlength=10) / 20_000
     np.testing.assert_allclose(freq, 0.3, atol=0.02)
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.integers(1, 200), st.floats(0.0, 1.0), st.integers(1, 5), st.integers(0, 2**32 - 1))
-def test_topk_sample_and_mode_keep_exactly_k(n, keep, size, seed):
-    rng = np.random.default_rng(seed)
-    k = max(1, round(keep * n))
-    theta = rng.normal(0, 3, n)
-    np.testing.assert_array_equal(topk_sample(theta, k, size, rng).sum(axis=1), k)
-    mode = topk_mode(theta, k)
-    assert mode.sum() == k and theta[mode].min() >= theta[~mode].max(initial=-np.inf)
-
-
-def test_topk_sample_follows_the_logits():
-    theta = np.array([3.0, 0.0, 0.0, -3.0])
-    x = topk_sample(theta, 1, 50_000, np.random.default_rng(0))
-    np.testing.assert_allclose(x.mean(axis=0), np.exp(theta) / np.exp(theta).sum(), atol=0.01)
 
 
 def test_nes_utilities_sum_to_zero_and_decrease():

@@ -236,6 +236,18 @@ class _Workers:
             pool = self._pool
         return [pool.submit(fn, k, *args) for k in range(1, n_helpers + 1)]
 
+    def run(self, workers: int, fn) -> None:
+        """Call ``fn(slot)`` for slots ``0 .. workers-1``: slot 0 on this thread, the rest on helpers."""
+        if workers <= 1:
+            fn(0)
+            return
+        futures = self.submit(workers - 1, fn)
+        try:
+            fn(0)
+        finally:
+            for f in futures:
+                f.result()
+
     @contextlib.contextmanager
     def single_threaded_blas(self):
         with self._lock:
@@ -481,12 +493,7 @@ class NumbaBackend(Backend):
                 work(0)
                 return
             with _WORKERS.single_threaded_blas():
-                futures = _WORKERS.submit(workers - 1, work)
-                try:
-                    work(0)
-                finally:
-                    for f in futures:
-                        f.result()
+                _WORKERS.run(workers, work)
 
     def _run_item(self, ws: _Workspace, item: _Item, packed, X, y, loss, hits, logits_out) -> None:
         start, count, block, r0, n_rows = item

@@ -18,7 +18,7 @@ plain functions over such arrays (or over a column range of them, one
   :func:`block_crossover` a whole unit (a column: a hidden unit's fan-in)
   from one parent; :func:`repair_counts` then switches random weights among
   those where the parents differ until the count is right;
-- :func:`topk_sample` draws masks with exactly ``k`` kept weights from
+- :func:`~prunetrain.backends.topk.gumbel_top_k` draws masks with exactly ``k`` kept weights from
   logits ``θ`` as the top ``k`` of ``θ + Gumbel noise`` (sampling without
   replacement with probabilities proportional to ``exp θ``).
 
@@ -38,6 +38,7 @@ import math
 
 import numpy as np
 
+from prunetrain.backends.topk import gumbel_top_k, top_k_rows
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KeepRule, Mask, MaskPopulation, check_mask
 from prunetrain.search.base import Searcher, register
@@ -282,41 +283,9 @@ def repair_counts(
         child[rows[rr], cc] = not too_many
 
 
-def topk_sample(theta: np.ndarray, k: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """``size`` masks keeping exactly ``k`` of ``len(theta)`` weights: the top ``k`` of ``θ + Gumbel``.
-
-    This is sampling ``k`` weights without replacement with probabilities
-    proportional to ``exp θ`` (the Gumbel-top-k trick). It is computed as the
-    ``k`` smallest of ``E · exp(-θ)`` with ``E`` standard exponential, the same
-    order as ``θ - log E`` (``-log E`` is Gumbel).
-
-    Examples
-    --------
-    >>> x = topk_sample(np.array([5.0, -5.0, 0.0, 4.0]), 2, 3, np.random.default_rng(0))
-    >>> x.sum(axis=1)
-    array([2, 2, 2])
-    """
-    n = len(theta)
-    out = np.zeros((size, n), dtype=bool)
-    if k >= n:
-        out[:] = True
-        return out
-    # log(u) = -E: the k largest of log(u) · exp(-θ) (a log is cheaper than an exponential draw).
-    key = rng.random((size, n), dtype=np.float32)
-    np.subtract(np.float32(1), key, out=key)  # in (0, 1]: no log(0)
-    np.log(key, out=key)
-    key *= np.exp(-theta).astype(np.float32)
-    idx = np.argpartition(key, n - k, axis=1)[:, n - k :]
-    idx += (np.arange(size) * n)[:, None]
-    out.reshape(-1)[idx.ravel()] = True
-    return out
-
-
 def topk_mode(theta: np.ndarray, k: int) -> np.ndarray:
-    """The single most likely mask of :func:`topk_sample`: the top ``k`` of ``θ``."""
-    out = np.zeros(len(theta), dtype=bool)
-    out[np.argpartition(theta, len(theta) - k)[len(theta) - k :]] = True
-    return out
+    """The single most likely mask of :func:`gumbel_top_k`: the top ``k`` of ``θ``."""
+    return top_k_rows(np.asarray(theta)[None], k)[0]
 
 
 # --- shared machinery ----------------------------------------------------------------
@@ -641,7 +610,7 @@ class DistributionSearcher(PopulationSearcher):
 
     Samples honour the keep rule: under ``"layer"`` (each layer) and
     ``"global"`` (the whole mask) a sample keeps the top ``k`` of
-    ``θ + Gumbel noise`` (:func:`topk_sample`), so counts are exact; under
+    ``θ + Gumbel noise`` (:func:`~prunetrain.backends.topk.gumbel_top_k`), so counts are exact; under
     ``"free"`` each weight is kept with probability ``sigmoid(θ)``. The *mode*
     is the top ``k`` of ``θ`` (``θ > 0`` under ``"free"``).
 
@@ -683,7 +652,7 @@ class DistributionSearcher(PopulationSearcher):
                 p = 1.0 / (1.0 + np.exp(-self.theta[s:e]))
                 rows[:, s:e] = self.rng.random((size, e - s), dtype=np.float32) < p
             else:
-                rows[:, s:e] = topk_sample(self.theta[s:e], count, size, self.rng)
+                rows[:, s:e] = gumbel_top_k(self.theta[s:e], count, size, self.rng)
         return rows
 
     def mode(self) -> np.ndarray:
@@ -910,6 +879,9 @@ class NESSearcher(DistributionSearcher):
     def update(self, samples: np.ndarray, loss: np.ndarray) -> None:
         u = np.empty(len(loss))
         u[np.argsort(loss, kind="stable")] = nes_utilities(len(loss))
-        grad = u.astype(np.float32) @ samples.astype(np.float32) - u.sum() * self.probabilities
+        # einsum, not BLAS: a threaded GEMV leaves OpenBLAS threads spinning into the next
+        # sampling and evaluation, which cost a third of the generations on 2 cores.
+        weighted = np.einsum("p,pn->n", u.astype(np.float32), samples.view(np.uint8))
+        grad = weighted - u.sum() * self.probabilities
         self.velocity = float(self.momentum) * self.velocity + float(self.lr) * grad
         self.theta += self.velocity
