@@ -24,7 +24,14 @@ from prunetrain.masks import KeepRule
 from prunetrain.metrics import accuracy, cross_entropy
 from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed, parse_arch
 from prunetrain.objective import Budget, Problem
-from prunetrain.search import DEFAULT_METHOD, SEARCHERS, SearchResult, make_searcher, run
+from prunetrain.search import (
+    DEFAULT_METHOD,
+    SEARCHERS,
+    SearchResult,
+    make_searcher,
+    resolve_batch_size,
+    run,
+)
 from prunetrain.search.pipeline import Pipeline
 from prunetrain.ticket import Ticket
 
@@ -184,7 +191,7 @@ def run_search(
     method: str = DEFAULT_METHOD,
     method_params: dict | None = None,
     budget: str | float | Budget = "20s",
-    batch_size: int | None = 1024,
+    batch_size: int | str | None = "auto",
     schedule: str = "rotate",
     backend: str = "auto",
     seed: int = 0,
@@ -217,8 +224,13 @@ def run_search(
         Hyperparameters of the searcher.
     budget : str, float or Budget
         ``"30s"``, ``"10m"``, ``"20000evals"``, or seconds.
-    batch_size, schedule : int, str
-        Training batch size and schedule (see :class:`Problem`).
+    batch_size : int, "auto" or None
+        Training samples per step: ``"auto"`` is the method's preferred size
+        (:attr:`Searcher.preferred_batch_size <prunetrain.search.Searcher.preferred_batch_size>`:
+        256 for the evolutionary family, else 1024); ``0`` or ``None`` the whole
+        training set.
+    schedule : str
+        Training batch schedule (see :class:`Problem`).
     backend : str
         ``auto``, ``numpy``, ``numba`` or ``cupy``.
     seed : int
@@ -271,7 +283,13 @@ def run_search(
         start.verify(network)
         start_mask = start.mask
     problem = Problem(
-        network, data, rule, backend=backend, batch_size=batch_size, schedule=schedule, seed=seed
+        network,
+        data,
+        rule,
+        backend=backend,
+        batch_size=resolve_batch_size(batch_size, searcher),
+        schedule=schedule,
+        seed=seed,
     )
     config = {
         "dataset": data.name,

@@ -112,10 +112,9 @@ def cli() -> None:
 )
 @click.option(
     "--batch-size",
-    default=1024,
-    show_default=True,
     type=int,
-    help="Training batch size (0: the whole training set).",
+    help="Training batch size (0: the whole training set). Default: the method's "
+    "(256 for ga, evolution, pbil, cem, nes; else 1024).",
 )
 @click.option(
     "--schedule",
@@ -173,7 +172,7 @@ def search(**opts) -> None:
         method=opts["method"],
         method_params=parse_method_params(opts["params"]),
         budget=opts["budget"],
-        batch_size=opts["batch_size"] or None,
+        batch_size="auto" if opts["batch_size"] is None else opts["batch_size"],
         schedule=opts["schedule"],
         backend=opts["backend"],
         seed=opts["seed"],

@@ -32,7 +32,7 @@ from prunetrain.masks import KeepRule, pack_mask, unpack_mask
 from prunetrain.metrics import log_softmax
 from prunetrain.network import INIT_SCHEMES, FrozenNetwork, NetworkSpec
 from prunetrain.objective import Budget, Problem
-from prunetrain.search import SEARCHERS, make_searcher, run
+from prunetrain.search import SEARCHERS, make_searcher, resolve_batch_size, run
 from prunetrain.ticket import Ticket
 
 DEFAULT_BUDGET = "1000evals"
@@ -74,9 +74,11 @@ default="signed_constant"
         wall time (``"30s"``, ``"10m"``, ``"1h"``, or a number of seconds) is
         accepted too but is **not** reproducible: how far the search gets
         depends on the machine; ``n_evaluations_`` records what it used.
-    batch_size : int or None, default=1024
-        Training samples per search step (fresh shuffled minibatches); ``None``
-        or a size at least the training set uses the whole training set.
+    batch_size : int, "auto" or None, default="auto"
+        Training samples per search step (fresh shuffled minibatches).
+        ``"auto"`` is the method's preferred size (256 for the evolutionary
+        family, else 1024); ``None`` or a size at least the training set uses
+        the whole training set.
     backend : str, default="auto"
         Where the search runs: ``"auto"`` (the fastest that works here),
         ``"numpy"``, or another registered backend. Predictions always use
@@ -180,7 +182,7 @@ default="signed_constant"
         "method": [str, None],  # checked against the registry when fit runs
         "method_params": [dict, None],
         "budget": [str, Interval(Real, 0, None, closed="neither"), Budget],
-        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
         "backend": [str],  # checked against the registered backends when fit runs
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "early_stopping": ["boolean"],
@@ -198,7 +200,7 @@ default="signed_constant"
         method=None,
         method_params=None,
         budget=DEFAULT_BUDGET,
-        batch_size=1024,
+        batch_size="auto",
         backend="auto",
         validation_fraction=0.1,
         early_stopping=True,
@@ -303,7 +305,12 @@ default="signed_constant"
         data = self._dataset(X, codes, classes, split_seed)
         rule = KeepRule(self.keep)
         problem = Problem(
-            network, data, rule, backend=self.backend, batch_size=self.batch_size, seed=search_seed
+            network,
+            data,
+            rule,
+            backend=self.backend,
+            batch_size=resolve_batch_size(self.batch_size, searcher),
+            seed=search_seed,
         )
         result = run(
             problem,

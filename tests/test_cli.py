@@ -360,3 +360,28 @@ def test_search_defaults_to_the_project_default_method(tmp_path, capsys):
         == DEFAULT_METHOD
         == "accumulate"
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "extra", "batch", "schedule"),
+    [
+        ("ga", [], 256, "rotate"),  # the evolutionary family was tuned at 256
+        ("nes", [], 256, "rotate"),
+        ("accumulate", [], 1024, "rotate"),
+        ("nes", ["--batch-size", "512"], 512, "rotate"),  # an explicit size wins
+        ("nes", ["--batch-size", "0"], None, "full"),  # 0: the whole training set
+    ],
+)
+def test_batch_size_defaults_to_the_methods_preference(
+    tmp_path, capsys, method, extra, batch, schedule
+):
+    out = tmp_path / "d"
+    code, _, err = cli(
+        capsys, "search", "-q", "--method", method, "--budget", "5evals", "--arch", "64-8-10",
+        *extra, "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    config = json.loads((out / "result.json").read_text())["config"]
+    assert config["schedule"] == schedule
+    if batch is not None:
+        assert config["batch_size"] == batch

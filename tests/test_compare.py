@@ -82,6 +82,15 @@ def test_config_expands_to_keyed_runs(tmp_path):
     )
     assert {r.method for r in every.runs} == set(SEARCHERS)
     assert every.runs[0].arch == "*-256-256-*"
+    # Without a [search] batch_size each method runs at its preferred size, part of its key.
+    sizes = {r.method: r.options["batch_size"] for r in every.runs}
+    assert sizes["nes"] == sizes["ga"] == 256 and sizes["hill"] == sizes["accumulate"] == 1024
+    explicit = parse_config(
+        {"budget": "10evals", "methods": {"nes": {}}, "search": {"batch_size": 1024}}
+    )
+    assert explicit.runs[0].options["batch_size"] == 1024
+    with pytest.raises(PrunetrainError, match="'auto'"):
+        parse_config({"budget": "10evals", "methods": {"nes": {}}, "search": {"batch_size": "big"}})
 
 
 @pytest.mark.parametrize(

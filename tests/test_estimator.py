@@ -344,3 +344,22 @@ def test_from_ticket_refuses_mismatched_classes(tmp_path):
     ticket = Ticket(network, mask, KeepRule(1.0), {"classes": [0, 1]})
     with pytest.raises(ValueError, match="2 classes but its network has 3 outputs"):
         SubnetworkClassifier.from_ticket(ticket)
+
+
+@pytest.mark.parametrize(
+    ("method", "batch_size", "expected"),
+    [("ga", "auto", 256), ("hill", "auto", 1024), ("ga", 32, 32), ("ga", None, None)],
+)
+def test_batch_size_auto_is_the_methods_preference(iris, monkeypatch, method, batch_size, expected):
+    import prunetrain.estimator as estimator_module
+
+    seen = []
+    real = estimator_module.Problem
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs["batch_size"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(estimator_module, "Problem", recording)
+    fast(method=method, batch_size=batch_size, budget="20evals").fit(*iris)
+    assert seen == [expected]

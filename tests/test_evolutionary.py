@@ -326,3 +326,14 @@ def test_one_fifth_rule_adapts_the_strength(planted_problem):
     run(problem, searcher, "1000evals", seed=0)
     # Near a good mask few children improve, so σ shrinks from where it started.
     assert searcher.sigma[0] < 20.0
+
+
+def test_the_family_prefers_batches_of_256():
+    from prunetrain.search.pipeline import Pipeline
+
+    for name in ("ga", "evolution", "pbil", "cem", "nes"):
+        assert make_searcher(name).preferred_batch_size == 256
+    assert make_searcher("accumulate").preferred_batch_size == 1024
+    # A pipeline runs at its second stage's size: that stage has most of the budget.
+    assert Pipeline(first="hebbian-reward", then="nes").preferred_batch_size == 256
+    assert Pipeline(first="hebbian-reward", then="hill").preferred_batch_size == 1024

@@ -45,7 +45,8 @@ TOP_KEYS = {
     "baselines",
 }
 #: Options of ``[search]``, shared by every search (``run_search``'s arguments).
-SEARCH_OPTIONS = {"batch_size": 1024, "schedule": "rotate", "backend": "auto", "patience": None}
+#: ``batch_size = "auto"`` becomes each method's preferred size when the config is read.
+SEARCH_OPTIONS = {"batch_size": "auto", "schedule": "rotate", "backend": "auto", "patience": None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +136,7 @@ def parse_config(raw: dict, name: str = "comparison", source: str | None = None)
     [('search', 'random', 0), ('search', 'random', 1), ('baseline', 'magnitude', 0), ('baseline', 'magnitude', 1)]
     """
     from prunetrain.baselines import make_baseline
-    from prunetrain.search import SEARCHERS, make_searcher
+    from prunetrain.search import SEARCHERS, make_searcher, resolve_batch_size
 
     where = source or name
     unknown = set(raw) - TOP_KEYS
@@ -171,15 +172,17 @@ def parse_config(raw: dict, name: str = "comparison", source: str | None = None)
         for method in sorted(SEARCHERS):
             if method not in listed:
                 methods[method] = {}
-    entries = []  # (kind, label, method, params, budget)
+    entries = []  # (kind, label, method, params, budget, batch size of a search)
     for label, entry in methods.items():
         entry = _table(entry, f"methods.{label}", where)
         method = entry.pop("method", label)
         try:
-            params = make_searcher(method, **entry).get_params()
+            searcher = make_searcher(method, **entry)
+            batch = resolve_batch_size(search_options["batch_size"], searcher)
         except PrunetrainError as e:
             raise PrunetrainError(f"{where}: [methods.{label}]: {e}") from None
-        entries.append(("search", label, method, params, budget))
+        # The resolved size is part of the run (and of its key), as if the config had said it.
+        entries.append(("search", label, method, searcher.get_params(), budget, batch or 0))
     for label, entry in dict(raw.get("baselines", {})).items():
         entry = _table(entry, f"baselines.{label}", where)
         method = entry.pop("method", label)
@@ -191,7 +194,7 @@ def parse_config(raw: dict, name: str = "comparison", source: str | None = None)
             cap = None if cap is None else str(Budget.parse(cap))
         except PrunetrainError as e:
             raise PrunetrainError(f"{where}: [baselines.{label}]: {e}") from None
-        entries.append(("baseline", label, method, params, cap))
+        entries.append(("baseline", label, method, params, cap, None))
     if not entries:
         raise PrunetrainError(f"{where}: no [methods.*] or [baselines.*] to run")
     labels = [e[1] for e in entries]
@@ -207,10 +210,10 @@ def parse_config(raw: dict, name: str = "comparison", source: str | None = None)
     for dataset in datasets:
         for arch in archs:
             for keep in keeps:
-                for kind, label, method, params, run_budget in entries:
+                for kind, label, method, params, run_budget, batch in entries:
                     options = dict(network)
                     if kind == "search":
-                        options.update(search_options)
+                        options.update(search_options, batch_size=batch)
                     for seed in seeds:
                         runs.append(
                             RunSpec(

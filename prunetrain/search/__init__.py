@@ -5,7 +5,14 @@ names to classes and :func:`make_searcher` builds one by name.
 """
 
 from prunetrain.search import evolutionary, hebbian, local, pipeline, random  # noqa: F401  (registers the searchers)
-from prunetrain.search.base import SEARCHERS, Searcher, SearchResult, make_searcher, register
+from prunetrain.search.base import (
+    SEARCHERS,
+    Searcher,
+    SearchResult,
+    make_searcher,
+    register,
+    resolve_batch_size,
+)
 from prunetrain.search.loop import run
 
 #: The method ``prunetrain search`` and ``SubnetworkClassifier`` use by default.
@@ -18,5 +25,6 @@ __all__ = [
     "Searcher",
     "make_searcher",
     "register",
+    "resolve_batch_size",
     "run",
 ]

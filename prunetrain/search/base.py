@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from prunetrain.errors import PrunetrainError
 from prunetrain.hyperparams import Hyperparameters, build_named
 from prunetrain.masks import Mask
 
@@ -29,6 +30,9 @@ class Searcher(Hyperparameters, abc.ABC):
     name: ClassVar[str]
     #: One line for ``prunetrain methods``.
     summary: ClassVar[str] = ""
+    #: The training batch size the defaults were tuned at; used where the caller asks for
+    #: ``batch_size="auto"`` (the default of ``run_search``, the CLI and the estimator).
+    preferred_batch_size: ClassVar[int] = 1024
 
     problem: Problem
     rng: np.random.Generator
@@ -70,6 +74,28 @@ def register(cls: type[Searcher]) -> type[Searcher]:
 def make_searcher(name: str, **params) -> Searcher:
     """The searcher registered as ``name``, built with ``params``."""
     return build_named(SEARCHERS, "method", name, params)
+
+
+def resolve_batch_size(batch_size: int | str | None, searcher: Searcher) -> int | None:
+    """The batch size to give :class:`~prunetrain.objective.Problem` for ``searcher``.
+
+    ``"auto"`` is the searcher's :attr:`~Searcher.preferred_batch_size`;
+    ``0`` and ``None`` mean the whole training set (``None``); a positive
+    integer is itself.
+
+    Examples
+    --------
+    >>> resolve_batch_size("auto", make_searcher("nes")), resolve_batch_size(0, make_searcher("nes"))
+    (256, None)
+    """
+    if isinstance(batch_size, str):
+        if batch_size != "auto":
+            raise PrunetrainError(
+                f"batch size must be a positive integer, 0 (the whole training set) or "
+                f"'auto', got {batch_size!r}"
+            )
+        return searcher.preferred_batch_size
+    return batch_size or None  # Problem checks the rest where the value enters
 
 
 @dataclasses.dataclass

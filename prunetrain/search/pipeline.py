@@ -55,6 +55,11 @@ class Pipeline(Searcher):
         self.current = first
         self.switched_at: float | None = None
 
+    @property
+    def preferred_batch_size(self) -> int:  # type: ignore[override]
+        """The second stage's: it has most of the budget."""
+        return self._build(self.then).preferred_batch_size
+
     @staticmethod
     def _build(stage: str | Searcher) -> Searcher:
         return stage if isinstance(stage, Searcher) else make_searcher(stage)
