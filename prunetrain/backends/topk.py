@@ -8,7 +8,8 @@ same order as ``θ + Gumbel``, since ``-log(-log u)`` is Gumbel).
 
 On the 784-300-100-10 network a generation of 32 samples needs 8.5 million
 keys and a selection per row; with ``numpy.random`` and ``argpartition``
-that cost four times the evaluation of the samples. Here the uniforms are
+that cost five times the evaluation of the samples
+(``experiments/results/topk_sampling.md``). Here the uniforms are
 counter-based (SplitMix64), so a Numba kernel can make them on every core and
 reproduce them exactly, and each row's boundary is found by partitioning
 only a narrow band of values bracketed by a strided subsample. The NumPy

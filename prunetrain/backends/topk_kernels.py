@@ -4,9 +4,9 @@ Both kernels fill the rows ``r0 .. r1`` of their output and release the GIL,
 so that :mod:`prunetrain.backends.topk` can split the rows among the Numba
 backend's helper threads (the threads the evaluations run on, rather than a
 second pool, Numba's OpenMP one, that would wait on the same cores). The
-random numbers are counter-based: SplitMix64
-of ``seed + (j+1)·γ``, the ``j``-th output of a generator seeded with
-``seed``, so a row's draws depend only on its seed and its column.
+random numbers are counter-based: SplitMix64 of ``seed + (j+1)·γ``, the
+``j``-th output of a generator seeded with ``seed``, so a row's draws depend
+only on its seed and its column.
 """
 
 from __future__ import annotations
