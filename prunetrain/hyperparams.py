@@ -8,7 +8,10 @@ checked against what a user passed.
 from __future__ import annotations
 
 import inspect
+import math
 from typing import TypeVar
+
+import numpy as np
 
 from prunetrain.errors import PrunetrainError
 
@@ -49,3 +52,59 @@ def build_named(registry: dict[str, type[T]], kind: str, name: str, params: dict
             f"its options are {', '.join(cls.param_names()) or 'none'}"
         )
     return cls(**params)
+
+
+def check_number(
+    name: str,
+    value,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    open_low: bool = True,
+    open_high: bool = False,
+    integer: bool = False,
+    optional: bool = False,
+):
+    """``value`` as a float (an int with ``integer``) if it lies between ``low`` and ``high``.
+
+    The bounds are exclusive or inclusive as ``open_low`` / ``open_high`` say
+    (by default ``(low, high]``); ``None`` means unbounded. NaN, booleans
+    and non-numbers are refused. With ``optional``, ``None`` passes through.
+
+    Raises
+    ------
+    PrunetrainError
+        One line naming the hyperparameter, the interval and the value.
+    """
+    if value is None and optional:
+        return None
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+    ok = ok and not math.isnan(value)
+    if ok and low is not None:
+        ok = value > low if open_low else value >= low
+    if ok and high is not None:
+        ok = value < high if open_high else value <= high
+    if ok and integer:
+        ok = math.isfinite(value) and int(value) == value
+    if not ok:
+        kind = "a whole number" if integer else "a number"
+        if low is not None and high is not None:
+            where = f"in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+        elif low is not None:
+            where = f"{'>' if open_low else '>='} {low:g}"
+        elif high is not None:
+            where = f"{'<' if open_high else '<='} {high:g}"
+        else:
+            where = ""
+        raise PrunetrainError(f"{name} must be {kind} {where}".rstrip() + f", got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def check_choice(name: str, value, choices) -> None:
+    """Raise a one-line :class:`PrunetrainError` unless ``value`` is one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise PrunetrainError(
+            f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}"
+        )

@@ -293,6 +293,7 @@ def test_warm_start_begins_at_the_given_mask(planted_problem):
         ("evolution", {"strategy": "mu,lambda", "parents": 20, "offspring": 10}, "parents"),
         ("evolution", {"adapt": 1.0}, "adapt"),
         ("evolution", {"tau": -0.1}, "tau"),
+        ("evolution", {"confirm": "yes"}, "confirm"),
         ("pbil", {"lr": 0.0}, "lr"),
         ("pbil", {"elite": 40}, "elite"),
         ("pbil", {"negative_lr": -1}, "negative_lr"),
@@ -317,6 +318,48 @@ def test_every_evolution_strategy_improves(planted_problem, strategy):
     problem = Problem(net, data, KeepRule(0.5), backend="numpy", batch_size=None)
     result = run(problem, make_searcher("evolution", strategy=strategy), "1500evals", seed=0)
     assert result.history[-1]["best_val_accuracy"] > result.history[0]["val_accuracy"] + 0.2
+
+
+def test_unconfirmed_evolution_improves_too(planted_problem):
+    net, data, _ = planted_problem
+    problem = Problem(net, data, KeepRule(0.5), backend="numpy", batch_size=None)
+    result = run(problem, make_searcher("evolution", confirm=False), "1500evals", seed=0)
+    assert result.history[-1]["best_val_accuracy"] > result.history[0]["val_accuracy"] + 0.2
+
+
+def test_a_child_replaces_the_parent_only_after_winning_on_a_second_batch(planted_problem):
+    net, data, _ = planted_problem
+    problem = Problem(net, data, KeepRule(0.5), backend="numpy", batch_size=32, seed=0)
+    searcher = make_searcher("evolution")
+    generations = []  # (parent before, rows evaluated, their losses, parent after)
+    evaluate, step = searcher.evaluate, searcher.step
+
+    def recording_evaluate(rows):
+        loss = evaluate(rows)
+        generations.append([searcher.parent_rows[0].copy(), rows.copy(), loss])
+        return loss
+
+    def recording_step():
+        step()
+        generations[-1].append(searcher.parent_rows[0].copy())
+
+    searcher.evaluate, searcher.step = recording_evaluate, recording_step
+    run(problem, searcher, "2000evals", seed=0)
+    replaced = 0
+    for t, (before, rows, loss, after) in enumerate(generations):
+        np.testing.assert_array_equal(rows[0], before)  # the parent is re-evaluated
+        if np.array_equal(before, after):
+            continue
+        replaced += 1
+        # The new parent is this generation's challenger and beat the parent here ...
+        np.testing.assert_array_equal(after, rows[1])
+        assert loss[1] < loss[0]
+        # ... and it was a child of the previous generation that beat its parent there.
+        _, prev_rows, prev_loss, _ = generations[t - 1]
+        i = next(i for i, r in enumerate(prev_rows) if np.array_equal(r, after))
+        assert i >= 1 and prev_loss[i] < prev_loss[0]
+    assert replaced >= 5  # the planted problem leaves room to improve
+    assert generations[-1][2].size in (17, 18)
 
 
 def test_one_fifth_rule_adapts_the_strength(planted_problem):

@@ -20,8 +20,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from prunetrain.backends import NumpyBackend
-from prunetrain.baselines.base import Baseline, BaselineResult, EpochLog, check_positive, register
+from prunetrain.baselines.base import Baseline, BaselineResult, EpochLog, register
 from prunetrain.baselines.select import jitter, keep_largest
+from prunetrain.hyperparams import check_number
 from prunetrain.masks import KeepRule, Mask, random_mask
 
 
@@ -142,7 +143,7 @@ class SynFlow(PruneAtInit):
         self.iterations = iterations
 
     def check(self) -> None:
-        check_positive("iterations", self.iterations, integer=True)
+        check_number("iterations", self.iterations, 0, integer=True)
 
     def make_mask(self, network, rule, rng):
         return synflow_mask(network.weights, rule, int(self.iterations), rng)

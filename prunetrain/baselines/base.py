@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from prunetrain.errors import PrunetrainError
 from prunetrain.hyperparams import Hyperparameters, build_named
 from prunetrain.masks import KeepRule, Mask
 from prunetrain.metrics import accuracy, cross_entropy
@@ -118,19 +117,6 @@ def make_baseline(name: str, **params) -> Baseline:
 
 
 # --- helpers shared by the trained baselines ------------------------------------------------
-
-
-def check_positive(name: str, value, integer: bool = False, allow_zero: bool = False):
-    """Return ``value`` (as int when ``integer``) if it is a positive number, else raise."""
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if ok and integer:
-        ok = float(value) == int(value)
-    if not ok or math.isnan(value) or value < 0 or (value == 0 and not allow_zero):
-        what = "a non-negative" if allow_zero else "a positive"
-        raise PrunetrainError(
-            f"{name} must be {what} {'whole number' if integer else 'number'}, got {value!r}"
-        )
-    return int(value) if integer else float(value)
 
 
 def budget_caps(budget: Budget | None) -> tuple[float | None, int | None]:

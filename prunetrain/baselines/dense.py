@@ -28,10 +28,10 @@ from prunetrain.baselines.base import (
     BaselineResult,
     EpochLog,
     budget_caps,
-    check_positive,
     register,
 )
 from prunetrain.errors import PrunetrainError
+from prunetrain.hyperparams import check_number
 from prunetrain.masks import KeepRule
 from prunetrain.network import FrozenNetwork
 
@@ -40,11 +40,11 @@ class GradientBaseline(Baseline):
     """Shared hyperparameters and checks of the baselines trained by our NumPy backprop."""
 
     def check(self) -> None:
-        check_positive("epochs", self.epochs, integer=True, allow_zero=True)
-        check_positive("batch_size", self.batch_size, integer=True)
-        check_positive("lr", self.lr)
-        check_positive("momentum", self.momentum, allow_zero=True)
-        check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        check_number("epochs", self.epochs, 0, open_low=False, integer=True)
+        check_number("batch_size", self.batch_size, 0, integer=True)
+        check_number("lr", self.lr, 0)
+        check_number("momentum", self.momentum, 0, open_low=False)
+        check_number("weight_decay", self.weight_decay, 0, open_low=False)
         if self.optimizer not in OPTIMIZERS:
             raise PrunetrainError(
                 f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}"
@@ -214,10 +214,10 @@ class SklearnMLP(Baseline):
         self.alpha = alpha
 
     def check(self) -> None:
-        check_positive("epochs", self.epochs, integer=True)
-        check_positive("batch_size", self.batch_size, integer=True)
-        check_positive("lr", self.lr)
-        check_positive("alpha", self.alpha, allow_zero=True)
+        check_number("epochs", self.epochs, 0, integer=True)
+        check_number("batch_size", self.batch_size, 0, integer=True)
+        check_number("lr", self.lr, 0)
+        check_number("alpha", self.alpha, 0, open_low=False)
 
     def fit(self, network, data, rule: KeepRule, *, seed=0, budget=None, progress=False):
         from sklearn.exceptions import ConvergenceWarning

@@ -12,9 +12,10 @@ import math
 
 import numpy as np
 
-from prunetrain.baselines.base import BaselineResult, EpochLog, check_positive, register
+from prunetrain.baselines.base import BaselineResult, EpochLog, register
 from prunetrain.baselines.dense import GradientBaseline, train_weights
 from prunetrain.baselines.select import keep_largest
+from prunetrain.hyperparams import check_number
 from prunetrain.masks import KeepRule
 from prunetrain.objective import Budget
 
@@ -77,7 +78,7 @@ class IterativeMagnitudePruning(GradientBaseline):
     def check(self) -> None:
         super().check()
         if self.rounds is not None:
-            check_positive("rounds", self.rounds, integer=True)
+            check_number("rounds", self.rounds, 0, integer=True)
 
     def fit(self, network, data, rule: KeepRule, *, seed=0, budget=None, progress=False):
         self.check()

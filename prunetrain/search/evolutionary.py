@@ -40,9 +40,9 @@ import numpy as np
 
 from prunetrain.backends.topk import gumbel_top_k, top_k_rows
 from prunetrain.errors import PrunetrainError
+from prunetrain.hyperparams import check_choice, check_number
 from prunetrain.masks import KeepRule, Mask, MaskPopulation, check_mask
 from prunetrain.search.base import Searcher, register
-from prunetrain.search.local import _positive
 
 # --- layout: masks as rows of one flat bool array ------------------------------------
 
@@ -291,22 +291,6 @@ def topk_mode(theta: np.ndarray, k: int) -> np.ndarray:
 # --- shared machinery ----------------------------------------------------------------
 
 
-def _fraction(name: str, value, low: float = 0.0, high: float = 1.0, closed_high=True) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok:
-        ok = low < value <= high if closed_high else low < value < high
-    if not ok:
-        bracket = "]" if closed_high else ")"
-        raise PrunetrainError(f"{name} must lie in ({low:g}, {high:g}{bracket}, got {value!r}")
-    return float(value)
-
-
-def _nonnegative(name: str, value) -> float:
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool)) or value < 0:
-        raise PrunetrainError(f"{name} must be a number >= 0, got {value!r}")
-    return float(value)
-
-
 class PopulationSearcher(Searcher):
     """Shared machinery: the flat layout, mutation, crossover, evaluation of a generation."""
 
@@ -457,19 +441,12 @@ class GeneticSearcher(PopulationSearcher):
 
     def setup(self, problem, rng, init_mask=None) -> None:
         super().setup(problem, rng, init_mask)
-        p = _positive("population", self.population, integer=True)
-        if p < 2:
-            raise PrunetrainError(f"population must be >= 2 for a GA, got {self.population!r}")
-        _positive("tournament", self.tournament, integer=True)
-        if not (isinstance(self.elites, int) and 0 <= self.elites < p):
-            raise PrunetrainError(
-                f"elites must be a whole number in [0, population), got {self.elites!r}"
-            )
-        if self.crossover not in ("uniform", "block"):
-            raise PrunetrainError(f"crossover must be 'uniform' or 'block', got {self.crossover!r}")
-        if not (isinstance(self.crossover_rate, (int, float)) and 0 <= self.crossover_rate <= 1):
-            raise PrunetrainError(f"crossover_rate must lie in [0, 1], got {self.crossover_rate!r}")
-        _positive("mutation", self.mutation)
+        p = check_number("population", self.population, 2, open_low=False, integer=True)
+        check_number("tournament", self.tournament, 0, integer=True)
+        check_number("elites", self.elites, 0, p, open_low=False, open_high=True, integer=True)
+        check_choice("crossover", self.crossover, ("uniform", "block"))
+        check_number("crossover_rate", self.crossover_rate, 0, 1, open_low=False)
+        check_number("mutation", self.mutation, 0)
         self.rows = self.start_rows(p, float(self.mutation))
 
     def step(self) -> None:
@@ -506,11 +483,15 @@ class EvolutionSearcher(PopulationSearcher):
     evaluates them on a fresh batch — with the parents under ``"1+lambda"``
     and ``"mu+lambda"``, so incumbents are always compared on the same batch.
 
-    - ``"1+lambda"``: one parent; the best child replaces it if its loss is
-      lower. The strength follows the 1/5th success rule:
-      ``σ ← σ · adapt ** ((s - 1/5) / (4/5))`` with ``s`` the fraction of
-      children better than the parent, so σ grows while more than a fifth of
-      the children improve and shrinks otherwise.
+    - ``"1+lambda"``: one parent. The strength follows the 1/5th success
+      rule: ``σ ← σ · adapt ** ((s - 1/5) / (4/5))`` with ``s`` the fraction
+      of children better than the parent, so σ grows while more than a fifth
+      of the children improve and shrinks otherwise. With ``confirm`` (the
+      default) the best child does not replace the parent at once: if it
+      beats the parent it becomes the *challenger*, evaluated with the next
+      generation on the next batch, and replaces the parent only if it beats
+      it there too. Without ``confirm`` the best child replaces the parent
+      as soon as its loss is lower.
     - ``"mu,lambda"`` / ``"mu+lambda"``: ``parents`` parents, each with its own
       strength; a child inherits its parent's σ times ``exp(tau · N(0, 1))``
       (log-normal self-adaptation), and the ``parents`` best children (and,
@@ -533,6 +514,19 @@ class EvolutionSearcher(PopulationSearcher):
         Learning rate of the log-normal self-adaptation.
     max_mutation : float, optional
         Cap on σ (default: 1 % of the weights, at least 1).
+    confirm : bool
+        ``"1+lambda"`` only: a child must beat the parent on a second,
+        independent batch before it replaces it (see above). The best of
+        λ children on one batch is partly the luckiest: on Fashion-MNIST at
+        batch 256, once progress slows, about 45 % of the children that
+        won a generation were worse than their parent on fresh data, and
+        the search went on swapping without improving. Confirmation costs
+        one more mask per generation and no extra backend call.
+
+    Notes
+    -----
+    ``"mu,lambda"`` and ``"mu+lambda"`` select on one batch; ``confirm``
+    does not apply to them.
     """
 
     name = "evolution"
@@ -547,6 +541,7 @@ class EvolutionSearcher(PopulationSearcher):
         adapt: float = 1.5,
         tau: float = 0.3,
         max_mutation: float | None = None,
+        confirm: bool = True,
     ) -> None:
         self.strategy = strategy
         self.offspring = offspring
@@ -555,28 +550,32 @@ class EvolutionSearcher(PopulationSearcher):
         self.adapt = adapt
         self.tau = tau
         self.max_mutation = max_mutation
+        self.confirm = confirm
 
     def setup(self, problem, rng, init_mask=None) -> None:
         super().setup(problem, rng, init_mask)
-        if self.strategy not in STRATEGIES:
-            raise PrunetrainError(
-                f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
-            )
-        lam = _positive("offspring", self.offspring, integer=True)
-        mu = 1 if self.strategy == "1+lambda" else _positive("parents", self.parents, integer=True)
+        check_choice("strategy", self.strategy, STRATEGIES)
+        lam = check_number("offspring", self.offspring, 0, integer=True)
+        parents = check_number("parents", self.parents, 0, integer=True)
+        mu = 1 if self.strategy == "1+lambda" else parents
         if self.strategy == "mu,lambda" and mu > lam:
             raise PrunetrainError(f"parents must be <= offspring for mu,lambda, got {mu} > {lam}")
-        _positive("mutation", self.mutation)
-        if not (isinstance(self.adapt, (int, float)) and self.adapt > 1):
-            raise PrunetrainError(f"adapt must be a number > 1, got {self.adapt!r}")
-        _nonnegative("tau", self.tau)
-        cap = _positive("max_mutation", self.max_mutation)
+        check_number("mutation", self.mutation, 0)
+        check_number("adapt", self.adapt, 1)
+        check_number("tau", self.tau, 0, open_low=False)
+        if not isinstance(self.confirm, (bool, np.bool_)):
+            raise PrunetrainError(f"confirm must be True or False, got {self.confirm!r}")
+        cap = check_number("max_mutation", self.max_mutation, 0, optional=True)
         self.cap = cap if cap is not None else max(1.0, 0.01 * self.layout.n)
         sigma0 = min(max(float(self.mutation), 1.0), self.cap)
         self.parent_rows = self.start_rows(mu, sigma0)
         self.sigma = np.full(mu, sigma0)
+        self.challenger: np.ndarray | None = None
 
     def step(self) -> None:
+        if self.strategy == "1+lambda" and self.confirm:
+            self._step_confirmed()
+            return
         rng, lam = self.rng, int(self.offspring)
         mu = len(self.parent_rows)
         pick = rng.integers(0, mu, lam) if mu > 1 else np.zeros(lam, dtype=np.int64)
@@ -604,6 +603,29 @@ class EvolutionSearcher(PopulationSearcher):
         else:
             keep = np.argsort(loss, kind="stable")[:mu]
             self.parent_rows, self.sigma = rows[keep], sigmas[keep]
+
+    def _step_confirmed(self) -> None:
+        """(1+λ) where a winning child must beat the parent again on the next batch."""
+        lam = int(self.offspring)
+        children = np.repeat(self.parent_rows, lam, axis=0)
+        self.mutate(children, _poisson_at_least_one(self.rng, np.full(lam, self.sigma[0])))
+        head = [self.parent_rows]
+        if self.challenger is not None:
+            head.append(self.challenger[None])
+        rows = np.concatenate(head + [children])
+        loss = self.evaluate(rows)
+        h = len(head)
+        success = float(np.mean(loss[h:] < loss[0]))
+        self.sigma = np.clip(
+            self.sigma * float(self.adapt) ** ((success - 0.2) / 0.8), 1.0, self.cap
+        )
+        parent_loss = float(loss[0])
+        if h == 2 and loss[1] < loss[0]:  # confirmed on a batch it was not chosen on
+            self.parent_rows, parent_loss = rows[1:2].copy(), float(loss[1])
+        best = h + int(np.argmin(loss[h:]))
+        self.challenger = rows[best].copy() if loss[best] < parent_loss else None
+        # Recommend the parent: every replacement of it has been confirmed.
+        self.best_row, self.best_loss = self.parent_rows[0].copy(), parent_loss
 
 
 # --- estimation of distribution: PBIL, CEM, NES -------------------------------------------
@@ -639,8 +661,8 @@ class DistributionSearcher(PopulationSearcher):
 
     def setup(self, problem, rng, init_mask=None) -> None:
         super().setup(problem, rng, init_mask)
-        _positive("population", self.population, integer=True)
-        _positive("max_logit", self.max_logit)
+        check_number("population", self.population, 0, integer=True)
+        check_number("max_logit", self.max_logit, 0)
         n = self.layout.n
         # A tiny fixed jitter breaks the ties of a flat θ, so the first mode is a random mask.
         self.theta = 1e-3 * rng.standard_normal(n)
@@ -747,13 +769,9 @@ class PBILSearcher(DistributionSearcher):
 
     def setup(self, problem, rng, init_mask=None) -> None:
         super().setup(problem, rng, init_mask)
-        _fraction("lr", self.lr)
-        _positive("elite", self.elite, integer=True)
-        if int(self.elite) > int(self.population):
-            raise PrunetrainError(
-                f"elite must be <= population, got {self.elite} > {self.population}"
-            )
-        _nonnegative("negative_lr", self.negative_lr)
+        check_number("lr", self.lr, 0, 1)
+        check_number("elite", self.elite, 0, int(self.population), integer=True)
+        check_number("negative_lr", self.negative_lr, 0, open_low=False)
 
     def update(self, samples: np.ndarray, loss: np.ndarray) -> None:
         order = np.argsort(loss, kind="stable")
@@ -802,8 +820,8 @@ class CEMSearcher(DistributionSearcher):
 
     def setup(self, problem, rng, init_mask=None) -> None:
         super().setup(problem, rng, init_mask)
-        _fraction("elite_fraction", self.elite_fraction)
-        _fraction("smoothing", self.smoothing)
+        check_number("elite_fraction", self.elite_fraction, 0, 1)
+        check_number("smoothing", self.smoothing, 0, 1)
 
     def update(self, samples: np.ndarray, loss: np.ndarray) -> None:
         n_elite = max(1, int(round(float(self.elite_fraction) * len(loss))))
@@ -875,9 +893,8 @@ class NESSearcher(DistributionSearcher):
 
     def setup(self, problem, rng, init_mask=None) -> None:
         super().setup(problem, rng, init_mask)
-        _positive("lr", self.lr)
-        if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
-            raise PrunetrainError(f"momentum must lie in [0, 1), got {self.momentum!r}")
+        check_number("lr", self.lr, 0)
+        check_number("momentum", self.momentum, 0, 1, open_low=False, open_high=True)
         self.velocity = np.zeros_like(self.theta)
 
     def update(self, samples: np.ndarray, loss: np.ndarray) -> None:

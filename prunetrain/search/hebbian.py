@@ -49,6 +49,7 @@ from typing import ClassVar
 import numpy as np
 
 from prunetrain.errors import PrunetrainError
+from prunetrain.hyperparams import check_choice, check_number
 from prunetrain.masks import Mask
 from prunetrain.metrics import log_softmax
 from prunetrain.search.base import Searcher, register
@@ -181,22 +182,6 @@ def reward_stat(x: np.ndarray, reward: np.ndarray, noise: np.ndarray, sigma: flo
     return w * (x.T @ (reward[:, None] * noise)) / (len(x) * sigma**2)
 
 
-def _check(name: str, value, low: float, high: float | None = None, integer: bool = False):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and value > low and (high is None or value <= high)
-    if ok and integer:
-        ok = int(value) == value
-    if not ok:
-        bound = f"in ({low}, {high}]" if high is not None else f"> {low}"
-        kind = "a whole number " if integer else ""
-        raise PrunetrainError(f"{name} must be {kind}{bound}, got {value!r}")
-
-
-def _choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise PrunetrainError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-
-
 # --- the searchers ----------------------------------------------------------------------
 class HebbianBase(Searcher):
     """Shared machinery: host weights, the current mask, averaged scores, re-selection.
@@ -236,12 +221,11 @@ class HebbianBase(Searcher):
 
     def setup(self, problem, rng, init_mask: Mask | None = None) -> None:
         super().setup(problem, rng, init_mask)
-        _check("epochs", self.epochs, 0.0)
-        if not (isinstance(self.momentum, (int, float)) and 0 <= self.momentum < 1):
-            raise PrunetrainError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        _check("reselect", self.reselect, 0, integer=True)
+        check_number("epochs", self.epochs, 0)
+        check_number("momentum", self.momentum, 0, 1, open_low=False, open_high=True)
+        check_number("reselect", self.reselect, 0, integer=True)
         self._select = self.select if self.select is not None else self.default_select
-        _choice("select", self._select, SELECTIONS)
+        check_choice("select", self._select, SELECTIONS)
         net = problem.network
         self.weights = [w.astype(np.float64) for w in net.weights]
         self.biases = None if net.biases is None else [b.astype(np.float64) for b in net.biases]
@@ -367,8 +351,8 @@ class HebbianSearcher(LabelReadout, HebbianBase):
         self.winners = winners
 
     def setup(self, problem, rng, init_mask=None) -> None:
-        _choice("competition", self.competition, COMPETITIONS)
-        _check("winners", self.winners, 0.0, 1.0)
+        check_choice("competition", self.competition, COMPETITIONS)
+        check_number("winners", self.winners, 0, 1)
         super().setup(problem, rng, init_mask)
 
     def update(self, X, y) -> None:
@@ -414,7 +398,7 @@ class HebbianLabelSearcher(LabelReadout, HebbianBase):
         self.hidden = hidden
 
     def setup(self, problem, rng, init_mask=None) -> None:
-        _choice("hidden", self.hidden, ("projection", "fixed"))
+        check_choice("hidden", self.hidden, ("projection", "fixed"))
         super().setup(problem, rng, init_mask)
         n_out = self.weights[-1].shape[1]
         self.projections = [
@@ -474,8 +458,8 @@ class HebbianRewardSearcher(HebbianBase):
         self.noise = noise
 
     def setup(self, problem, rng, init_mask=None) -> None:
-        _check("lr", self.lr, 0.0)
-        _check("noise", self.noise, 0.0)
+        check_number("lr", self.lr, 0)
+        check_number("noise", self.noise, 0)
         super().setup(problem, rng, init_mask)
         self.scores = [rng.random(m.shape) + m for m in self.mask]
 

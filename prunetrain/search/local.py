@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from prunetrain.backends.flips import FlipState, flip_cost
-from prunetrain.errors import PrunetrainError
+from prunetrain.hyperparams import check_choice, check_number
 from prunetrain.masks import Mask
 from prunetrain.search.base import Searcher, register
 
@@ -37,16 +37,6 @@ from prunetrain.search.base import Searcher, register
 DEFAULT_WORK = 1.0
 #: ... but never fewer candidates than this (or the whole layer, if smaller).
 MIN_CANDIDATES = 64
-
-
-def _positive(name: str, value, integer: bool = False):
-    if value is None:
-        return None
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool)) or value <= 0:
-        raise PrunetrainError(f"{name} must be a positive number, got {value!r}")
-    if integer and int(value) != value:
-        raise PrunetrainError(f"{name} must be a whole number, got {value!r}")
-    return int(value) if integer else float(value)
 
 
 class Moves(NamedTuple):
@@ -85,8 +75,8 @@ class FlipSearcher(Searcher):
 
     def setup(self, problem, rng, init_mask: Mask | None = None) -> None:
         super().setup(problem, rng, init_mask)
-        _positive("candidates", self.candidates, integer=True)
-        _positive("rounds", self.rounds, integer=True)
+        check_number("candidates", self.candidates, 0, integer=True, optional=True)
+        check_number("rounds", self.rounds, 0, integer=True)
         self.mask = [
             m.copy() for m in (init_mask if init_mask is not None else problem.random_mask(rng))
         ]
@@ -219,8 +209,7 @@ class HillClimber(FlipSearcher):
         self.variant = variant
 
     def setup(self, problem, rng, init_mask=None) -> None:
-        if self.variant not in ("best", "first"):
-            raise PrunetrainError(f"variant must be 'best' or 'first', got {self.variant!r}")
+        check_choice("variant", self.variant, ("best", "first"))
         super().setup(problem, rng, init_mask)
 
     def step(self) -> None:
@@ -274,8 +263,8 @@ class Annealer(FlipSearcher):
 
     def setup(self, problem, rng, init_mask=None) -> None:
         super().setup(problem, rng, init_mask)
-        self._t0 = _positive("t_start", self.t_start)
-        self._t1 = _positive("t_end", self.t_end)
+        self._t0 = check_number("t_start", self.t_start, 0, optional=True)
+        self._t1 = check_number("t_end", self.t_end, 0, optional=True)
 
     def temperature(self) -> float:
         t0 = self._t0
@@ -321,7 +310,7 @@ class TabuSearcher(FlipSearcher):
 
     def setup(self, problem, rng, init_mask=None) -> None:
         super().setup(problem, rng, init_mask)
-        _positive("tenure", self.tenure, integer=True)
+        check_number("tenure", self.tenure, 0, integer=True)
         self.tabu_until = [np.zeros(a * b, dtype=np.int64) for a, b in problem.shapes]
         self.best_visited: tuple[list, float] | None = None
 
@@ -385,7 +374,7 @@ class SteepestSearcher(FlipSearcher):
 
     def setup(self, problem, rng, init_mask=None) -> None:
         super().setup(problem, rng, init_mask)
-        _positive("block", self.block, integer=True)
+        check_number("block", self.block, 0, integer=True)
 
     def step(self) -> None:
         for layer, moves in self.rounds_of_moves():
@@ -454,13 +443,10 @@ class AccumulateSearcher(FlipSearcher):
     def setup(self, problem, rng, init_mask=None) -> None:
         self.candidates = self.pool
         super().setup(problem, rng, init_mask)
-        if not 0 < float(self.decay) < 1:
-            raise PrunetrainError(f"decay must lie in (0, 1), got {self.decay!r}")
-        if float(self.shrink) < 0:
-            raise PrunetrainError(f"shrink must be >= 0, got {self.shrink!r}")
-        if not 0 < float(self.flip_fraction) <= 1:
-            raise PrunetrainError(f"flip_fraction must lie in (0, 1], got {self.flip_fraction!r}")
-        _positive("max_age", self.max_age, integer=True)
+        check_number("decay", self.decay, 0, 1, open_high=True)
+        check_number("shrink", self.shrink, 0, open_low=False)
+        check_number("flip_fraction", self.flip_fraction, 0, 1)
+        check_number("max_age", self.max_age, 0, integer=True)
         shapes = problem.shapes
         # Single flips are evaluated, so a candidate costs one flip, not a swap.
         self.single_costs = [flip_cost(shapes, layer) for layer in range(len(shapes))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prunetrain.errors import PrunetrainError
+from prunetrain.hyperparams import check_number
 from prunetrain.masks import Mask
 from prunetrain.search.base import Searcher, make_searcher, register
 
@@ -43,9 +44,7 @@ class Pipeline(Searcher):
 
     def setup(self, problem, rng, init_mask: Mask | None = None) -> None:
         super().setup(problem, rng, init_mask)
-        share = self.share
-        if not (isinstance(share, (int, float)) and not isinstance(share, bool) and 0 < share < 1):
-            raise PrunetrainError(f"share must be in (0, 1), got {share!r}")
+        share = check_number("share", self.share, 0, 1, open_high=True)
         self.stages = [self._build(self.first), self._build(self.then)]
         if any(isinstance(s, Pipeline) for s in self.stages):
             raise PrunetrainError("a pipeline's stages cannot be pipelines")

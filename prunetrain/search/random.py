@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from prunetrain.errors import PrunetrainError
+from prunetrain.hyperparams import check_number
 from prunetrain.masks import Mask
 from prunetrain.search.base import Searcher, register
 
@@ -31,8 +31,7 @@ class RandomSearcher(Searcher):
 
     def setup(self, problem, rng, init_mask: Mask | None = None) -> None:
         super().setup(problem, rng, init_mask)
-        if int(self.population) < 1:
-            raise PrunetrainError(f"population must be >= 1, got {self.population}")
+        check_number("population", self.population, 0, integer=True)
         self.best_mask = init_mask if init_mask is not None else problem.random_mask(rng)
         self.best_loss = np.inf
 
