@@ -68,8 +68,10 @@ def check_number(
     """``value`` as a float (an int with ``integer``) if it lies between ``low`` and ``high``.
 
     The bounds are exclusive or inclusive as ``open_low`` / ``open_high`` say
-    (by default ``(low, high]``); ``None`` means unbounded. NaN, booleans
-    and non-numbers are refused. With ``optional``, ``None`` passes through.
+    (by default ``(low, high]``); ``None`` means unbounded. NaN, infinities,
+    booleans and non-numbers are refused (an unbounded hyperparameter takes
+    ``None``, which JSON records can hold). With ``optional``, ``None``
+    passes through.
 
     Raises
     ------
@@ -81,15 +83,15 @@ def check_number(
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
         value, (bool, np.bool_)
     )
-    ok = ok and not math.isnan(value)
+    ok = ok and math.isfinite(value)
     if ok and low is not None:
         ok = value > low if open_low else value >= low
     if ok and high is not None:
         ok = value < high if open_high else value <= high
     if ok and integer:
-        ok = math.isfinite(value) and int(value) == value
+        ok = int(value) == value
     if not ok:
-        kind = "a whole number" if integer else "a number"
+        kind = "a whole number" if integer else "a finite number"
         if low is not None and high is not None:
             where = f"in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
         elif low is not None:
@@ -106,5 +108,5 @@ def check_choice(name: str, value, choices) -> None:
     """Raise a one-line :class:`PrunetrainError` unless ``value`` is one of ``choices``."""
     if not isinstance(value, str) or value not in choices:
         raise PrunetrainError(
-            f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}"
+            f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}"
         )

@@ -1,5 +1,6 @@
 """`check_number` and `check_choice`: the one place hyperparameters are range-checked."""
 
+import json
 import math
 
 import numpy as np
@@ -19,22 +20,22 @@ from prunetrain.search.base import SEARCHERS
 @pytest.mark.parametrize(
     "args, kwargs, message",
     [
-        (("lr", 2, 0, 1), {}, "lr must be a number in (0, 1], got 2"),
-        (("lr", 0.0, 0, 1), {}, "lr must be a number in (0, 1], got 0.0"),
+        (("lr", 2, 0, 1), {}, "lr must be a finite number in (0, 1], got 2"),
+        (("lr", 0.0, 0, 1), {}, "lr must be a finite number in (0, 1], got 0.0"),
         (
             ("m", 1, 0, 1),
             {"open_low": False, "open_high": True},
-            "m must be a number in [0, 1), got 1",
+            "m must be a finite number in [0, 1), got 1",
         ),
         (("k", 0, 0), {"integer": True}, "k must be a whole number > 0, got 0"),
         (("k", 2.5, 0), {"integer": True}, "k must be a whole number > 0, got 2.5"),
-        (("tau", -0.1, 0), {"open_low": False}, "tau must be a number >= 0, got -0.1"),
-        (("x", 3, None, 2), {"open_high": True}, "x must be a number < 2, got 3"),
-        (("x", "1"), {}, "x must be a number, got '1'"),
-        (("x", None), {}, "x must be a number, got None"),
-        (("x", True, 0), {}, "x must be a number > 0, got True"),
-        (("x", np.True_, 0), {}, "x must be a number > 0, got np.True_"),
-        (("x", math.nan, 0), {}, "x must be a number > 0, got nan"),
+        (("tau", -0.1, 0), {"open_low": False}, "tau must be a finite number >= 0, got -0.1"),
+        (("x", 3, None, 2), {"open_high": True}, "x must be a finite number < 2, got 3"),
+        (("x", "1"), {}, "x must be a finite number, got '1'"),
+        (("x", None), {}, "x must be a finite number, got None"),
+        (("x", True, 0), {}, "x must be a finite number > 0, got True"),
+        (("x", np.True_, 0), {}, "x must be a finite number > 0, got np.True_"),
+        (("x", math.nan, 0), {}, "x must be a finite number > 0, got nan"),
         (("k", math.inf, 0), {"integer": True}, "k must be a whole number > 0, got inf"),
     ],
 )
@@ -51,7 +52,8 @@ def test_check_number_returns_the_converted_value():
     assert check_number("lr", 1, 0, 1) == 1.0  # (0, 1] includes 1
     assert check_number("tau", 0, 0, open_low=False) == 0.0
     assert check_number("cap", None, 0, optional=True) is None
-    assert check_number("x", math.inf, 0) == math.inf  # unbounded above
+    with pytest.raises(PrunetrainError, match="finite"):
+        check_number("x", math.inf, 0)  # unbounded means None, which JSON can hold
 
 
 @given(
@@ -78,7 +80,7 @@ def test_check_choice():
     check_choice("crossover", "block", ("uniform", "block"))
     with pytest.raises(PrunetrainError) as err:
         check_choice("crossover", "one-point", ("uniform", "block"))
-    assert str(err.value) == "crossover must be one of uniform, block; got 'one-point'"
+    assert str(err.value) == "crossover must be one of 'uniform', 'block'; got 'one-point'"
     with pytest.raises(PrunetrainError, match="got None"):
         check_choice("crossover", None, ("uniform", "block"))
 
@@ -97,11 +99,18 @@ def planted_problem():
 
 
 @pytest.mark.parametrize("method", sorted(SEARCHERS))
-def test_no_searcher_accepts_nan(planted_problem, method):
-    """Every numeric hyperparameter of every searcher refuses NaN before any evaluation."""
+def test_no_searcher_accepts_nan_or_infinity(planted_problem, method):
+    """Every numeric hyperparameter of every searcher refuses them before any evaluation."""
     net, data, _ = planted_problem
     for name in _numeric_params(SEARCHERS[method]):
-        problem = Problem(net, data, KeepRule(0.5), backend="numpy")
-        with pytest.raises(PrunetrainError, match=name):
-            run(problem, make_searcher(method, **{name: math.nan}), "10evals")
-        assert problem.n_evaluations == 0
+        for bad in (math.nan, math.inf):
+            problem = Problem(net, data, KeepRule(0.5), backend="numpy")
+            with pytest.raises(PrunetrainError, match=name):
+                run(problem, make_searcher(method, **{name: bad}), "10evals")
+            assert problem.n_evaluations == 0
+
+
+@pytest.mark.parametrize("method", sorted(SEARCHERS))
+def test_default_hyperparameters_are_strict_json(method):
+    """Records are written with allow_nan=False: an infinite default once broke `compare`."""
+    json.dumps(SEARCHERS[method]().get_params(), allow_nan=False)

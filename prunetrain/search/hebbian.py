@@ -188,9 +188,9 @@ class HebbianBase(Searcher):
 
     Parameters
     ----------
-    epochs : float
+    epochs : float or None
         Passes over the training split before the searcher declares itself
-        finished (its scores have converged); ``inf`` runs until the budget.
+        finished (its scores have converged); ``None`` runs until the budget.
     momentum : float
         Decay of the scores' running average, in [0, 1).
     reselect : int
@@ -221,7 +221,7 @@ class HebbianBase(Searcher):
 
     def setup(self, problem, rng, init_mask: Mask | None = None) -> None:
         super().setup(problem, rng, init_mask)
-        check_number("epochs", self.epochs, 0)
+        check_number("epochs", self.epochs, 0, optional=True)
         check_number("momentum", self.momentum, 0, 1, open_low=False, open_high=True)
         check_number("reselect", self.reselect, 0, integer=True)
         self._select = self.select if self.select is not None else self.default_select
@@ -290,7 +290,7 @@ class HebbianBase(Searcher):
         self.samples_seen += len(y)
         if self.updates % int(self.reselect) == 0:
             self.reselect_mask()
-        if self.samples_seen >= float(self.epochs) * problem.n_train:
+        if self.epochs is not None and self.samples_seen >= self.epochs * problem.n_train:
             self.finished = True
 
     def forward(self, X: np.ndarray, y: np.ndarray):
@@ -449,7 +449,7 @@ class HebbianRewardSearcher(HebbianBase):
         self,
         lr: float = 0.05,
         noise: float = 0.1,
-        epochs: float = float("inf"),
+        epochs: float | None = None,
         reselect: int = 1,
         select: str | None = None,
     ) -> None:
