@@ -385,3 +385,14 @@ def test_batch_size_defaults_to_the_methods_preference(
     assert config["schedule"] == schedule
     if batch is not None:
         assert config["batch_size"] == batch
+
+
+@pytest.mark.parametrize("method", ["hebbian-reward", "evolution", "pipeline"])
+def test_search_writes_strict_json_for_every_kind_of_default(tmp_path, capsys, method):
+    # hebbian-reward once defaulted to epochs=inf, which result.json (strict JSON) cannot hold.
+    out = tmp_path / method
+    args = ["search", "-q", "--method", method, "--budget", "40evals", "--arch", "64-8-10"]
+    code, _, err = cli(capsys, *args, "--out", str(out))
+    assert code == 0, err
+    record = json.loads((out / "result.json").read_text())
+    assert record["method"] == method and record["evaluations"] >= 40
