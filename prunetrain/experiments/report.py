@@ -222,8 +222,10 @@ def plot_curves(records: list[dict], rows: list, x_key: str, path: Path, title: 
     data-free baselines are horizontal lines at their final mean test accuracy.
     """
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = plt.subplots(figsize=(9.5, 4.8))
     searches = [s for s in rows if s.kind == "search"]
+    # Twenty distinct colours, then the same again dash-dotted: ten repeat too soon.
+    palette = plt.get_cmap("tab20").colors
     baselines = [s for s in rows if s.kind != "search"]
     # Log scale: gradient baselines take a fraction of the searches' time, and
     # random search makes many more (cheaper) evaluations than the local searches.
@@ -231,7 +233,7 @@ def plot_curves(records: list[dict], rows: list, x_key: str, path: Path, title: 
     lo = max(min(xs, default=1e-3), 1e-4 * max(xs, default=1.0))
     for i, s in enumerate(searches + baselines):
         rs = [r for r in records if r["label"] == s.label]
-        color = f"C{i % 10}"
+        color = palette[(2 * i + (i // 10)) % 20]  # dark hues first, then light ones
         curve = s.kind == "search" or (x_key == "seconds" and s.kind == "gradient")
         if not curve:
             ax.axhline(
@@ -252,7 +254,7 @@ def plot_curves(records: list[dict], rows: list, x_key: str, path: Path, title: 
             grid,
             mean,
             color=color,
-            linestyle="-" if s.kind == "search" else "--",
+            linestyle=("-" if i < 20 else "-.") if s.kind == "search" else "--",
             label=s.label if s.kind == "search" else f"{s.label} (gradient)",
         )
         if len(rs) > 1:
@@ -264,7 +266,7 @@ def plot_curves(records: list[dict], rows: list, x_key: str, path: Path, title: 
     )
     ax.set_xscale("log")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
