@@ -597,15 +597,19 @@ class EvolutionSearcher(PopulationSearcher):
         loss = self.evaluate(rows)
         self.remember(rows, loss)
         if self.strategy == "1+lambda":
-            success = float(np.mean(loss[1:] < loss[0]))
-            self.sigma = np.clip(
-                self.sigma * float(self.adapt) ** ((success - 0.2) / 0.8), 1.0, self.cap
-            )
+            self._one_fifth_rule(loss[1:], loss[0])
             best = int(np.argmin(loss))  # the parent (index 0) wins ties
             self.parent_rows = rows[best : best + 1].copy()
         else:
             keep = np.argsort(loss, kind="stable")[:mu]
             self.parent_rows, self.sigma = rows[keep], sigmas[keep]
+
+    def _one_fifth_rule(self, children_loss: np.ndarray, parent_loss: float) -> None:
+        """``σ ← σ · adapt ** ((s - 1/5) / (4/5))``, ``s`` the fraction of children that beat the parent."""
+        success = float(np.mean(children_loss < parent_loss))
+        self.sigma = np.clip(
+            self.sigma * float(self.adapt) ** ((success - 0.2) / 0.8), 1.0, self.cap
+        )
 
     def _step_confirmed(self) -> None:
         """(1+λ) where a winning child must beat the parent again on the next batch."""
@@ -618,10 +622,7 @@ class EvolutionSearcher(PopulationSearcher):
         rows = np.concatenate(head + [children])
         loss = self.evaluate(rows)
         h = len(head)
-        success = float(np.mean(loss[h:] < loss[0]))
-        self.sigma = np.clip(
-            self.sigma * float(self.adapt) ** ((success - 0.2) / 0.8), 1.0, self.cap
-        )
+        self._one_fifth_rule(loss[h:], loss[0])
         parent_loss = float(loss[0])
         if h == 2 and loss[1] < loss[0]:  # confirmed on a batch it was not chosen on
             self.parent_rows, parent_loss = rows[1:2].copy(), float(loss[1])
