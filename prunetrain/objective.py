@@ -8,6 +8,7 @@ batches, evaluates populations of masks and counts what that costs.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 
 _BUDGET_RE = re.compile(r"^\s*(\d+(?:\.\d*)?(?:e\d+)?)\s*(s|sec|m|min|h|evals?)\s*$", re.IGNORECASE)
 _SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
+#: The largest budgets: a year of wall time, 10**15 evaluations (exact as float64 counts).
+MAX_SECONDS = 365 * 24 * 3600.0
+MAX_EVALUATIONS = 10**15
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,10 +54,21 @@ class Budget:
     def __post_init__(self) -> None:
         if (self.seconds is None) == (self.evaluations is None):
             raise PrunetrainError("a budget is either seconds or evaluations, not both or neither")
-        if self.seconds is not None and not self.seconds > 0:
-            raise PrunetrainError(f"a time budget must be positive, got {self.seconds}")
-        if self.evaluations is not None and self.evaluations < 1:
-            raise PrunetrainError(f"an evaluation budget must be >= 1, got {self.evaluations}")
+        if self.seconds is not None:
+            if not 0 < self.seconds <= MAX_SECONDS:  # NaN and infinity fail too
+                raise PrunetrainError(
+                    f"a time budget must be positive and finite, at most {MAX_SECONDS:g} s "
+                    f"(a year), got {self.seconds}"
+                )
+        elif (
+            isinstance(self.evaluations, bool)
+            or not isinstance(self.evaluations, (int, np.integer))
+            or not 1 <= self.evaluations <= MAX_EVALUATIONS
+        ):
+            raise PrunetrainError(
+                f"an evaluation budget must be a whole number from 1 to at most "
+                f"{MAX_EVALUATIONS:.0e}, got {self.evaluations!r}"
+            )
 
     @classmethod
     def parse(cls, value: str | float | int | Budget) -> Budget:
@@ -69,9 +84,15 @@ class Budget:
                 "or an evaluation count such as 20000evals"
             )
         number, unit = float(match.group(1)), match.group(2).lower()
+        if not math.isfinite(number):
+            raise PrunetrainError(f"bad budget {value!r}: the number must be finite")
         if unit.startswith("eval"):
             if number != int(number):
                 raise PrunetrainError(f"bad budget {value!r}: evaluations must be a whole number")
+            if number > MAX_EVALUATIONS:
+                raise PrunetrainError(
+                    f"bad budget {value!r}: at most {MAX_EVALUATIONS:.0e} evaluations"
+                )
             return cls(evaluations=int(number))
         return cls(seconds=number * _SECONDS[unit])
 

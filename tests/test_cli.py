@@ -396,3 +396,26 @@ def test_search_writes_strict_json_for_every_kind_of_default(tmp_path, capsys, m
     assert code == 0, err
     record = json.loads((out / "result.json").read_text())
     assert record["method"] == method and record["evaluations"] >= 40
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--seed", "9223372036854775808"], "seed must be an integer in [0, 2**63 - 1]"),
+        (["--network-seed", "9223372036854775808"], "seed must be"),
+        (["--budget", "1e400evals"], "budget"),
+        (["--budget", "1e400s"], "budget"),
+    ],
+)
+def test_out_of_range_values_are_refused_before_any_work(
+    tmp_path, capsys, monkeypatch, args, message
+):
+    import prunetrain.api
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the search began before its options were checked")
+
+    monkeypatch.setattr(prunetrain.api, "load_dataset", no_work)
+    code, stdout, err = cli(capsys, "search", *args, "--out", str(tmp_path / "o"), "-q")
+    assert code == 2 and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "o").exists()

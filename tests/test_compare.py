@@ -106,6 +106,9 @@ def test_config_expands_to_keyed_runs(tmp_path):
         ('budget = "10evals"\nkeeps = [1.5]\nmethods = {hill = {}}', "keep"),
         ('budget = "10evals"\narchs = ["64-x"]\nmethods = {hill = {}}', "architecture"),
         ("budget = ", "not valid TOML"),
+        ('budget = "1e400evals"\nmethods = {hill = {}}', "budget"),
+        ('budget = "1e400s"\nmethods = {hill = {}}', "budget"),
+        ('budget = "10evals"\nseeds = [-1]\nmethods = {hill = {}}', "seed"),
     ],
 )
 def test_config_errors(tmp_path, text, message):
