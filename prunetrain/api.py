@@ -19,7 +19,7 @@ import prunetrain
 from prunetrain.backends import NumpyBackend
 from prunetrain.data import Dataset, load_dataset
 from prunetrain.errors import PrunetrainError
-from prunetrain.files import atomic_write, write_json
+from prunetrain.files import atomic_write, check_writable_folder, write_folder, write_json
 from prunetrain.masks import KeepRule
 from prunetrain.metrics import accuracy, cross_entropy
 from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed, parse_arch
@@ -114,16 +114,20 @@ class SearchRun:
         }
 
     def save(self, out: str | os.PathLike) -> Path:
-        """Write ``ticket.npz``, ``result.json``, ``curve.csv`` and ``curve.png`` into ``out``."""
-        out = Path(out)
-        if out.exists() and not out.is_dir():
-            raise PrunetrainError(f"--out {out} exists and is not a folder")
-        self.ticket.save(out / "ticket.npz")
-        write_json(out / "result.json", self.record())
-        write_curve(
-            out, self.result.history, title=f"{self.result.method} on {self.config['dataset']}"
-        )
-        return out
+        """Write ``ticket.npz``, ``result.json``, ``curve.csv`` and ``curve.png`` into ``out``.
+
+        The four are written as a unit (:func:`~prunetrain.files.write_folder`):
+        if any cannot be written, none is, and ``out`` keeps what it held.
+        """
+        record = self.record()
+        title = f"{self.result.method} on {self.config['dataset']}"
+
+        def fill(folder: Path) -> None:
+            self.ticket.save(folder / "ticket.npz")
+            write_json(folder / "result.json", record)
+            write_curve(folder, self.result.history, title=title)
+
+        return write_folder(out, fill)
 
 
 def write_curve(out: Path, history: list[dict], title: str = "") -> None:
@@ -260,8 +264,8 @@ def run_search(
     seed = check_seed(seed)
     network_seed = seed if network_seed is None else check_seed(network_seed)
     budget = Budget.parse(budget)
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise PrunetrainError(f"--out {out} exists and is not a folder")
+    if out is not None:
+        check_writable_folder(out)
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir=data_dir)
     sizes = resolve_arch(arch, data)
     spec = NetworkSpec(sizes, init=init, scale=scale, keep=keep)

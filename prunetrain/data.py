@@ -18,6 +18,7 @@ import math
 import os
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -545,8 +546,8 @@ def _finish_user_data(
     X_test: np.ndarray,
     y_test: np.ndarray,
 ) -> Dataset:
-    low, scale = _minmax(X_train)
-    scaled = [np.clip((X - low) * scale, 0.0, 1.0) for X in (X_train, X_val, X_test)]
+    scale = _minmax(X_train)
+    scaled = [scale(X) for X in (X_train, X_val, X_test)]
     encoded = [
         _encode_with(classes, y, split, source)
         for y, split in ((y_train, "train"), (y_val, "validation"), (y_test, "test"))
@@ -563,12 +564,29 @@ def _finish_user_data(
     )
 
 
-def _minmax(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature offset and factor mapping train values onto [0, 1]; constant features to 0."""
-    low = X_train.min(axis=0)
-    span = X_train.max(axis=0) - low
-    scale = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
-    return low, scale
+def _minmax(X_train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The per-feature map of train values onto [0, 1] (constant features to 0), clipping the rest.
+
+    Any finite features scale without overflow: where ``max - min`` exceeds the
+    largest float (say -1e308 and 1e308) both sides are halved first, which
+    cannot overflow; ordinary features get the plain ``(x - min) / (max - min)``.
+    """
+    low, high = X_train.min(axis=0), X_train.max(axis=0)
+    with np.errstate(over="ignore"):
+        span = high - low
+    wide = ~np.isfinite(span)
+    span[wide] = high[wide] / 2 - low[wide] / 2
+    factor = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
+
+    def scale(X: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore", invalid="ignore"):
+            shifted = X - low
+            shifted[:, wide] = X[:, wide] / 2 - low[wide] / 2
+            out = shifted * factor
+        out[np.isnan(out)] = 0.0  # an infinite offset times a constant feature's 0
+        return np.clip(out, 0.0, 1.0)
+
+    return scale
 
 
 # --- checks, splits, encoding ------------------------------------------------------

@@ -1,6 +1,8 @@
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -419,3 +421,64 @@ def test_out_of_range_values_are_refused_before_any_work(
     code, stdout, err = cli(capsys, "search", *args, "--out", str(tmp_path / "o"), "-q")
     assert code == 2 and err.count("\n") == 1 and message in err
     assert not (tmp_path / "o").exists()
+
+
+def test_unwritable_out_is_refused_before_the_search(tmp_path, capsys, monkeypatch):
+    import prunetrain.api
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the search began before --out was checked")
+
+    monkeypatch.setattr(prunetrain.api, "load_dataset", no_work)
+    (tmp_path / "file").write_text("x")
+    outs = {tmp_path / "file" / "run": "not a folder", Path("/proc/nope/run"): "cannot write"}
+    if os.geteuid() != 0:  # root writes into read-only folders
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        outs[locked / "run"] = "cannot write"
+    for out, message in outs.items():
+        for command in ("search", "baseline"):
+            code, stdout, err = cli(capsys, command, "--out", str(out), "-q")
+            assert code == 2 and err.count("\n") == 1 and message in err, err
+            assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"] + (
+        ["locked"] if os.geteuid() != 0 else []
+    )
+
+
+def test_extreme_features_search_writes_every_output(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.random((80, 5))
+    X[:, 0] = np.where(rng.random(80) < 0.5, -1e308, 1e308)
+    np.savez(tmp_path / "wide.npz", X=X, y=np.arange(80) % 2)
+    out = tmp_path / "run"
+    code, _, err = cli(
+        capsys, "search", "--dataset", str(tmp_path / "wide.npz"), "--budget", "30evals",
+        "--method", "random", "--out", str(out), "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == OUTPUTS
+    assert np.isfinite(json.loads((out / "result.json").read_text())["metrics"]["train"]["loss"])
+
+
+OUTPUTS = ["curve.csv", "curve.png", "result.json", "ticket.npz"]
+
+
+def test_outputs_are_written_as_a_unit(tmp_path, capsys, monkeypatch):
+    import prunetrain.api
+
+    args = ["search", "--budget", "20evals", "--arch", "64-8-10", "--method", "random", "-q"]
+    fresh, kept = tmp_path / "fresh", tmp_path / "kept"
+    assert cli(capsys, *args, "--out", str(kept), "--seed", "1")[0] == 0
+    before = {p.name: p.read_bytes() for p in kept.iterdir()}
+    record = prunetrain.api.SearchRun.record
+    # result.json cannot be written (NaN is not JSON), as with overflowed features before.
+    monkeypatch.setattr(
+        prunetrain.api.SearchRun, "record", lambda self: {**record(self), "x": float("nan")}
+    )
+    for out in (fresh, kept):
+        with pytest.raises(ValueError, match="JSON"):
+            main([*args, "--out", str(out)])
+    assert not fresh.exists()  # no ticket.npz alone
+    assert {p.name: p.read_bytes() for p in kept.iterdir()} == before  # the old set, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]  # no staging left

@@ -16,8 +16,7 @@ from prunetrain.api import SPLITS, evaluate_ticket, resolve_arch, versions, writ
 from prunetrain.baselines.backprop import logits_of
 from prunetrain.baselines.base import BaselineResult, make_baseline
 from prunetrain.data import Dataset, load_dataset
-from prunetrain.errors import PrunetrainError
-from prunetrain.files import atomic_write, write_json
+from prunetrain.files import atomic_write, check_writable_folder, write_folder, write_json
 from prunetrain.masks import KeepRule
 from prunetrain.metrics import accuracy, cross_entropy
 from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed
@@ -75,23 +74,28 @@ class BaselineRun:
         }
 
     def save(self, out: str | os.PathLike) -> Path:
-        """Write ``result.json``, ``curve.csv``, ``curve.png`` and ``ticket.npz`` or ``weights.npz``."""
-        out = Path(out)
-        if out.exists() and not out.is_dir():
-            raise PrunetrainError(f"--out {out} exists and is not a folder")
+        """Write ``result.json``, ``curve.csv``, ``curve.png`` and ``ticket.npz`` or ``weights.npz``.
+
+        They are written as a unit: if any cannot be written, none is.
+        """
         r = self.result
-        if self.ticket is not None:
-            self.ticket.save(out / "ticket.npz")
-        if r.weights is not None:
-            arrays = {f"weight_{i}": w for i, w in enumerate(r.weights)}
-            arrays.update({f"bias_{i}": b for i, b in enumerate(r.biases or [])})
-            if r.mask is not None:
-                arrays.update({f"mask_{i}": m for i, m in enumerate(r.mask)})
-            atomic_write(out / "weights.npz", lambda f: np.savez(f, **arrays))
-        write_json(out / "result.json", self.record())
+        record = self.record()
         history = [{k: (np.nan if v is None else v) for k, v in row.items()} for row in r.history]
-        write_curve(out, history, title=f"{self.config['method']} on {self.config['dataset']}")
-        return out
+        title = f"{self.config['method']} on {self.config['dataset']}"
+
+        def fill(folder: Path) -> None:
+            if self.ticket is not None:
+                self.ticket.save(folder / "ticket.npz")
+            if r.weights is not None:
+                arrays = {f"weight_{i}": w for i, w in enumerate(r.weights)}
+                arrays.update({f"bias_{i}": b for i, b in enumerate(r.biases or [])})
+                if r.mask is not None:
+                    arrays.update({f"mask_{i}": m for i, m in enumerate(r.mask)})
+                atomic_write(folder / "weights.npz", lambda f: np.savez(f, **arrays))
+            write_json(folder / "result.json", record)
+            write_curve(folder, history, title=title)
+
+        return write_folder(out, fill)
 
 
 def evaluate_result(
@@ -177,8 +181,8 @@ def run_baseline(
     seed = check_seed(seed)
     network_seed = seed if network_seed is None else check_seed(network_seed)
     budget = None if budget is None else Budget.parse(budget)
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise PrunetrainError(f"--out {out} exists and is not a folder")
+    if out is not None:
+        check_writable_folder(out)
     baseline = make_baseline(method, **(method_params or {}))
     if batch_size is not None and "batch_size" in baseline.param_names():
         baseline.batch_size = batch_size
