@@ -32,6 +32,7 @@ from prunetrain.search import (
     resolve_batch_size,
     run,
 )
+from prunetrain.search.checkpoint import CHECKPOINT, Checkpoint, read_checkpoint
 from prunetrain.search.pipeline import Pipeline
 from prunetrain.ticket import Ticket
 
@@ -205,6 +206,7 @@ def run_search(
     init_share: float = 0.25,
     progress: bool = False,
     out: str | os.PathLike | None = None,
+    checkpoint_every: float = 60.0,
 ) -> SearchRun:
     """Search a frozen random network for a mask, evaluate it, optionally save it.
 
@@ -254,6 +256,12 @@ def run_search(
         Show a progress bar.
     out : path, optional
         Folder to write ``ticket.npz``, ``result.json`` and the curve into.
+        While the search runs, ``checkpoint.pkl`` there holds its state
+        (written every ``checkpoint_every`` seconds and on Ctrl-C), from
+        which :func:`resume_search` continues it; it is removed when the
+        search ends other than by an interrupt.
+    checkpoint_every : float
+        Seconds between checkpoints (with ``out``).
 
     Returns
     -------
@@ -314,6 +322,12 @@ def run_search(
         "init_mask": None if init_mask is None or isinstance(init_mask, Ticket) else str(init_mask),
         "init_share": init_share if isinstance(searcher, Pipeline) else None,
     }
+    checkpoint = None
+    if out is not None:
+        source = None if isinstance(dataset, Dataset) else os.fspath(dataset)
+        data_dir = None if data_dir is None else os.fspath(data_dir)
+        resume_config = {"run": config, "dataset": source, "data_dir": data_dir}
+        checkpoint = Checkpoint(Path(out) / CHECKPOINT, checkpoint_every, resume_config)
     result = run(
         problem,
         searcher,
@@ -322,16 +336,110 @@ def run_search(
         init_mask=start_mask,
         patience=patience,
         progress=progress,
+        checkpoint=checkpoint,
     )
+    return _finish_search(config, data, network, rule, result, out)
+
+
+def resume_search(
+    out: str | os.PathLike,
+    *,
+    dataset: Dataset | str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    checkpoint_every: float = 60.0,
+) -> SearchRun:
+    """Continue the search whose checkpoint is in the folder ``out``, and write its outputs there.
+
+    The search continues exactly where its checkpoint was written: the
+    searcher's state, its random streams, the batch order, the budget used
+    and the validation history. With an evaluation budget the result is the
+    uninterrupted search's, the same ticket byte for byte.
+
+    Parameters
+    ----------
+    out : path
+        The run folder (``prunetrain search --out``) holding ``checkpoint.pkl``.
+    dataset : Dataset or str, optional
+        The data, if the search was given a :class:`~prunetrain.data.Dataset`
+        object (a name or file is stored in the checkpoint and loaded again).
+    data_dir : path, optional
+        Where the IDX files are now, if not where they were.
+    progress : bool
+        Show a progress bar.
+    checkpoint_every : float
+        Seconds between the resumed search's own checkpoints.
+
+    Returns
+    -------
+    SearchRun
+        As :func:`run_search` returns; the checkpoint is removed once the
+        search has finished and its outputs are written.
+    """
+    out = check_writable_folder(out)
+    saved, state = read_checkpoint(out / CHECKPOINT)
+    try:
+        config = saved["run"]
+        source = dataset if dataset is not None else saved["dataset"]
+        if source is None:
+            raise PrunetrainError(
+                f"the search in {out} ran on a Dataset object: pass it again as dataset="
+            )
+        if data_dir is None:
+            data_dir = saved["data_dir"]
+        data = source if isinstance(source, Dataset) else load_dataset(source, data_dir=data_dir)
+        spec = NetworkSpec(
+            resolve_arch(config["arch"], data),
+            init=config["init"],
+            scale=config["scale"],
+            keep=config["keep"],
+        )
+        rule = KeepRule(config["keep"], config["keep_rule"])
+        network = FrozenNetwork(spec, config["network_seed"])
+        problem = Problem(
+            network,
+            data,
+            rule,
+            backend=config["backend"],
+            batch_size=config["batch_size"],
+            schedule=config["schedule"],
+            seed=config["seed"],
+        )
+        budget, patience = config["budget"], config["patience"]
+    except (KeyError, TypeError):
+        raise PrunetrainError(f"{out / CHECKPOINT} is damaged (its config is incomplete)") from None
+    checkpoint = Checkpoint(out / CHECKPOINT, checkpoint_every, saved)
+    result = run(
+        problem, None, budget, patience=patience, progress=progress, checkpoint=checkpoint,
+        resume=state,
+    )  # fmt: skip
+    return _finish_search(config, data, network, rule, result, out)
+
+
+def _finish_search(
+    config: dict,
+    data: Dataset,
+    network: FrozenNetwork,
+    rule: KeepRule,
+    result: SearchResult,
+    out: str | os.PathLike | None,
+) -> SearchRun:
+    """The ticket, its metrics and the record of a search; written to ``out`` if given.
+
+    A search that ran to its end removes its checkpoint; an interrupted one
+    keeps it, to be resumed.
+    """
     meta = {
         "dataset": data.name,
         "classes": np.asarray(data.classes).tolist(),
-        "method": method,
-        "seed": seed,
+        "method": config["method"],
+        "seed": config["seed"],
     }
     ticket = Ticket(network, result.mask, rule, meta)
     metrics = evaluate_ticket(ticket, data)
     finished = SearchRun(config=config, result=result, ticket=ticket, metrics=metrics)
     if out is not None:
         finished.save(out)
+        if not result.interrupted:
+            (Path(out) / CHECKPOINT).unlink(missing_ok=True)
     return finished

@@ -148,13 +148,40 @@ def cli() -> None:
 @click.option(
     "--out", type=click.Path(), help="Output folder. Default: runs/DATASET-METHOD-keepK-seedS."
 )
+@click.option(
+    "--resume",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Continue the interrupted search in DIR exactly where it stopped (its "
+    "checkpoint.pkl); takes every setting from the checkpoint.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @click.option("--verbose", "-v", is_flag=True, help="Say which backend `auto` chose and why.")
 def search(**opts) -> None:
-    """Search a frozen random network for a mask; write ticket.npz, result.json and the curve."""
-    from prunetrain.api import run_search
+    """Search a frozen random network for a mask; write ticket.npz, result.json and the curve.
+
+    Ctrl-C stops at the end of the current step, writes the best ticket so far
+    and a checkpoint, and exits with code 130; `--resume DIR` continues it.
+    """
+    from prunetrain.api import resume_search, run_search
     from prunetrain.backends import backend_notice
 
+    if opts["resume"] is not None:
+        ctx = click.get_current_context()
+        given = [
+            f"--{name.replace('_', '-')}"
+            for name in opts
+            if name not in ("resume", "quiet", "verbose")
+            and ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        ]
+        if given:
+            raise PrunetrainError(
+                f"--resume takes every setting from its checkpoint; drop {', '.join(given)}"
+            )
+        out = opts["resume"]
+        finished = resume_search(out, progress=not opts["quiet"])
+        _report_search(finished, out, opts["quiet"])
+        return
     if opts["verbose"] and (notice := backend_notice(opts["backend"])):
         click.echo(notice, err=True)
 
@@ -183,8 +210,24 @@ def search(**opts) -> None:
         progress=not opts["quiet"],
         out=out,
     )
-    if opts["quiet"]:
-        return
+    _report_search(finished, out, opts["quiet"])
+
+
+def _report_search(finished, out: str, quiet: bool) -> None:
+    """The summary of a search; an interrupted one says how to resume and exits with 130."""
+    r = finished.result
+    if not quiet:
+        _print_summary(finished, out)
+    if r.interrupted:
+        click.echo(
+            f"prunetrain: interrupted after {r.evaluations:.0f} evaluations; the best ticket "
+            f"so far is in {out}; continue with: prunetrain search --resume {out}",
+            err=True,
+        )
+        raise click.exceptions.Exit(EXIT_INTERRUPTED)
+
+
+def _print_summary(finished, out: str) -> None:
     r, m, c = finished.result, finished.metrics, finished.config
     lines = [
         f"{c['method']} on {c['dataset']}  arch {c['arch']}  keep {c['keep']:g} ({c['keep_rule']})  backend {c['backend']}",
@@ -196,10 +239,6 @@ def search(**opts) -> None:
         ),
         f"  wrote {out}/ticket.npz, result.json, curve.csv, curve.png",
     ]
-    if r.interrupted:
-        lines.append(
-            f"  interrupted: the best ticket so far is saved; resume with --init-mask {out}/ticket.npz"
-        )
     click.echo("\n".join(lines))
 
 

@@ -244,6 +244,38 @@ class Problem:
             self._batch = self._make_batch(self._next_rotating_index())
         return self._batch
 
+    # --- checkpoints ----------------------------------------------------------------
+    def get_state(self) -> dict:
+        """The batch order and cost counters, to continue this problem exactly (a checkpoint)."""
+        return {
+            "batch_rng": self._batch_rng.bit_generator.state,
+            "order": self._order.copy(),
+            "position": self._position,
+            "batches_handed": self._batches_handed,
+            "batch_index": np.asarray(self._batch.index).copy(),
+            "batch_number": self._batch.number,
+            "n_evaluations": self.n_evaluations,
+            "n_sample_forwards": self.n_sample_forwards,
+            "n_validations": self.n_validations,
+        }
+
+    def set_state(self, state: dict) -> None:
+        """Continue from :meth:`get_state` of a problem with the same network, data and schedule."""
+        index = np.asarray(state["batch_index"], dtype=np.int64)
+        if index.ndim != 1 or (len(index) and not 0 <= index.min() <= index.max() < self.n_train):
+            raise PrunetrainError("the checkpoint's batch does not fit this training set")
+        self._batch_rng.bit_generator.state = state["batch_rng"]
+        self._order = np.asarray(state["order"], dtype=np.int64)
+        self._position = int(state["position"])
+        self._batches_handed = int(state["batches_handed"])
+        b = self.backend
+        self._batch = Batch(
+            b.take(self.X_train, index), b.take(self.y_train, index), index, state["batch_number"]
+        )
+        self.n_evaluations = state["n_evaluations"]
+        self.n_sample_forwards = state["n_sample_forwards"]
+        self.n_validations = state["n_validations"]
+
     # --- evaluation -----------------------------------------------------------------
     @property
     def shapes(self) -> list[tuple[int, int]]:

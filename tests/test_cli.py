@@ -1,5 +1,6 @@
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -314,11 +315,13 @@ def test_ctrl_c_writes_the_best_ticket_so_far(tmp_path):
     proc.wait(timeout=60)
     reader.join(timeout=10)
     stderr = "".join(err_chunks)
-    assert proc.returncode == 0, stderr
-    assert "interrupted" in stdout and "--init-mask" in stdout
+    assert proc.returncode == 130, stderr
+    assert "stopped by interrupted" in stdout
+    assert f"prunetrain search --resume {out}" in stderr and "Traceback" not in stderr
     record = json.loads((out / "result.json").read_text())
     assert record["stopped_by"] == "interrupted" and record["seconds"] < 60
     Ticket.load(out / "ticket.npz")
+    assert (out / "checkpoint.pkl").is_file()
 
 
 def test_verbose_says_why_auto_passes_over_the_gpu(tmp_path, capsys):
@@ -479,6 +482,50 @@ def test_outputs_are_written_as_a_unit(tmp_path, capsys, monkeypatch):
     for out in (fresh, kept):
         with pytest.raises(ValueError, match="JSON"):
             main([*args, "--out", str(out)])
-    assert not fresh.exists()  # no ticket.npz alone
-    assert {p.name: p.read_bytes() for p in kept.iterdir()} == before  # the old set, whole
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]  # no staging left
+    # No ticket.npz alone: only the search's checkpoint, to resume it from.
+    assert [p.name for p in fresh.iterdir()] == ["checkpoint.pkl"]
+    after = {p.name: p.read_bytes() for p in kept.iterdir() if p.name != "checkpoint.pkl"}
+    assert after == before  # the old set, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "kept"]  # no staging left
+
+
+def test_interrupted_search_exits_130_and_resume_gives_the_uninterrupted_ticket(
+    tmp_path, capsys, monkeypatch
+):
+    """The issue's case: ga interrupted at 160 of 320 evaluations, then resumed."""
+    from prunetrain.objective import Problem
+
+    args = ["search", "--method", "ga", "--budget", "320evals", "--arch", "64-16-10", "-q"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert cli(capsys, *args, "--out", str(whole))[0] == 0
+    assert not (whole / "checkpoint.pkl").exists()  # a finished search keeps no checkpoint
+
+    next_batch = Problem.next_batch
+
+    def ctrl_c_at_160(self):
+        if self.n_evaluations >= 160:
+            monkeypatch.setattr(Problem, "next_batch", next_batch)
+            signal.raise_signal(signal.SIGINT)  # the real thing, in the middle of a step
+        return next_batch(self)
+
+    monkeypatch.setattr(Problem, "next_batch", ctrl_c_at_160)
+    code, _, err = cli(capsys, *args, "--out", str(cut))
+    assert code == 130 and f"prunetrain search --resume {cut}" in err
+    record = json.loads((cut / "result.json").read_text())
+    assert record["stopped_by"] == "interrupted" and 160 <= record["evaluations"] < 320
+    assert sorted(p.name for p in cut.iterdir()) == sorted([*OUTPUTS, "checkpoint.pkl"])
+
+    code, _, err = cli(capsys, "search", "--resume", str(cut), "--budget", "10evals")
+    assert code == 2 and "drop --budget" in err
+    code, _, err = cli(capsys, "search", "--resume", str(cut), "-q")
+    assert code == 0, err
+    assert (cut / "ticket.npz").read_bytes() == (whole / "ticket.npz").read_bytes()
+    resumed = json.loads((cut / "result.json").read_text())
+    first = json.loads((whole / "result.json").read_text())
+    assert resumed["evaluations"] == first["evaluations"] and resumed["stopped_by"] == "budget"
+    assert [r["val_accuracy"] for r in resumed["history"]] == [
+        r["val_accuracy"] for r in first["history"]
+    ]
+    assert sorted(p.name for p in cut.iterdir()) == OUTPUTS
+    code, _, err = cli(capsys, "search", "--resume", str(cut))
+    assert code == 2 and "no checkpoint" in err

@@ -1,9 +1,15 @@
-"""The one run loop every searcher shares: budget, validation, early stopping, progress, Ctrl-C."""
+"""The one run loop every searcher shares: budget, validation, early stopping, progress,
+Ctrl-C, checkpoints and resuming from one."""
 
 from __future__ import annotations
 
+import contextlib
+import pickle
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -13,6 +19,7 @@ from prunetrain.masks import Mask, check_mask
 from prunetrain.network import check_seed
 from prunetrain.objective import Budget, Problem
 from prunetrain.search.base import Searcher, SearchResult
+from prunetrain.search.checkpoint import Checkpoint, bound_objects, dumps_state, loads_state
 
 Callback = Callable[[dict], "bool | None"]
 
@@ -28,7 +35,7 @@ def searcher_rng(seed: int) -> np.random.Generator:
 
 def run(
     problem: Problem,
-    searcher: Searcher,
+    searcher: Searcher | None,
     budget: str | float | Budget,
     *,
     seed: int = 0,
@@ -37,6 +44,8 @@ def run(
     validation_interval: float | None = None,
     callbacks: Sequence[Callback] = (),
     progress: bool = False,
+    checkpoint: Checkpoint | None = None,
+    resume: bytes | None = None,
 ) -> SearchResult:
     """Run ``searcher`` on ``problem`` until ``budget`` is spent.
 
@@ -44,15 +53,16 @@ def run(
     ----------
     problem : Problem
         Network, training/validation data, keep rule, backend.
-    searcher : Searcher
-        An unbound searcher (``make_searcher(name, **params)``).
+    searcher : Searcher or None
+        An unbound searcher (``make_searcher(name, **params)``); ``None``
+        with ``resume``, which holds the searcher.
     budget : str, float or Budget
         ``"30s"``, ``"10m"``, ``"1h"``, ``"20000evals"``, or seconds. With an
         evaluation budget the same seed gives the same mask.
     seed : int
         Seed of the searcher's random stream.
     init_mask : mask, optional
-        Start from this mask (a warm start or a resumed search).
+        Start from this mask (a warm start).
     patience : int, optional
         Stop after this many validations in a row without a better
         validation accuracy. ``None`` never stops early.
@@ -68,17 +78,29 @@ def run(
     progress : bool
         Show a tqdm bar on stderr: evaluations, best train loss, validation
         accuracy, evaluations/s.
+    checkpoint : Checkpoint, optional
+        Write the search's whole state there once it has started, every
+        ``checkpoint.every`` seconds at a step boundary, and on Ctrl-C.
+    resume : bytes, optional
+        The state of a checkpoint (:func:`~prunetrain.search.checkpoint.read_checkpoint`)
+        to continue from, on a problem rebuilt as the checkpointed one was
+        (same network, data, keep rule, batch schedule and seed, same backend).
+        With the same evaluation budget the result is that of the
+        uninterrupted search, exactly.
 
     Returns
     -------
     SearchResult
         The best mask on validation among those the searcher recommended.
         Ctrl-C ends the search early and still returns the best so far
-        (``stopped_by="interrupted"``).
+        (``stopped_by="interrupted"``): the first at the end of the current
+        step (after writing a checkpoint), a second at once.
     """
     budget = Budget.parse(budget)
     if patience is not None and patience < 1:
         raise PrunetrainError(f"patience must be >= 1 validations, got {patience}")
+    if (searcher is None) == (resume is None):
+        raise PrunetrainError("run needs a searcher or a checkpoint state to resume, not both")
     if init_mask is not None:
         init_mask = check_mask(init_mask, problem.shapes)
     interval = (
@@ -86,22 +108,37 @@ def run(
         if validation_interval is not None
         else VALIDATION_RATIO * (problem.n_val or problem.n_train)
     )
+    state = {  # everything of the loop a checkpoint holds besides the searcher and problem
+        "history": [],
+        "best": {},
+        "since_better": 0,
+        "last_validation": 0.0,
+        "seconds": 0.0,  # used before this process took over (by a checkpointed run)
+        "start_evaluations": problem.n_evaluations,
+        "start_sample_forwards": problem.n_sample_forwards,
+    }
     start = time.perf_counter()
-    start_evals, start_forwards = problem.n_evaluations, problem.n_sample_forwards
-    history: list[dict] = []
-    best: dict = {}
-    since_better = 0
     stopped_by = "budget"
 
     def elapsed() -> float:
-        return time.perf_counter() - start
+        return state["seconds"] + time.perf_counter() - start
 
     def used() -> float:
-        return problem.n_evaluations - start_evals
+        return problem.n_evaluations - state["start_evaluations"]
+
+    def budget_used() -> float:
+        return budget.fraction_used(used(), elapsed())
+
+    bound = bound_objects(problem, budget_used)
+    if resume is not None:
+        saved = loads_state(resume, bound)
+        searcher = saved["searcher"]
+        problem.set_state(saved["problem"])
+        state.update(saved["loop"])
+    history, best = state["history"], state["best"]
 
     def validate() -> bool:
         """Validate the recommended mask, record it; True if it is the best so far."""
-        nonlocal since_better
         mask, train_loss = searcher.recommend()
         # Before its first step a searcher has no training loss yet (inf): record None.
         train_loss = float(train_loss) if np.isfinite(train_loss) else None
@@ -114,13 +151,13 @@ def run(
                 val_loss=val_loss,
                 val_accuracy=val_acc,
             )
-            since_better = 0
+            state["since_better"] = 0
         else:
-            since_better += 1
+            state["since_better"] += 1
         history.append(
             {
                 "evaluations": used(),
-                "sample_forwards": problem.n_sample_forwards - start_forwards,
+                "sample_forwards": problem.n_sample_forwards - state["start_sample_forwards"],
                 "seconds": elapsed(),
                 "train_loss": train_loss,
                 "val_loss": val_loss,
@@ -130,6 +167,25 @@ def run(
             }
         )
         return better
+
+    last_checkpoint = time.perf_counter()
+
+    def save_checkpoint() -> None:
+        nonlocal checkpoint, last_checkpoint
+        last_checkpoint = time.perf_counter()
+        loop = {**state, "seconds": elapsed()}
+        snapshot = {"searcher": searcher, "problem": problem.get_state(), "loop": loop}
+        try:
+            data = dumps_state(snapshot, bound)
+        except (pickle.PicklingError, TypeError, AttributeError) as e:
+            warnings.warn(
+                f"searcher {searcher.name!r} cannot be checkpointed ({e}); this search "
+                "continues without checkpoints (see the Searcher docstring)",
+                stacklevel=3,
+            )
+            checkpoint = None
+            return
+        checkpoint.write(data)
 
     def spent() -> bool:
         if budget.evaluations is not None:
@@ -147,38 +203,52 @@ def run(
     )
     last_shown = 0.0
     try:
-        searcher.budget_used = lambda: budget.fraction_used(used(), elapsed())
-        searcher.setup(problem, searcher_rng(seed), init_mask)
-        validate()
-        last_validation = problem.n_sample_forwards
-        while not spent():
-            searcher.step()
-            if searcher.finished:
-                stopped_by = "finished"
-                break
-            if problem.n_sample_forwards - last_validation >= interval:
-                last_validation = problem.n_sample_forwards
+        with deferred_interrupt() as interrupt:
+            searcher.budget_used = budget_used
+            if resume is None:
+                searcher.setup(problem, searcher_rng(seed), init_mask)
                 validate()
-                if any(cb(history[-1]) for cb in callbacks):
-                    stopped_by = "callback"
+                state["last_validation"] = problem.n_sample_forwards
+                if checkpoint is not None:
+                    save_checkpoint()
+            while not spent():
+                searcher.step()
+                if searcher.finished:
+                    stopped_by = "finished"
                     break
-                if patience is not None and since_better >= patience:
-                    stopped_by = "early_stopping"
+                if problem.n_sample_forwards - state["last_validation"] >= interval:
+                    state["last_validation"] = problem.n_sample_forwards
+                    validate()
+                    if any(cb(history[-1]) for cb in callbacks):
+                        stopped_by = "callback"
+                        break
+                    if patience is not None and state["since_better"] >= patience:
+                        stopped_by = "early_stopping"
+                        break
+                if interrupt.is_set():
+                    stopped_by = "interrupted"
+                    if checkpoint is not None:
+                        save_checkpoint()
                     break
-            if progress and elapsed() - last_shown > 0.25:
-                last_shown = elapsed()
-                row = history[-1]
-                bar.n = min(total, used() if budget.evaluations is not None else last_shown)
-                bar.set_postfix(
-                    evals=f"{used():.0f}",
-                    loss=f"{row['train_loss'] or float('nan'):.4f}",
-                    val_acc=f"{best['val_accuracy']:.4f}",
-                    evals_s=f"{used() / max(last_shown, 1e-9):.0f}",
-                    refresh=True,
-                )
-        if history[-1]["evaluations"] != used():
-            validate()
-    except KeyboardInterrupt:
+                if (
+                    checkpoint is not None
+                    and time.perf_counter() - last_checkpoint >= checkpoint.every
+                ):
+                    save_checkpoint()
+                if progress and elapsed() - last_shown > 0.25:
+                    last_shown = elapsed()
+                    row = history[-1]
+                    bar.n = min(total, used() if budget.evaluations is not None else last_shown)
+                    bar.set_postfix(
+                        evals=f"{used():.0f}",
+                        loss=f"{row['train_loss'] or float('nan'):.4f}",
+                        val_acc=f"{best['val_accuracy']:.4f}",
+                        evals_s=f"{used() / max(last_shown, 1e-9):.0f}",
+                        refresh=True,
+                    )
+            if history[-1]["evaluations"] != used():
+                validate()
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread
         stopped_by = "interrupted"
         if not best:
             raise
@@ -194,9 +264,37 @@ def run(
         val_accuracy=best["val_accuracy"],
         history=history,
         evaluations=used(),
-        sample_forwards=problem.n_sample_forwards - start_forwards,
+        sample_forwards=problem.n_sample_forwards - state["start_sample_forwards"],
         seconds=elapsed(),
         stopped_by=stopped_by,
         method=searcher.name,
         params=searcher.get_params(),
     )
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[threading.Event]:
+    """While the block runs, a first Ctrl-C only sets the event it yields; a second raises.
+
+    The run loop checks the event after each step, so an interrupted search
+    stops at a step boundary, where its state is whole and can be
+    checkpointed. Outside the main thread, or where SIGINT is not Python's
+    default handler (ignored in a worker process, say), nothing changes.
+    """
+    event = threading.Event()
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield event
+        return
+
+    def first_interrupt(signum, frame) -> None:
+        event.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, first_interrupt)
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
