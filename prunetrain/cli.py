@@ -352,15 +352,26 @@ def baseline(**opts) -> None:
 def compare(config: str, jobs: int, scheduler: str | None, out: str | None, quiet: bool) -> None:
     """Run every method and baseline of CONFIG.toml over its seeds; resume what is missing.
 
-    Writes results.jsonl, summary.md and plots into --out.
+    Writes results.jsonl, summary.md and plots into --out. The whole config is
+    checked before the first run. Ctrl-C stops at once and exits with code 130,
+    keeping only the runs that finished; several compare processes may share one
+    --out (results.jsonl is locked while written).
     """
     from prunetrain.experiments import load_config, run_comparison
 
     comparison = load_config(config)
     out = out or f"experiments/results/{comparison.name}"
-    result = run_comparison(
-        comparison, out, jobs=jobs, scheduler=scheduler, echo=None if quiet else click.echo
-    )
+    try:
+        result = run_comparison(
+            comparison, out, jobs=jobs, scheduler=scheduler, echo=None if quiet else click.echo
+        )
+    except KeyboardInterrupt:
+        click.echo(
+            f"prunetrain: interrupted; the runs that finished are in {out}/results.jsonl, "
+            "and a rerun completes the rest",
+            err=True,
+        )
+        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
     click.echo(
         f"{len(result.ran)} runs done, {len(result.skipped)} skipped (already done), "
         f"{len(result.failed)} failed in {result.seconds:.0f} s; wrote {out}/results.jsonl, summary.md and plots"
