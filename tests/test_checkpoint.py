@@ -142,3 +142,18 @@ def test_checkpoint_loader_rebuilds_only_prunetrain_and_numpy_objects(tmp_path):
 def test_run_needs_a_searcher_or_a_state(digits):
     with pytest.raises(PrunetrainError, match="not both"):
         run(make_problem(digits), None, "10evals")
+
+
+class Unpicklable(SEARCHERS["random"]):
+    """A searcher breaking the protocol: a closure as an attribute."""
+
+    def setup(self, problem, rng, init_mask=None):
+        super().setup(problem, rng, init_mask)
+        self.score = lambda loss: -loss
+
+
+def test_an_unpicklable_searcher_warns_and_runs_without_checkpoints(digits, tmp_path):
+    path = tmp_path / "c.pkl"
+    with pytest.warns(UserWarning, match="cannot be checkpointed"):
+        result = run(make_problem(digits), Unpicklable(), "40evals", checkpoint=Checkpoint(path))
+    assert result.stopped_by == "budget" and not path.exists()

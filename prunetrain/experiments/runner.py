@@ -5,7 +5,9 @@ function of JSON-ready arguments, so it runs the same in this process, in a
 local process pool, or on a Dask cluster (``Client.get_executor()``, a
 ``concurrent.futures`` executor). Only this process writes files: each
 finished run becomes one line of ``results.jsonl`` at once, and a rerun skips
-every run whose key (a hash of its config) is already there.
+every run whose key (a hash of its config) is already there. Every write of
+``results.jsonl`` holds a lock, so several comparisons may share one folder.
+Ctrl-C stops the comparison at once; a run cut short is never recorded.
 """
 
 from __future__ import annotations
@@ -244,7 +246,8 @@ def _rewrite_in_order(path: Path, comparison: Comparison) -> list[dict]:
     with _lock(path):
         done = read_results(path)
         ordered = [done[key] for key in current if key in done]
-        others = [record for key, record in done.items() if key not in set(current)]
+        mine = set(current)
+        others = [record for key, record in done.items() if key not in mine]
         if done:
             text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in ordered + others)
             atomic_write(path, lambda f: f.write(text), binary=False)
