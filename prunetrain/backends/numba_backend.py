@@ -419,6 +419,14 @@ class NumbaBackend(Backend):
 
         return flip_kernels.flip_gains(state, layer, rows, cols, rows2)
 
+    def flip_screen(self, state, probe: float | None = None) -> list[np.ndarray]:
+        """The screen by the Numba kernels of :mod:`prunetrain.backends.screen_kernels` (float32 out)."""
+        from prunetrain.backends import screen, screen_kernels
+
+        probe = screen.PROBE if probe is None else probe
+        with _WORKERS.single_threaded_blas():
+            return screen_kernels.screen_gains(state, screen_kernels.probe_responses(state, probe))
+
     def logits(self, mask: Sequence[np.ndarray], X) -> np.ndarray:
         population = MaskPopulation.from_masks([mask], self.network.shapes)
         X = self._check_features(X)
