@@ -33,19 +33,22 @@ from prunetrain.search import (
     run,
 )
 from prunetrain.search.pipeline import Pipeline
+from prunetrain.threads import one_blas_thread
 from prunetrain.ticket import Ticket
 
 DEFAULT_HIDDEN = (256, 256)
 SPLITS = ("train", "val", "test")
 
 
+@one_blas_thread()  # the same numbers with any number of threads
 def evaluate_ticket(
     ticket: Ticket, data: Dataset, splits: Sequence[str] = SPLITS
 ) -> dict[str, dict[str, float]]:
     """Loss and accuracy of a ticket on each split of ``data``.
 
-    Always computed by the NumPy reference backend in float32, so the same
-    ticket and data give exactly the same numbers wherever it was searched.
+    Always computed by the NumPy reference backend in float32, with BLAS on
+    one thread, so the same ticket and data give exactly the same numbers on
+    this machine wherever it was searched and whatever the thread settings.
     """
     n_inputs, n_outputs = ticket.spec.layer_sizes[0], ticket.spec.layer_sizes[-1]
     if data.n_features != n_inputs:

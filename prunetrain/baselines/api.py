@@ -22,6 +22,7 @@ from prunetrain.masks import KeepRule
 from prunetrain.metrics import accuracy, cross_entropy
 from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed
 from prunetrain.objective import Budget
+from prunetrain.threads import one_blas_thread
 from prunetrain.ticket import Ticket
 
 
@@ -201,7 +202,9 @@ def run_baseline(
         "network_seed": network_seed,
         "baseline": True,
     }
-    result = baseline.fit(network, data, rule, seed=seed, budget=budget, progress=progress)
+    # One BLAS thread: the same record in a process of its own or on a worker of many threads.
+    with one_blas_thread():
+        result = baseline.fit(network, data, rule, seed=seed, budget=budget, progress=progress)
     ticket = None
     if type(baseline).produces == "ticket":
         meta = {
@@ -212,7 +215,8 @@ def run_baseline(
             "baseline": True,
         }
         ticket = Ticket(network, result.mask, rule, meta)
-    metrics = evaluate_result(result, network, ticket, data)
+    with one_blas_thread():
+        metrics = evaluate_result(result, network, ticket, data)
     finished = BaselineRun(config=config, result=result, ticket=ticket, metrics=metrics)
     if out is not None:
         finished.save(out)
