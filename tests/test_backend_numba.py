@@ -58,8 +58,10 @@ def test_numba_matches_numpy_reference(sizes, P, B, bias, kind, keep, zero_layer
     # A budget of one byte forces one mask and one row per work item.
     assert_same_fitness(NumbaBackend(net, buffer_bytes=1), reference, population, X, y)
     mask = population.mask(P - 1)
+    # float32 GEMMs of other shapes: the rounding error scales with the terms summed (O(1)),
+    # not with the logit, so a logit near zero needs an absolute tolerance.
     np.testing.assert_allclose(
-        NumbaBackend(net).logits(mask, X), reference.logits(mask, X), rtol=1e-5, atol=1e-6
+        NumbaBackend(net).logits(mask, X), reference.logits(mask, X), rtol=1e-5, atol=1e-5
     )
 
 
@@ -76,7 +78,7 @@ def test_worker_threads_match_reference(buffer_bytes, bias):
         backend.logits(population.mask(0), X),
         make_backend("numpy", net).logits(population.mask(0), X),
         rtol=1e-5,
-        atol=1e-6,
+        atol=1e-5,  # float32 rounding of O(1) terms (see above)
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prunetrain.api import SPLITS, evaluate_ticket, resolve_arch, versions, write_curve
+from prunetrain.api import SPLITS, evaluate_ticket, resolve_arch, write_curve
 from prunetrain.baselines.backprop import logits_of
 from prunetrain.baselines.base import BaselineResult, make_baseline
 from prunetrain.data import Dataset, load_dataset
@@ -22,6 +22,7 @@ from prunetrain.masks import KeepRule
 from prunetrain.metrics import accuracy, cross_entropy
 from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed
 from prunetrain.objective import Budget
+from prunetrain.provenance import record_provenance
 from prunetrain.threads import one_blas_thread
 from prunetrain.ticket import Ticket
 
@@ -55,7 +56,7 @@ class BaselineRun:
         r = self.result
         return {
             "config": self.config,
-            "versions": versions(),
+            **record_provenance(),  # versions, machine and BLAS, git commit, command, time
             "method": self.config["method"],
             "params": self.config["method_params"],
             "stopped_by": r.stopped_by,

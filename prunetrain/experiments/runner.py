@@ -26,6 +26,7 @@ import numpy as np
 from prunetrain.errors import PrunetrainError
 from prunetrain.experiments.config import Comparison, RunSpec, load_config, resolve_archs
 from prunetrain.files import atomic_write
+from prunetrain.provenance import command_line
 from prunetrain.threads import one_blas_thread
 
 #: At most this many history rows are kept per run in ``results.jsonl`` (evenly thinned).
@@ -402,6 +403,8 @@ def run_comparison(
                             failed[run.key] = f"{type(e).__name__}: {e}"
                             say(f"  FAILED {_describe(run)}: {failed[run.key]}")
                             continue
+                        # A worker's own command line says nothing: record the comparison's.
+                        record["provenance"].update(command=command_line(), cwd=os.getcwd())
                         _append(path, record)
                         done[run.key] = record
                         ran.append(run.key)
