@@ -305,8 +305,8 @@ class NumbaBackend(Backend):
     -----
     While it evaluates, BLAS is capped at one thread per call, process-wide
     (:func:`prunetrain.threads.one_blas_thread`), so that the workers never
-    oversubscribe the cores. The work is split for the machine's cores (or
-    ``n_workers``, if more), never for the number of workers, so any
+    oversubscribe the cores. The work is split for the machine's cores, not
+    for the workers (unless there are more workers than cores), so any
     ``n_workers`` up to the core count gives the same losses to the last bit.
     One backend runs one evaluation at a time; concurrent calls wait their turn.
     Compiled kernels are cached on disk (``cache=True``): only the first call
