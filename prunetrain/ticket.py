@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+import prunetrain
 from prunetrain.errors import PrunetrainError, TicketError
 from prunetrain.files import atomic_write
 from prunetrain.masks import KeepRule, Mask, check_mask, pack_mask, unpack_mask
@@ -40,6 +41,14 @@ class Ticket:
         JSON-ready facts about how the ticket was made (dataset, method,
         class labels, ...).
 
+    Attributes
+    ----------
+    written_by : dict or None
+        For a loaded ticket, the prunetrain and NumPy versions that wrote the
+        file (``None`` for files from before they were recorded, and for a
+        ticket not loaded from a file). NumPy's random streams may change
+        between its versions, and with them the weights of ``(spec, seed)``.
+
     Examples
     --------
     >>> import tempfile, os
@@ -59,6 +68,7 @@ class Ticket:
         self.mask = check_mask(mask, network.shapes)
         self.rule = rule
         self.meta = dict(meta or {})
+        self.written_by: dict | None = None
 
     @property
     def spec(self) -> NetworkSpec:
@@ -86,6 +96,7 @@ class Ticket:
             "mask": packed,
             "mask_sha256": np.array(hashlib.sha256(packed.tobytes()).hexdigest()),
             "meta": np.array(json.dumps(self.meta, sort_keys=True, allow_nan=False)),
+            "written_by": np.array(json.dumps(_writer(), sort_keys=True)),
         }
         return atomic_write(path, lambda f: np.savez(f, **arrays))
 
@@ -121,6 +132,7 @@ class Ticket:
                 raise TicketError(f"{path} is damaged: its mask does not match its checksum")
             mask = unpack_mask(packed, spec.shapes)
             stored_hash = str(fields["weights_hash"])
+            written_by = json.loads(str(fields["written_by"])) if "written_by" in fields else None
         except TicketError:
             raise
         except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile) as e:
@@ -131,9 +143,11 @@ class Ticket:
         if network.weights_hash != stored_hash:
             raise TicketError(
                 f"{path} does not match the network rebuilt from its spec and seed "
-                "(weights hash differs): it was made for other weights"
+                f"(weights hash differs): it was made for other weights; {_versions_note(written_by)}"
             )
-        return cls(network, mask, rule, meta)
+        ticket = cls(network, mask, rule, meta)
+        ticket.written_by = written_by
+        return ticket
 
     def verify(self, network: FrozenNetwork) -> None:
         """Raise :class:`TicketError` unless this ticket's mask belongs to ``network``."""
@@ -144,3 +158,20 @@ class Ticket:
 
     def __repr__(self) -> str:
         return f"Ticket({self.network!r}, keep={self.keep_fraction:.3f}, rule={self.rule.kind!r})"
+
+
+def _writer() -> dict[str, str]:
+    """The versions a saved ticket records: the weights of ``(spec, seed)`` depend on them."""
+    return {"prunetrain": prunetrain.__version__, "numpy": np.__version__}
+
+
+def _versions_note(written_by: dict | None) -> str:
+    """Which versions wrote a ticket and which read it, for a weights-hash mismatch."""
+    now = _writer()
+    here = f"this is prunetrain {now['prunetrain']} with NumPy {now['numpy']}"
+    if not isinstance(written_by, dict):
+        return f"the file predates recording which prunetrain and NumPy wrote it; {here}"
+    return (
+        f"it was written by prunetrain {written_by.get('prunetrain', '?')} with NumPy "
+        f"{written_by.get('numpy', '?')}, {here} (NumPy's random streams may change between versions)"
+    )

@@ -1,4 +1,5 @@
 import json
+import shlex
 import subprocess
 import sys
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 
 from prunetrain.cli import main
+from prunetrain.provenance import command_line
 from prunetrain.ticket import Ticket
 
 
@@ -43,12 +45,17 @@ def test_search_then_evaluate_reproduces_test_accuracy(tmp_path, capsys):
     record = json.loads((out / "result.json").read_text())
     assert record["config"]["arch"] == "64-32-10" and record["evaluations"] >= 300
     assert {"prunetrain", "numpy", "python"} <= set(record["versions"])
+    provenance = record["provenance"]
+    assert provenance["command"] == command_line()  # this process's (pytest's) command line
+    assert provenance["machine"]["cpu"] and provenance["machine"]["blas"][0]["architecture"]
+    assert provenance["created_utc"].endswith("Z")
     code, stdout, _ = cli(
         capsys, "evaluate", str(out / "ticket.npz"), "--dataset", "digits", "--json"
     )
     assert code == 0
     metrics = json.loads(stdout)["metrics"]
-    assert metrics["test"]["accuracy"] == record["test_accuracy"]  # exactly
+    # Exactly: both are the NumPy reference on one BLAS thread, on this machine.
+    assert metrics["test"]["accuracy"] == record["test_accuracy"]
     assert metrics["train"]["loss"] == record["metrics"]["train"]["loss"]
     # The dataset defaults to the ticket's own.
     code, stdout, _ = cli(capsys, "evaluate", str(out / "ticket.npz"), "--split", "test")
@@ -316,6 +323,9 @@ def test_ctrl_c_writes_the_best_ticket_so_far(tmp_path):
     assert "interrupted" in stdout and "--init-mask" in stdout
     record = json.loads((out / "result.json").read_text())
     assert record["stopped_by"] == "interrupted" and record["seconds"] < 60
+    assert record["provenance"]["command"].endswith(
+        "-m prunetrain search --budget 1h --arch 64-16-10 --out " + shlex.quote(str(out))
+    )
     Ticket.load(out / "ticket.npz")
 
 

@@ -10,6 +10,7 @@ import pytest
 from prunetrain.cli import main
 from prunetrain.errors import PrunetrainError
 from prunetrain.experiments import load_config, parse_config, read_results, run_comparison
+from prunetrain.provenance import command_line
 from prunetrain.search import SEARCHERS
 
 TINY = """
@@ -39,8 +40,9 @@ lr = 0.01
 method = "random"
 """
 
-# Results that must agree between executors for evaluation budgets (not timings).
-TIMING = {"seconds", "versions", "history"}
+# Results that must agree between executors for evaluation budgets (not timings, not where
+# and when they ran).
+TIMING = {"seconds", "versions", "provenance", "history"}
 
 
 def write_config(tmp_path, text=TINY, name="tiny.toml"):
@@ -91,6 +93,15 @@ def test_config_expands_to_keyed_runs(tmp_path):
     assert explicit.runs[0].options["batch_size"] == 1024
     with pytest.raises(PrunetrainError, match="'auto'"):
         parse_config({"budget": "10evals", "methods": {"nes": {}}, "search": {"batch_size": "big"}})
+
+
+def test_run_key_covers_the_prunetrain_version(tmp_path, monkeypatch):
+    import prunetrain
+
+    run = load_config(write_config(tmp_path)).runs[0]
+    key = run.key
+    monkeypatch.setattr(prunetrain, "__version__", "99.0")
+    assert run.key != key  # another prunetrain reruns every run
 
 
 @pytest.mark.parametrize(
@@ -175,10 +186,14 @@ def test_dask_scheduler_gives_the_same_summary_as_local_processes(tmp_path, caps
             for m in group["methods"]
         ]
 
+    # Exactly, baselines too: every run computes on one BLAS thread, and the Numba backend
+    # splits its work by this machine's cores, not by the worker's threads.
     assert numbers(tmp_path / "local") == numbers(tmp_path / "dask")
     local = read_results(tmp_path / "local" / "results.jsonl")
     remote = read_results(tmp_path / "dask" / "results.jsonl")
     assert {k: stable(v) for k, v in local.items()} == {k: stable(v) for k, v in remote.items()}
+    # Each record names the command that ran the comparison, not a worker's.
+    assert {r["provenance"]["command"] for r in local.values()} == {command_line()}
 
 
 def test_killed_compare_resumes_with_only_the_missing_runs(tmp_path, capsys):

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import prunetrain
 from prunetrain.errors import PrunetrainError
 from prunetrain.network import check_keep, check_seed, parse_arch
 from prunetrain.objective import Budget
@@ -91,8 +92,15 @@ class RunSpec:
 
     @property
     def key(self) -> str:
-        """16 hex digits of the SHA-256 of the run's canonical JSON: its identity across reruns."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """16 hex digits of the SHA-256 of the run's canonical JSON: its identity across reruns.
+
+        The JSON holds what decides the result: every field of the run and
+        the prunetrain version that runs it. It leaves out what changes from
+        one rerun to the next (the time, the machine, the git commit, the
+        command line), so that a rerun finds the runs already done.
+        """
+        identity = {**self.to_dict(), "prunetrain": prunetrain.__version__}
+        text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property

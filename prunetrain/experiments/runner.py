@@ -26,6 +26,8 @@ import numpy as np
 from prunetrain.errors import PrunetrainError
 from prunetrain.experiments.config import Comparison, RunSpec, load_config, resolve_archs
 from prunetrain.files import atomic_write
+from prunetrain.provenance import command_line
+from prunetrain.threads import one_blas_thread
 
 #: At most this many history rows are kept per run in ``results.jsonl`` (evenly thinned).
 MAX_HISTORY_ROWS = 300
@@ -54,20 +56,22 @@ def execute_run(spec: dict, data_dir: str | None = None, threads: int | None = N
     Parameters
     ----------
     threads : int, optional
-        Cap BLAS (and Numba) threads while the run lasts, so parallel runs
-        do not oversubscribe the cores.
+        Cap Numba (and OpenMP) threads while the run lasts, so parallel runs
+        do not oversubscribe the cores. BLAS runs on one thread in any case
+        (:func:`prunetrain.threads.one_blas_thread`), so the record does not
+        depend on the executor.
     """
     run = RunSpec(**spec)
     limits = contextlib.nullcontext()
     if threads:
         from threadpoolctl import threadpool_limits
 
-        limits = threadpool_limits(limits=int(threads))
+        limits = threadpool_limits(limits=int(threads), user_api="openmp")
         with contextlib.suppress(Exception):
             import numba
 
             numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
-    with limits:
+    with limits, one_blas_thread():
         data = _dataset(run.dataset, data_dir)
         record = _run_search(run, data) if run.kind == "search" else _run_baseline(run, data)
     record["history"] = _thin(record["history"], MAX_HISTORY_ROWS)
@@ -399,6 +403,8 @@ def run_comparison(
                             failed[run.key] = f"{type(e).__name__}: {e}"
                             say(f"  FAILED {_describe(run)}: {failed[run.key]}")
                             continue
+                        # A worker's own command line says nothing: record the comparison's.
+                        record["provenance"].update(command=command_line(), cwd=os.getcwd())
                         _append(path, record)
                         done[run.key] = record
                         ran.append(run.key)

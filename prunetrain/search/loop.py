@@ -13,6 +13,7 @@ from prunetrain.masks import Mask, check_mask
 from prunetrain.network import check_seed
 from prunetrain.objective import Budget, Problem
 from prunetrain.search.base import Searcher, SearchResult
+from prunetrain.threads import one_blas_thread
 
 Callback = Callable[[dict], "bool | None"]
 
@@ -26,6 +27,7 @@ def searcher_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng([check_seed(seed), 0x5EA4C4])
 
 
+@one_blas_thread()  # the same floats with any number of threads (prunetrain.threads)
 def run(
     problem: Problem,
     searcher: Searcher,
@@ -75,6 +77,12 @@ def run(
         The best mask on validation among those the searcher recommended.
         Ctrl-C ends the search early and still returns the best so far
         (``stopped_by="interrupted"``).
+
+    Notes
+    -----
+    The whole search runs with BLAS on one thread
+    (:func:`prunetrain.threads.one_blas_thread`): with an evaluation budget
+    the same seed gives the same ticket whatever the thread settings.
     """
     budget = Budget.parse(budget)
     if patience is not None and patience < 1:
