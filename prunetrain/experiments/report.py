@@ -510,7 +510,8 @@ def _targets_table(reached: dict | None, options: ReportOptions) -> list[str]:
         f"{fractions} of **{ref}**'s final accuracy "
         f"({acc:.4f}): the median over seeds (a seed that never gets there counts as never; "
         "“not reached” when half or more never do), with the seeds that reached it. "
-        "Only as fine as the recorded points (validations, epochs).",
+        "Only as fine as the recorded points (validations, epochs); a search's clock "
+        "includes its validations, a baseline's counts training only.",
         "",
         header + " |",
         "| --- | " + " | ".join("---: | ---:" for _ in targets) + " |",
