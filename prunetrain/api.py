@@ -92,6 +92,8 @@ class SearchRun:
             "method": r.method,
             "params": r.params,
             "stopped_by": r.stopped_by,
+            "budget_overshoot": r.budget_overshoot,
+            "last_step": r.last_step,
             "evaluations": r.evaluations,
             "sample_forwards": r.sample_forwards,
             "seconds": r.seconds,

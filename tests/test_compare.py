@@ -143,6 +143,13 @@ def test_compare_writes_results_summary_plots_and_resumes(tmp_path, capsys):
     for label in ("random", "hill", "edge-popup", "dense", "random-init"):
         assert f"| {label} |" in summary
     assert "95 % confidence" in summary and "60evals" in summary
+    # The rerun line quotes the command that ran, and the budget overshoot is reported.
+    assert f"`prunetrain compare {config} --jobs 1 --out {out}`" in summary
+    for r in records:
+        if r["kind"] == "search":
+            assert r["budget_overshoot"] == r["evaluations"] - 60 < r["last_step"]
+    assert "over budget" in summary and "less than its last step" in summary
+    assert (out / "report.html").stat().st_size > 10_000
     # Rerun: nothing to do, results untouched.
     code, stdout, _ = cli(capsys, "compare", config, "--out", out)
     assert code == 0 and "0 runs done, 10 skipped" in stdout
@@ -177,6 +184,10 @@ def test_dask_scheduler_gives_the_same_summary_as_local_processes(tmp_path, caps
         )
     assert code == 0, err
     assert "10 runs done" in stdout
+    local_summary = (tmp_path / "local" / "summary.md").read_text()
+    assert f"--jobs 2 --out {tmp_path / 'local'}`" in local_summary
+    dask_summary = (tmp_path / "dask" / "summary.md").read_text()
+    assert f"--scheduler {cluster.scheduler_address} --out" in dask_summary
 
     def numbers(folder):
         summary = json.loads((folder / "summary.json").read_text())

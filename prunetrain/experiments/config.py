@@ -16,11 +16,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import prunetrain
 from prunetrain.errors import PrunetrainError
 from prunetrain.network import check_keep, check_seed, parse_arch
 from prunetrain.objective import Budget
+
+if TYPE_CHECKING:
+    from prunetrain.experiments.report import ReportOptions
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,6 +48,7 @@ TOP_KEYS = {
     "search",
     "methods",
     "baselines",
+    "report",
 }
 #: Options of ``[search]``, shared by every search (``run_search``'s arguments).
 #: ``batch_size = "auto"`` becomes each method's preferred size when the config is read.
@@ -111,13 +116,14 @@ class RunSpec:
 
 @dataclasses.dataclass
 class Comparison:
-    """A parsed config: its runs in order, and where the data lives."""
+    """A parsed config: its runs in order, where the data lives, and what its report compares."""
 
     name: str
     runs: list[RunSpec]
     budget: str
     data_dir: str | None = None
     source: str | None = None
+    report: ReportOptions | None = None
 
 
 def load_config(path: str | os.PathLike) -> Comparison:
@@ -144,6 +150,7 @@ def parse_config(raw: dict, name: str = "comparison", source: str | None = None)
     [('search', 'random', 0), ('search', 'random', 1), ('baseline', 'magnitude', 0), ('baseline', 'magnitude', 1)]
     """
     from prunetrain.baselines import make_baseline
+    from prunetrain.experiments.report import ReportOptions
     from prunetrain.search import SEARCHERS, make_searcher, resolve_batch_size
 
     where = source or name
@@ -152,6 +159,9 @@ def parse_config(raw: dict, name: str = "comparison", source: str | None = None)
         raise PrunetrainError(
             f"{where}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(TOP_KEYS))}"
         )
+    if not isinstance(raw.get("report", {}), dict):
+        raise PrunetrainError(f"{where}: [report] must be a table of options")
+    report = ReportOptions.parse(raw.get("report"), f"{where}: [report]")
     datasets = _list(raw, "datasets", where, default=["digits"])
     keeps = [check_keep(k) for k in _list(raw, "keeps", where, default=[0.5])]
     seeds = [check_seed(s) for s in _list(raw, "seeds", where, default=[0])]
@@ -235,6 +245,7 @@ def parse_config(raw: dict, name: str = "comparison", source: str | None = None)
         budget=budget,
         data_dir=raw.get("data_dir"),
         source=source,
+        report=report,
     )
 
 

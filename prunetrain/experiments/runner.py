@@ -17,6 +17,7 @@ import functools
 import json
 import multiprocessing
 import os
+import shlex
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -339,6 +340,7 @@ def run_comparison(
     scheduler: str | None = None,
     echo: Callable[[str], None] | None = print,
     report: bool = True,
+    command: str | None = None,
 ) -> ComparisonResult:
     """Run every run of a comparison not already in ``out/results.jsonl``, then write the report.
 
@@ -355,7 +357,10 @@ def run_comparison(
     echo : callable, optional
         Called with one line per finished run.
     report : bool
-        Write ``summary.md`` and the plots at the end.
+        Write ``summary.md``, ``summary.json``, the plots and ``report.html`` at the end.
+    command : str, optional
+        The command line to quote in the report's rerun line; by default
+        the ``prunetrain compare`` command equivalent to these arguments.
 
     Returns
     -------
@@ -426,8 +431,21 @@ def run_comparison(
     if report and ordered:
         from prunetrain.experiments.report import write_report
 
-        write_report(comparison, ordered, out)
+        write_report(
+            ordered,
+            out,
+            name=comparison.name,
+            commands=[command or compare_command(comparison, out, jobs, scheduler)],
+            options=comparison.report,
+        )
     return result
+
+
+def compare_command(comparison: Comparison, out: Path, jobs: int, scheduler: str | None) -> str:
+    """The ``prunetrain compare`` command line that runs ``comparison`` as these arguments do."""
+    where = f"--scheduler {shlex.quote(scheduler)}" if scheduler else f"--jobs {int(jobs)}"
+    config = shlex.quote(comparison.source) if comparison.source else "CONFIG.toml"
+    return f"prunetrain compare {config} {where} --out {shlex.quote(str(out))}"
 
 
 def _describe(run: RunSpec) -> str:

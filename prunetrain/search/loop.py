@@ -139,12 +139,15 @@ def run(
         )
         return better
 
-    def spent() -> bool:
-        if budget.evaluations is not None:
-            return used() >= budget.evaluations
-        return elapsed() >= budget.seconds
+    def usage() -> float:
+        """What the budget counts: evaluations, or seconds."""
+        return used() if budget.evaluations is not None else elapsed()
 
     total = budget.evaluations if budget.evaluations is not None else budget.seconds
+
+    def spent() -> bool:
+        return usage() >= total
+
     bar = tqdm(
         total=total,
         disable=not progress,
@@ -154,12 +157,18 @@ def run(
         bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} [{elapsed}<{remaining}{postfix}]",
     )
     last_shown = 0.0
+    # A step cannot be stopped halfway, so the budget is checked before each: a search
+    # overshoots it by less than its last step (with the validation after it; setup counts
+    # as a step), and records by how much.
+    overshoot = last_step = 0.0
     try:
         searcher.budget_used = lambda: budget.fraction_used(used(), elapsed())
+        step_start = usage()
         searcher.setup(problem, searcher_rng(seed), init_mask)
         validate()
         last_validation = problem.n_sample_forwards
         while not spent():
+            step_start = usage()
             searcher.step()
             if searcher.finished:
                 stopped_by = "finished"
@@ -184,6 +193,9 @@ def run(
                     evals_s=f"{used() / max(last_shown, 1e-9):.0f}",
                     refresh=True,
                 )
+        now = usage()
+        last_step = now - step_start
+        overshoot = max(0.0, now - total) if stopped_by == "budget" else 0.0
         if history[-1]["evaluations"] != used():
             validate()
     except KeyboardInterrupt:
@@ -207,4 +219,6 @@ def run(
         stopped_by=stopped_by,
         method=searcher.name,
         params=searcher.get_params(),
+        budget_overshoot=float(overshoot),
+        last_step=float(last_step),
     )
