@@ -400,7 +400,7 @@ class NumbaBackend(Backend):
         from prunetrain.backends import screen, screen_kernels
 
         probe = screen.PROBE if probe is None else probe
-        with _WORKERS.single_threaded_blas():
+        with one_blas_thread():
             return screen_kernels.screen_gains(state, screen_kernels.probe_responses(state, probe))
 
     def logits(self, mask: Sequence[np.ndarray], X) -> np.ndarray:
