@@ -21,70 +21,17 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit, prange
 
-from prunetrain.backends.flip_kernels import _lse_change
+from prunetrain.backends.flip_kernels import (
+    _block_loss_changes,
+    _lse_change,
+    _max_abs,
+    _push_through,
+)
 from prunetrain.backends.flips import FlipState
 from prunetrain.backends.screen import PROBE, probe_sizes
 
 #: Rows of one probe chunk times the widest downstream layer stay under this many floats.
 CHUNK_FLOATS = 1 << 22
-
-
-@njit(cache=True, fastmath=False, inline="always")
-def _expm1(x):  # pragma: no cover - compiled
-    """``expm1(x)``; below 1e-3 by its series, exact to rounding and free of a libm call."""
-    if abs(x) < 1e-3:
-        return x * (1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x / 120.0))))
-    return np.expm1(x)
-
-
-@njit(cache=True, fastmath=False)
-def _loss_change(probs, log_probs, b, delta, y_b):  # pragma: no cover - compiled
-    """Exact change of sample ``b``'s cross-entropy when its logits move by ``delta``."""
-    s = 0.0
-    for c in range(delta.shape[0]):
-        s += probs[b, c] * _expm1(delta[c])
-    if abs(s) < 1e-3:
-        lse = s * (1.0 - s * (0.5 - s * (1.0 / 3.0 - s * (0.25 - s * 0.2))))
-    else:
-        lse = _lse_change(probs, log_probs, b, delta, -1)
-    return lse - delta[y_b]
-
-
-@njit(cache=True, fastmath=False)
-def _block_loss_changes(probs, log_probs, b, y_b, acc, n_j, eps, units, out):  # pragma: no cover
-    """``out[b, units[jj]] = Δℓ / eps`` for the logits' changes ``acc[:, jj]`` of one sample.
-
-    While every change is below 1e-3 (a small push, the usual case) the
-    series of ``expm1`` and ``log1p`` run over the whole block as vector
-    instructions; otherwise each column takes the general path.
-    """
-    n_classes = acc.shape[0]
-    biggest = 0.0
-    for c in range(n_classes):
-        for jj in range(n_j):
-            biggest = max(biggest, abs(np.float64(acc[c, jj])))
-    if biggest < 1e-3:
-        # |s| <= max|δ| · Σ p < 1e-3 too, so both series are exact to rounding.
-        s = np.zeros(n_j)
-        for c in range(n_classes):
-            p = probs[b, c]
-            row = acc[c]
-            for jj in range(n_j):
-                x = np.float64(row[jj])
-                s[jj] += p * (
-                    x * (1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x / 120.0))))
-                )
-        target = acc[y_b]
-        for jj in range(n_j):
-            t = s[jj]
-            lse = t * (1.0 - t * (0.5 - t * (1.0 / 3.0 - t * (0.25 - t * 0.2))))
-            out[b, units[jj]] = (lse - np.float64(target[jj])) / eps
-        return
-    delta = np.empty(n_classes)
-    for jj in range(n_j):
-        for c in range(n_classes):
-            delta[c] = acc[c, jj]
-        out[b, units[jj]] = _loss_change(probs, log_probs, b, delta, y_b) / eps
 
 
 @njit(parallel=True, cache=True, fastmath=False)
@@ -103,74 +50,54 @@ def _output_responses(probs, log_probs, y, eps, out):  # pragma: no cover - comp
 
 @njit(parallel=True, cache=True, fastmath=False)
 def _last_hidden_responses(z, eps, w_out, probs, log_probs, y, out):  # pragma: no cover
-    """Units whose next layer is the logits: ``δ = Δa · w_out[j, :]``, then the loss change."""
+    """Units whose next layer is the logits: ``δ = Δa · w_out[j, :]``, a sample's units at once."""
     n_samples, n_units = z.shape
     n_classes = w_out.shape[1]
     for b in prange(n_samples):
-        delta = np.empty(n_classes)
+        units = np.empty(n_units, dtype=np.int64)
+        acc = np.empty((n_classes, n_units))
+        changes = np.empty(n_units)
+        n_j = 0
         for j in range(n_units):
             da = max(z[b, j] + eps, 0.0) - max(z[b, j], 0.0)
-            if da == 0.0:
-                out[b, j] = 0.0
-                continue
-            for c in range(n_classes):
-                delta[c] = da * w_out[j, c]
-            out[b, j] = _loss_change(probs, log_probs, b, delta, y[b]) / eps
+            out[b, j] = 0.0
+            if da != 0.0:
+                for c in range(n_classes):
+                    acc[c, n_j] = da * w_out[j, c]
+                units[n_j] = j
+                n_j += 1
+        _block_loss_changes(probs, log_probs, b, y[b], acc, n_j, changes)
+        for jj in range(n_j):
+            out[b, units[jj]] = changes[jj] / eps
 
 
 @njit(parallel=True, cache=True, fastmath=False)
 def _two_below_responses(
-    z, eps, w_next_t, z_next, w_out, probs, log_probs, y, out
+    z, eps, w_next_t, w_max, z_next, w_out, probs, log_probs, y, out
 ):  # pragma: no cover
-    """Units two layers below the logits, all of one sample at once.
-
-    For sample ``b`` the pushed units ``J`` (those the push gets through)
-    form a block: for each unit ``k`` of the next layer that can turn on, its
-    exact ReLU change under every push of ``J`` (float64 maths, float32
-    column), then that column times row ``k`` of the output weights into the
-    logits' changes ``(n_classes, |J|)`` — loops over ``J`` innermost, so they
-    run as vector instructions. ``w_next_t`` is the next layer's weights
-    transposed, ``(n_next, n_units)``.
-    """
+    """Units two layers below the logits, all pushes of one sample at once (``_push_through``)."""
     n_samples, n_units = z.shape
-    n_next = w_next_t.shape[0]
     n_classes = w_out.shape[1]
-    w_max = 0.0
-    for k in range(n_next):
-        for j in range(n_units):
-            w_max = max(w_max, abs(w_next_t[k, j]))
     for b in prange(n_samples):
         units = np.empty(n_units, dtype=np.int64)
         pushes = np.empty(n_units)
         n_j = 0
         for j in range(n_units):
             da = max(z[b, j] + eps, 0.0) - max(z[b, j], 0.0)
+            out[b, j] = 0.0
             if da != 0.0:
                 units[n_j] = j
                 pushes[n_j] = da
                 n_j += 1
-            else:
-                out[b, j] = 0.0
         if n_j == 0:
             continue
-        reach = eps * w_max  # no push moves a next-layer unit by more than this
-        column = np.empty(n_j, dtype=np.float32)
-        acc = np.zeros((n_classes, n_j), dtype=np.float32)
-        zb = z_next[b]
-        for k in range(n_next):
-            zk = zb[k]
-            if zk + reach <= 0.0:
-                continue  # stays off under every push: no change
-            rk = max(zk, 0.0)
-            wk = w_next_t[k]
-            for jj in range(n_j):
-                column[jj] = max(zk + pushes[jj] * wk[units[jj]], 0.0) - rk
-            for c in range(n_classes):
-                w = np.float32(w_out[k, c])
-                row = acc[c]
-                for jj in range(n_j):
-                    row[jj] += column[jj] * w
-        _block_loss_changes(probs, log_probs, b, y[b], acc, n_j, eps, units, out)
+        column = np.empty(n_j)
+        acc = np.empty((n_classes, n_j))
+        changes = np.empty(n_j)
+        _push_through(pushes, units, n_j, eps * w_max, z_next[b], w_next_t, w_out, column, acc)
+        _block_loss_changes(probs, log_probs, b, y[b], acc, n_j, changes)
+        for jj in range(n_j):
+            out[b, units[jj]] = changes[jj] / eps
 
 
 @njit(parallel=True, cache=True, fastmath=False)
@@ -211,7 +138,7 @@ def _row_losses(rows_b, delta, probs, log_probs, y, out):  # pragma: no cover - 
             b = rows_b[r]
             for c in range(n_classes):
                 d[c] = delta[r, c]
-            out[r] = _loss_change(probs, log_probs, b, d, y[b])
+            out[r] = _lse_change(probs, log_probs, b, d, -1) - d[y[b]]
 
 
 def probe_responses(state: FlipState, probe: float = PROBE) -> list[np.ndarray]:
@@ -230,7 +157,7 @@ def probe_responses(state: FlipState, probe: float = PROBE) -> list[np.ndarray]:
         elif layer + 2 == last:
             w_next_t = np.ascontiguousarray(state.masked[layer + 1].T)
             _two_below_responses(
-                z, eps, w_next_t, state.pre[layer + 1], state.masked[last],
+                z, eps, w_next_t, _max_abs(w_next_t), state.pre[layer + 1], state.masked[last],
                 state.probs, state.log_probs, state.y, R,
             )  # fmt: skip
         else:

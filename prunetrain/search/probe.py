@@ -131,7 +131,9 @@ class ProbeSearcher(Searcher):
         self.screen_cost = screen_cost(shapes)
         self.steps = 0
         self.loss = np.inf
-        #: Per layer: proposals evaluated exactly, and flips made, over the whole search.
+        #: Per layer, over the whole search: proposals (counted each batch they stand),
+        #: proposals evaluated exactly, and flips made.
+        self.n_proposed = [0] * len(shapes)
         self.n_checked = [0] * len(shapes)
         self.n_flipped = [0] * len(shapes)
 
@@ -197,6 +199,7 @@ class ProbeSearcher(Searcher):
         kind = self.problem.rule.kind
         checked = []
         for layer, (off, on) in enumerate(proposals):
+            self.n_proposed[layer] += len(off) + len(on)
             cap = self.checks[layer]
             off, on = off[:cap], on[:cap]
             if kind != "free":
