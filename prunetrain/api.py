@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import platform
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-import prunetrain
 from prunetrain.backends import NumpyBackend
 from prunetrain.data import Dataset, load_dataset
 from prunetrain.errors import PrunetrainError
@@ -24,6 +21,7 @@ from prunetrain.masks import KeepRule
 from prunetrain.metrics import accuracy, cross_entropy
 from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed, parse_arch
 from prunetrain.objective import Budget, Problem
+from prunetrain.provenance import record_provenance, versions  # noqa: F401  (versions: re-exported)
 from prunetrain.search import (
     DEFAULT_METHOD,
     SEARCHERS,
@@ -34,19 +32,22 @@ from prunetrain.search import (
 )
 from prunetrain.search.checkpoint import CHECKPOINT, Checkpoint, read_checkpoint
 from prunetrain.search.pipeline import Pipeline
+from prunetrain.threads import one_blas_thread
 from prunetrain.ticket import Ticket
 
 DEFAULT_HIDDEN = (256, 256)
 SPLITS = ("train", "val", "test")
 
 
+@one_blas_thread()  # the same numbers with any number of threads
 def evaluate_ticket(
     ticket: Ticket, data: Dataset, splits: Sequence[str] = SPLITS
 ) -> dict[str, dict[str, float]]:
     """Loss and accuracy of a ticket on each split of ``data``.
 
-    Always computed by the NumPy reference backend in float32, so the same
-    ticket and data give exactly the same numbers wherever it was searched.
+    Always computed by the NumPy reference backend in float32, with BLAS on
+    one thread, so the same ticket and data give exactly the same numbers on
+    this machine wherever it was searched and whatever the thread settings.
     """
     n_inputs, n_outputs = ticket.spec.layer_sizes[0], ticket.spec.layer_sizes[-1]
     if data.n_features != n_inputs:
@@ -74,17 +75,6 @@ def evaluate_ticket(
     return out
 
 
-def versions() -> dict[str, str]:
-    """Versions of prunetrain, Python and the numerical libraries, for result records."""
-    out = {"prunetrain": prunetrain.__version__, "python": sys.version.split()[0]}
-    for name in ("numpy", "numba", "sklearn", "cupy"):
-        module = sys.modules.get(name)
-        if module is not None:
-            out[name] = getattr(module, "__version__", "?")
-    out["platform"] = platform.platform()
-    return out
-
-
 @dataclasses.dataclass
 class SearchRun:
     """A finished search: its configuration, result, ticket and final metrics."""
@@ -99,10 +89,12 @@ class SearchRun:
         r = self.result
         return {
             "config": self.config,
-            "versions": versions(),
+            **record_provenance(),  # versions, machine and BLAS, git commit, command, time
             "method": r.method,
             "params": r.params,
             "stopped_by": r.stopped_by,
+            "budget_overshoot": r.budget_overshoot,
+            "last_step": r.last_step,
             "evaluations": r.evaluations,
             "sample_forwards": r.sample_forwards,
             "seconds": r.seconds,

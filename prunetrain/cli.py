@@ -352,7 +352,8 @@ def baseline(**opts) -> None:
 def compare(config: str, jobs: int, scheduler: str | None, out: str | None, quiet: bool) -> None:
     """Run every method and baseline of CONFIG.toml over its seeds; resume what is missing.
 
-    Writes results.jsonl, summary.md and plots into --out. The whole config is
+    Writes results.jsonl, summary.md, summary.json, report.html and plots into --out;
+    `prunetrain report` regenerates all but results.jsonl. The whole config is
     checked before the first run. Ctrl-C stops at once and exits with code 130,
     keeping only the runs that finished; several compare processes may share one
     --out (results.jsonl is locked while written).
@@ -374,13 +375,75 @@ def compare(config: str, jobs: int, scheduler: str | None, out: str | None, quie
         raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
     click.echo(
         f"{len(result.ran)} runs done, {len(result.skipped)} skipped (already done), "
-        f"{len(result.failed)} failed in {result.seconds:.0f} s; wrote {out}/results.jsonl, summary.md and plots"
+        f"{len(result.failed)} failed in {result.seconds:.0f} s; wrote {out}/results.jsonl, summary.md, "
+        "report.html and plots"
     )
     if result.failed:
         raise PrunetrainError(
             f"{len(result.failed)} run(s) failed; rerun to retry them "
             f"(first: {next(iter(result.failed.values()))})"
         )
+
+
+@cli.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Write one report of all FOLDERS' runs here, instead of regenerating each in place.",
+)
+@click.option(
+    "--targets",
+    metavar="F,F,...",
+    help="Time-to-target fractions of the reference's final accuracy. Default: the config's "
+    "[report] (kept in summary.json), else 0.9,0.95,0.98.",
+)
+@click.option(
+    "--reference", help="Label whose final accuracy the targets are fractions of (edge-popup)."
+)
+@click.option(
+    "--default",
+    "default_label",
+    help=f"Label of the default search, the second reference of the paired differences ({DEFAULT_METHOD}).",
+)
+def report(
+    folders: tuple[str, ...],
+    out: str | None,
+    targets: str | None,
+    reference: str | None,
+    default_label: str | None,
+) -> None:
+    """Regenerate summary.md, summary.json, the plots and report.html from results.jsonl.
+
+    Runs nothing: everything comes from the records `prunetrain compare` wrote into each of
+    FOLDERS.
+    """
+    import shlex
+
+    from prunetrain.experiments import report_folders
+
+    overrides: dict = {"reference": reference, "default": default_label}
+    if targets:
+        try:
+            overrides["targets"] = [float(t) for t in targets.split(",")]
+        except ValueError:
+            raise PrunetrainError(
+                f"bad --targets {targets!r}: expected fractions such as 0.9,0.95,0.98"
+            ) from None
+    args = ["prunetrain", "report", *folders]
+    for flag, value in (
+        ("--out", out),
+        ("--targets", targets),
+        ("--reference", reference),
+        ("--default", default_label),
+    ):
+        if value:
+            args += [flag, value]
+    written = report_folders(
+        folders, out, overrides=overrides, command=" ".join(map(shlex.quote, args))
+    )
+    for path in written:
+        click.echo(f"wrote {path.parent}/summary.md, summary.json, report.html and the plots")
 
 
 @cli.command()

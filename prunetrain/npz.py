@@ -63,11 +63,14 @@ class Expect:
         Most characters (text) or bytes (bytes) allowed.
     length : int, optional
         For ``"bytes"``: the exact length required.
+    optional : bool
+        Whether the archive may lack the entry (then it is left out of the result).
     """
 
     kind: str
     max_items: int = 64
     length: int | None = None
+    optional: bool = False
 
     def limit_bytes(self) -> int:
         """Most bytes the entry may occupy, header included."""
@@ -158,6 +161,8 @@ def read_entries(
                 if callable(expect):
                     expect = expect(out)
                 info = by_name.get(f"{name}.npy")
+                if info is None and expect.optional:
+                    continue
                 if info is None:
                     raise ArchiveError(f"it has no {name!r} entry")
                 _check_info(info, expect, size)

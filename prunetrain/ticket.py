@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+import prunetrain
 from prunetrain.errors import PrunetrainError, TicketError
 from prunetrain.masks import KeepRule, Mask, check_mask, pack_mask, unpack_mask
 from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed
@@ -42,6 +43,14 @@ class Ticket:
         JSON-ready facts about how the ticket was made (dataset, method,
         class labels, ...).
 
+    Attributes
+    ----------
+    written_by : dict or None
+        For a loaded ticket, the prunetrain and NumPy versions that wrote the
+        file (``None`` for files from before they were recorded, and for a
+        ticket not loaded from a file). NumPy's random streams may change
+        between its versions, and with them the weights of ``(spec, seed)``.
+
     Examples
     --------
     >>> import tempfile, os
@@ -61,6 +70,7 @@ class Ticket:
         self.mask = check_mask(mask, network.shapes)
         self.rule = rule
         self.meta = dict(meta or {})
+        self.written_by: dict | None = None
 
     @property
     def spec(self) -> NetworkSpec:
@@ -88,6 +98,7 @@ class Ticket:
             "mask": packed,
             "mask_sha256": np.array(hashlib.sha256(packed.tobytes()).hexdigest()),
             "meta": np.array(json.dumps(self.meta, sort_keys=True, allow_nan=False)),
+            "written_by": np.array(json.dumps(_writer(), sort_keys=True)),
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -100,8 +111,9 @@ class Ticket:
 
         Nothing is trusted: the file may be at most :data:`MAX_TICKET_BYTES`;
         only the ticket's own entries are read, each checked (stored, small,
-        the expected dtype and shape) before its data; the spec, seed, rule
-        and ``meta`` are checked for type and range (:data:`META_FIELDS`);
+        the expected dtype and shape) before its data; the spec, seed, rule,
+        ``meta`` (:data:`META_FIELDS`) and ``written_by`` (optional: older
+        tickets lack it) are checked for type and range;
         the mask must be the packed bits of exactly the spec's weights. Only
         then is the network rebuilt, so a small file cannot claim a large one.
 
@@ -132,6 +144,9 @@ class Ticket:
                 raise TicketError(f"{path} is damaged: its mask does not match its checksum")
             mask = unpack_mask(packed, spec.shapes)
             stored_hash = str(fields["weights_hash"])
+            written_by = (
+                _parse_written_by(str(fields["written_by"])) if "written_by" in fields else None
+            )
         except TicketError:
             raise
         except PrunetrainError as e:  # ArchiveError and the checks of spec, seed, rule, meta
@@ -140,9 +155,11 @@ class Ticket:
         if network.weights_hash != stored_hash:
             raise TicketError(
                 f"{path} does not match the network rebuilt from its spec and seed "
-                "(weights hash differs): it was made for other weights"
+                f"(weights hash differs): it was made for other weights; {_versions_note(written_by)}"
             )
-        return cls(network, mask, rule, meta)
+        ticket = cls(network, mask, rule, meta)
+        ticket.written_by = written_by
+        return ticket
 
     def verify(self, network: FrozenNetwork) -> None:
         """Raise :class:`TicketError` unless this ticket's mask belongs to ``network``."""
@@ -180,6 +197,7 @@ def _entries() -> dict:
         "mask_sha256": Expect("text", 64),
         "meta": Expect("text", MAX_META_CHARS),
         "mask": mask,
+        "written_by": Expect("text", MAX_SPEC_CHARS, optional=True),  # absent in older tickets
     }
 
 
@@ -217,6 +235,13 @@ def _parse_rule(text: str) -> KeepRule:
     if not isinstance(d, dict) or set(d) != {"keep", "kind"}:
         raise PrunetrainError("its rule is not a keep rule with keep and kind")
     return KeepRule.from_dict(d)
+
+
+def _parse_written_by(text: str) -> dict[str, str]:
+    d = _parse_json(text, "written_by")
+    if not isinstance(d, dict) or not all(isinstance(v, str) for v in d.values()):
+        raise PrunetrainError("its written_by is not an object of version strings")
+    return d
 
 
 def _one_line(e: BaseException) -> str:
@@ -285,3 +310,20 @@ def check_meta(meta: object) -> dict:
         if key in meta and not check(meta[key]):
             raise PrunetrainError(f"its meta {key!r} is {meta[key]!r:.60}; expected {must_be}")
     return meta
+
+
+def _writer() -> dict[str, str]:
+    """The versions a saved ticket records: the weights of ``(spec, seed)`` depend on them."""
+    return {"prunetrain": prunetrain.__version__, "numpy": np.__version__}
+
+
+def _versions_note(written_by: dict | None) -> str:
+    """Which versions wrote a ticket and which read it, for a weights-hash mismatch."""
+    now = _writer()
+    here = f"this is prunetrain {now['prunetrain']} with NumPy {now['numpy']}"
+    if not isinstance(written_by, dict):
+        return f"the file predates recording which prunetrain and NumPy wrote it; {here}"
+    return (
+        f"it was written by prunetrain {written_by.get('prunetrain', '?')} with NumPy "
+        f"{written_by.get('numpy', '?')}, {here} (NumPy's random streams may change between versions)"
+    )

@@ -71,6 +71,8 @@ def test_interrupted_and_resumed_search_gives_the_uninterrupted_ticket(digits, t
     problem, resumed = search(digits, method, resume=state, checkpoint=Checkpoint(path))
     assert resumed.stopped_by == whole.stopped_by and resumed.method == method
     assert resumed.evaluations == whole.evaluations
+    assert resumed.last_step == whole.last_step
+    assert resumed.budget_overshoot == whole.budget_overshoot
     assert without_seconds(resumed.history) == without_seconds(whole.history)
     assert ticket_bytes(problem, resumed, tmp_path, "resumed") == expected
 

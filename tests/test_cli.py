@@ -1,5 +1,6 @@
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from prunetrain.cli import main
+from prunetrain.provenance import command_line
 from prunetrain.ticket import Ticket
 
 
@@ -46,12 +48,17 @@ def test_search_then_evaluate_reproduces_test_accuracy(tmp_path, capsys):
     record = json.loads((out / "result.json").read_text())
     assert record["config"]["arch"] == "64-32-10" and record["evaluations"] >= 300
     assert {"prunetrain", "numpy", "python"} <= set(record["versions"])
+    provenance = record["provenance"]
+    assert provenance["command"] == command_line()  # this process's (pytest's) command line
+    assert provenance["machine"]["cpu"] and provenance["machine"]["blas"][0]["architecture"]
+    assert provenance["created_utc"].endswith("Z")
     code, stdout, _ = cli(
         capsys, "evaluate", str(out / "ticket.npz"), "--dataset", "digits", "--json"
     )
     assert code == 0
     metrics = json.loads(stdout)["metrics"]
-    assert metrics["test"]["accuracy"] == record["test_accuracy"]  # exactly
+    # Exactly: both are the NumPy reference on one BLAS thread, on this machine.
+    assert metrics["test"]["accuracy"] == record["test_accuracy"]
     assert metrics["train"]["loss"] == record["metrics"]["train"]["loss"]
     # The dataset defaults to the ticket's own.
     code, stdout, _ = cli(capsys, "evaluate", str(out / "ticket.npz"), "--split", "test")
@@ -320,6 +327,9 @@ def test_ctrl_c_writes_the_best_ticket_so_far(tmp_path):
     assert f"prunetrain search --resume {out}" in stderr and "Traceback" not in stderr
     record = json.loads((out / "result.json").read_text())
     assert record["stopped_by"] == "interrupted" and record["seconds"] < 60
+    assert record["provenance"]["command"].endswith(
+        "-m prunetrain search --budget 1h --arch 64-16-10 --out " + shlex.quote(str(out))
+    )
     Ticket.load(out / "ticket.npz")
     assert (out / "checkpoint.pkl").is_file()
 

@@ -11,6 +11,7 @@ import pytest
 from prunetrain.cli import main
 from prunetrain.errors import PrunetrainError
 from prunetrain.experiments import load_config, parse_config, read_results, run_comparison
+from prunetrain.provenance import command_line
 from prunetrain.search import SEARCHERS
 
 TINY = """
@@ -40,8 +41,9 @@ lr = 0.01
 method = "random"
 """
 
-# Results that must agree between executors for evaluation budgets (not timings).
-TIMING = {"seconds", "versions", "history"}
+# Results that must agree between executors for evaluation budgets (not timings, not where
+# and when they ran).
+TIMING = {"seconds", "versions", "provenance", "history"}
 
 
 def write_config(tmp_path, text=TINY, name="tiny.toml"):
@@ -94,6 +96,15 @@ def test_config_expands_to_keyed_runs(tmp_path):
         parse_config({"budget": "10evals", "methods": {"nes": {}}, "search": {"batch_size": "big"}})
 
 
+def test_run_key_covers_the_prunetrain_version(tmp_path, monkeypatch):
+    import prunetrain
+
+    run = load_config(write_config(tmp_path)).runs[0]
+    key = run.key
+    monkeypatch.setattr(prunetrain, "__version__", "99.0")
+    assert run.key != key  # another prunetrain reruns every run
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -136,6 +147,13 @@ def test_compare_writes_results_summary_plots_and_resumes(tmp_path, capsys):
     for label in ("random", "hill", "edge-popup", "dense", "random-init"):
         assert f"| {label} |" in summary
     assert "95 % confidence" in summary and "60evals" in summary
+    # The rerun line quotes the command that ran, and the budget overshoot is reported.
+    assert f"`prunetrain compare {config} --jobs 1 --out {out}`" in summary
+    for r in records:
+        if r["kind"] == "search":
+            assert r["budget_overshoot"] == r["evaluations"] - 60 < r["last_step"]
+    assert "over budget" in summary and "less than its last step" in summary
+    assert (out / "report.html").stat().st_size > 10_000
     # Rerun: nothing to do, results untouched.
     code, stdout, _ = cli(capsys, "compare", config, "--out", out)
     assert code == 0 and "0 runs done, 10 skipped" in stdout
@@ -170,6 +188,10 @@ def test_dask_scheduler_gives_the_same_summary_as_local_processes(tmp_path, caps
         )
     assert code == 0, err
     assert "10 runs done" in stdout
+    local_summary = (tmp_path / "local" / "summary.md").read_text()
+    assert f"--jobs 2 --out {tmp_path / 'local'}`" in local_summary
+    dask_summary = (tmp_path / "dask" / "summary.md").read_text()
+    assert f"--scheduler {cluster.scheduler_address} --out" in dask_summary
 
     def numbers(folder):
         summary = json.loads((folder / "summary.json").read_text())
@@ -179,10 +201,14 @@ def test_dask_scheduler_gives_the_same_summary_as_local_processes(tmp_path, caps
             for m in group["methods"]
         ]
 
+    # Exactly, baselines too: every run computes on one BLAS thread, and the Numba backend
+    # splits its work by this machine's cores, not by the worker's threads.
     assert numbers(tmp_path / "local") == numbers(tmp_path / "dask")
     local = read_results(tmp_path / "local" / "results.jsonl")
     remote = read_results(tmp_path / "dask" / "results.jsonl")
     assert {k: stable(v) for k, v in local.items()} == {k: stable(v) for k, v in remote.items()}
+    # Each record names the command that ran the comparison, not a worker's.
+    assert {r["provenance"]["command"] for r in local.values()} == {command_line()}
 
 
 def test_killed_compare_resumes_with_only_the_missing_runs(tmp_path, capsys):

@@ -301,7 +301,11 @@ def backend_evaluate_and_logits_equal_the_numpy_backend():
             np.testing.assert_allclose(loss, ref_loss, rtol=1e-5, atol=1e-7)
             assert np.all(np.abs(acc - ref_acc) <= 1 / B + 1e-12)
         np.testing.assert_allclose(
-            backend.logits(masks[1], X), NumpyBackend(net).logits(masks[1], X), rtol=1e-5, atol=1e-6
+            # float32 sums in other orders: the error scales with the O(1) terms, not the logit.
+            backend.logits(masks[1], X),
+            NumpyBackend(net).logits(masks[1], X),
+            rtol=1e-5,
+            atol=1e-5,
         )
 
 

@@ -11,6 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from prunetrain import __version__
 from prunetrain.errors import TicketError
 from prunetrain.masks import KeepRule, pack_mask, random_mask
 from prunetrain.network import FrozenNetwork, NetworkSpec
@@ -68,19 +69,40 @@ def test_flipped_byte_is_refused(tmp_path):
         Ticket.load(bad)
 
 
-def test_mismatched_weights_hash_is_refused(tmp_path):
+def fields_of(path) -> dict:
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def test_mismatched_weights_hash_is_refused_naming_the_versions(tmp_path):
     t = make_ticket()
     path = t.save(tmp_path / "t.npz")
-    with np.load(path) as f:
-        fields = {k: f[k] for k in f.files}
+    assert Ticket.load(path).written_by == {"prunetrain": __version__, "numpy": np.__version__}
+    fields = fields_of(path)
     fields["weights_hash"] = np.array("0" * 64)
+    fields["written_by"] = np.array(json.dumps({"prunetrain": "0.0.9", "numpy": "1.26.4"}))
     np.savez(tmp_path / "other.npz", **fields)
-    with pytest.raises(TicketError, match="weights hash differs"):
+    with pytest.raises(TicketError, match="weights hash differs") as e:
         Ticket.load(tmp_path / "other.npz")
+    assert "written by prunetrain 0.0.9 with NumPy 1.26.4" in str(e.value)
+    assert f"this is prunetrain {__version__} with NumPy {np.__version__}" in str(e.value)
     # A ticket is refused for a network with another seed.
     with pytest.raises(TicketError, match="weights hash differs"):
         t.verify(FrozenNetwork(t.spec, t.seed + 1))
     t.verify(FrozenNetwork(t.spec, t.seed))
+
+
+def test_ticket_without_recorded_versions_still_loads(tmp_path):
+    # Tickets written before the versions were recorded lack the field.
+    fields = fields_of(make_ticket().save(tmp_path / "t.npz"))
+    del fields["written_by"]
+    np.savez(tmp_path / "old.npz", **fields)
+    old = Ticket.load(tmp_path / "old.npz")
+    assert old.written_by is None and old.meta["dataset"] == "digits"
+    fields["weights_hash"] = np.array("0" * 64)
+    np.savez(tmp_path / "old_other.npz", **fields)
+    with pytest.raises(TicketError, match="predates recording which prunetrain and NumPy"):
+        Ticket.load(tmp_path / "old_other.npz")
 
 
 def test_not_a_ticket(tmp_path):
@@ -222,6 +244,10 @@ def test_json_faults_raise_ticket_error(tmp_path):
         "meta-classes-dtype": {"meta": np.array('{"classes": [0], "classes_dtype": "(99999,)f8"}')},
         "rule-list": {"rule": np.array("[0.5]")},
         "spec-not-json": {"spec": np.array("{layer_sizes")},
+        "written-by-list": {"written_by": np.array('["0.1.0"]')},
+        "written-by-number": {"written_by": np.array('{"numpy": 2}')},
+        "written-by-not-json": {"written_by": np.array("{numpy")},
+        "written-by-bytes": {"written_by": np.frombuffer(b"1.0", dtype=np.uint8)},
     }
     for name, change in cases.items():
         load_fails(with_fields(tmp_path, f"{name}.npz", **change))

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from prunetrain.backends import flips
+from prunetrain.backends import flips, screen
 from prunetrain.masks import MaskPopulation
 from prunetrain.network import FrozenNetwork
 
@@ -81,6 +81,15 @@ class Backend(abc.ABC):
     ) -> None:
         """Flip weights of ``layer`` and update the caches (see :func:`~prunetrain.backends.flips.apply_flips`)."""
         flips.apply_flips(state, layer, rows, cols)
+
+    def flip_screen(self, state: flips.FlipState, probe: float = screen.PROBE) -> list[np.ndarray]:
+        """First-order loss change of flipping each weight, every layer, from forward probes.
+
+        One ``(fan_in, fan_out)`` array per layer, on the host (see
+        :mod:`prunetrain.backends.screen`; about :func:`~prunetrain.backends.screen.screen_cost`
+        forward passes). It only screens: confirm a flip with :meth:`flip_gains`.
+        """
+        return screen.screen_gains(state, screen.probe_responses(state, probe))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.network!r})"

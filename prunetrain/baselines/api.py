@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prunetrain.api import SPLITS, evaluate_ticket, resolve_arch, versions, write_curve
+from prunetrain.api import SPLITS, evaluate_ticket, resolve_arch, write_curve
 from prunetrain.baselines.backprop import logits_of
 from prunetrain.baselines.base import BaselineResult, make_baseline
 from prunetrain.data import Dataset, load_dataset
@@ -21,6 +21,8 @@ from prunetrain.masks import KeepRule
 from prunetrain.metrics import accuracy, cross_entropy
 from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed
 from prunetrain.objective import Budget
+from prunetrain.provenance import record_provenance
+from prunetrain.threads import one_blas_thread
 from prunetrain.ticket import Ticket
 
 
@@ -53,7 +55,7 @@ class BaselineRun:
         r = self.result
         return {
             "config": self.config,
-            "versions": versions(),
+            **record_provenance(),  # versions, machine and BLAS, git commit, command, time
             "method": self.config["method"],
             "params": self.config["method_params"],
             "stopped_by": r.stopped_by,
@@ -205,7 +207,9 @@ def run_baseline(
         "network_seed": network_seed,
         "baseline": True,
     }
-    result = baseline.fit(network, data, rule, seed=seed, budget=budget, progress=progress)
+    # One BLAS thread: the same record in a process of its own or on a worker of many threads.
+    with one_blas_thread():
+        result = baseline.fit(network, data, rule, seed=seed, budget=budget, progress=progress)
     ticket = None
     if type(baseline).produces == "ticket":
         meta = {
@@ -216,7 +220,8 @@ def run_baseline(
             "baseline": True,
         }
         ticket = Ticket(network, result.mask, rule, meta)
-    metrics = evaluate_result(result, network, ticket, data)
+    with one_blas_thread():
+        metrics = evaluate_result(result, network, ticket, data)
     finished = BaselineRun(config=config, result=result, ticket=ticket, metrics=metrics)
     if out is not None:
         finished.save(out)

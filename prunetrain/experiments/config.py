@@ -15,10 +15,15 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import prunetrain
 from prunetrain.errors import PrunetrainError
 from prunetrain.network import NetworkSpec, check_keep, check_seed, parse_arch
 from prunetrain.objective import Budget
+
+if TYPE_CHECKING:
+    from prunetrain.experiments.report import ReportOptions
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,6 +47,7 @@ TOP_KEYS = {
     "search",
     "methods",
     "baselines",
+    "report",
 }
 #: Options of ``[search]``, shared by every search (``run_search``'s arguments).
 #: ``batch_size = "auto"`` becomes each method's preferred size when the config is read.
@@ -90,8 +96,15 @@ class RunSpec:
 
     @property
     def key(self) -> str:
-        """16 hex digits of the SHA-256 of the run's canonical JSON: its identity across reruns."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """16 hex digits of the SHA-256 of the run's canonical JSON: its identity across reruns.
+
+        The JSON holds what decides the result: every field of the run and
+        the prunetrain version that runs it. It leaves out what changes from
+        one rerun to the next (the time, the machine, the git commit, the
+        command line), so that a rerun finds the runs already done.
+        """
+        identity = {**self.to_dict(), "prunetrain": prunetrain.__version__}
+        text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
@@ -102,13 +115,14 @@ class RunSpec:
 
 @dataclasses.dataclass
 class Comparison:
-    """A parsed config: its runs in order, and where the data lives."""
+    """A parsed config: its runs in order, where the data lives, and what its report compares."""
 
     name: str
     runs: list[RunSpec]
     budget: str
     data_dir: str | None = None
     source: str | None = None
+    report: ReportOptions | None = None
 
 
 def load_config(path: str | os.PathLike) -> Comparison:
@@ -143,6 +157,7 @@ def parse_config(raw: dict, name: str = "comparison", source: str | None = None)
     [('search', 'random', 0), ('search', 'random', 1), ('baseline', 'magnitude', 0), ('baseline', 'magnitude', 1)]
     """
     from prunetrain.baselines import make_baseline
+    from prunetrain.experiments.report import ReportOptions
     from prunetrain.search import SEARCHERS, make_searcher, resolve_batch_size
 
     where = source or name
@@ -153,6 +168,9 @@ def parse_config(raw: dict, name: str = "comparison", source: str | None = None)
         raise PrunetrainError(
             f"{where}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(TOP_KEYS))}"
         )
+    report = ReportOptions.parse(
+        _table(raw.get("report", {}), "report", where), f"{where}: [report]"
+    )
     try:
         config_name = check_name(raw.get("name", name))
         datasets = _list(raw, "datasets", where, default=["digits"], kind=str)
@@ -248,7 +266,14 @@ def parse_config(raw: dict, name: str = "comparison", source: str | None = None)
             f"{repeated.keep:g} seed {repeated.seed} is listed twice (archs and hidden sizes "
             "that name one network?)"
         )
-    return Comparison(name=config_name, runs=runs, budget=budget, data_dir=data_dir, source=source)
+    return Comparison(
+        name=config_name,
+        runs=runs,
+        budget=budget,
+        data_dir=data_dir,
+        source=source,
+        report=report,
+    )
 
 
 def check_name(name) -> str:

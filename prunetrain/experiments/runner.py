@@ -19,6 +19,7 @@ import functools
 import json
 import multiprocessing
 import os
+import shlex
 import signal
 import threading
 import time
@@ -30,6 +31,8 @@ import numpy as np
 from prunetrain.errors import PrunetrainError
 from prunetrain.experiments.config import Comparison, RunSpec, load_config, resolve_archs
 from prunetrain.files import atomic_write, check_writable_folder, file_lock
+from prunetrain.provenance import command_line
+from prunetrain.threads import one_blas_thread
 
 #: At most this many history rows are kept per run in ``results.jsonl`` (evenly thinned).
 MAX_HISTORY_ROWS = 300
@@ -58,20 +61,22 @@ def execute_run(spec: dict, data_dir: str | None = None, threads: int | None = N
     Parameters
     ----------
     threads : int, optional
-        Cap BLAS (and Numba) threads while the run lasts, so parallel runs
-        do not oversubscribe the cores.
+        Cap Numba (and OpenMP) threads while the run lasts, so parallel runs
+        do not oversubscribe the cores. BLAS runs on one thread in any case
+        (:func:`prunetrain.threads.one_blas_thread`), so the record does not
+        depend on the executor.
     """
     run = RunSpec(**spec)
     limits = contextlib.nullcontext()
     if threads:
         from threadpoolctl import threadpool_limits
 
-        limits = threadpool_limits(limits=int(threads))
+        limits = threadpool_limits(limits=int(threads), user_api="openmp")
         with contextlib.suppress(Exception):
             import numba
 
             numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
-    with limits:
+    with limits, one_blas_thread():
         data = _dataset(run.dataset, data_dir)
         record = _run_search(run, data) if run.kind == "search" else _run_baseline(run, data)
     record["history"] = _thin(record["history"], MAX_HISTORY_ROWS)
@@ -412,6 +417,7 @@ def run_comparison(
     scheduler: str | None = None,
     echo: Callable[[str], None] | None = print,
     report: bool = True,
+    command: str | None = None,
 ) -> ComparisonResult:
     """Run every run of a comparison not already in ``out/results.jsonl``, then write the report.
 
@@ -428,7 +434,10 @@ def run_comparison(
     echo : callable, optional
         Called with one line per finished run.
     report : bool
-        Write ``summary.md`` and the plots at the end.
+        Write ``summary.md``, ``summary.json``, the plots and ``report.html`` at the end.
+    command : str, optional
+        The command line to quote in the report's rerun line; by default
+        the ``prunetrain compare`` command equivalent to these arguments.
 
     Returns
     -------
@@ -482,6 +491,8 @@ def run_comparison(
                         failed[run.key] = f"{type(e).__name__}: {e}"
                         say(f"  FAILED {_describe(run)}: {failed[run.key]}")
                         continue
+                    # A worker's own command line says nothing: record the comparison's.
+                    record["provenance"].update(command=command_line(), cwd=os.getcwd())
                     _append(path, record)
                     ran.append(run.key)
                     say(
@@ -499,13 +510,26 @@ def run_comparison(
     if report and ordered:
         from prunetrain.experiments.report import write_report
 
-        write_report(comparison, ordered, out)
+        write_report(
+            ordered,
+            out,
+            name=comparison.name,
+            commands=[command or compare_command(comparison, out, jobs, scheduler)],
+            options=comparison.report,
+        )
     return result
 
 
 @contextlib.contextmanager
 def _no_executor():
     yield None, None, 0
+
+
+def compare_command(comparison: Comparison, out: Path, jobs: int, scheduler: str | None) -> str:
+    """The ``prunetrain compare`` command line that runs ``comparison`` as these arguments do."""
+    where = f"--scheduler {shlex.quote(scheduler)}" if scheduler else f"--jobs {int(jobs)}"
+    config = shlex.quote(comparison.source) if comparison.source else "CONFIG.toml"
+    return f"prunetrain compare {config} {where} --out {shlex.quote(str(out))}"
 
 
 def _describe(run: RunSpec) -> str:

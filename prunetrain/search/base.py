@@ -141,6 +141,13 @@ class SearchResult:
         Total cost of the search.
     stopped_by : str
         ``"budget"``, ``"early_stopping"``, ``"finished"`` or ``"interrupted"``.
+    budget_overshoot : float
+        How far the search went past its budget, in the budget's unit
+        (evaluations, or seconds): the loop checks the budget before each step,
+        so this is less than :attr:`last_step`. 0 unless ``stopped_by="budget"``.
+    last_step : float
+        What the last step used, in the same unit (with the validation after
+        it; the setup, if no step ran).
     """
 
     mask: Mask
@@ -154,6 +161,8 @@ class SearchResult:
     stopped_by: str
     method: str
     params: dict
+    budget_overshoot: float = 0.0
+    last_step: float = 0.0
 
     @property
     def interrupted(self) -> bool:

@@ -20,6 +20,7 @@ from prunetrain.network import check_seed
 from prunetrain.objective import Budget, Problem
 from prunetrain.search.base import Searcher, SearchResult
 from prunetrain.search.checkpoint import Checkpoint, bound_objects, dumps_state, loads_state
+from prunetrain.threads import one_blas_thread
 
 Callback = Callable[[dict], "bool | None"]
 
@@ -33,6 +34,7 @@ def searcher_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng([check_seed(seed), 0x5EA4C4])
 
 
+@one_blas_thread()  # the same floats with any number of threads (prunetrain.threads)
 def run(
     problem: Problem,
     searcher: Searcher | None,
@@ -95,6 +97,12 @@ def run(
         Ctrl-C ends the search early and still returns the best so far
         (``stopped_by="interrupted"``): the first at the end of the current
         step (after writing a checkpoint), a second at once.
+
+    Notes
+    -----
+    The whole search runs with BLAS on one thread
+    (:func:`prunetrain.threads.one_blas_thread`): with an evaluation budget
+    the same seed gives the same ticket whatever the thread settings.
     """
     budget = Budget.parse(budget)
     if patience is not None and patience < 1:
@@ -113,6 +121,7 @@ def run(
         "best": {},
         "since_better": 0,
         "last_validation": 0.0,
+        "step_start": 0.0,  # budget usage when the latest step (or the setup) began
         "seconds": 0.0,  # used before this process took over (by a checkpointed run)
         "start_evaluations": problem.n_evaluations,
         "start_sample_forwards": problem.n_sample_forwards,
@@ -187,12 +196,15 @@ def run(
             return
         checkpoint.write(data)
 
-    def spent() -> bool:
-        if budget.evaluations is not None:
-            return used() >= budget.evaluations
-        return elapsed() >= budget.seconds
+    def usage() -> float:
+        """What the budget counts: evaluations, or seconds."""
+        return used() if budget.evaluations is not None else elapsed()
 
     total = budget.evaluations if budget.evaluations is not None else budget.seconds
+
+    def spent() -> bool:
+        return usage() >= total
+
     bar = tqdm(
         total=total,
         disable=not progress,
@@ -202,16 +214,22 @@ def run(
         bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} [{elapsed}<{remaining}{postfix}]",
     )
     last_shown = 0.0
+    # A step cannot be stopped halfway, so the budget is checked before each: a search
+    # overshoots it by less than its last step (with the validation after it; setup counts
+    # as a step), and records by how much.
+    overshoot = last_step = 0.0
     try:
         with deferred_interrupt() as interrupt:
             searcher.budget_used = budget_used
             if resume is None:
+                state["step_start"] = usage()
                 searcher.setup(problem, searcher_rng(seed), init_mask)
                 validate()
                 state["last_validation"] = problem.n_sample_forwards
                 if checkpoint is not None:
                     save_checkpoint()
             while not spent():
+                state["step_start"] = usage()
                 searcher.step()
                 if searcher.finished:
                     stopped_by = "finished"
@@ -246,6 +264,9 @@ def run(
                         evals_s=f"{used() / max(last_shown, 1e-9):.0f}",
                         refresh=True,
                     )
+            now = usage()
+            last_step = now - state["step_start"]
+            overshoot = max(0.0, now - total) if stopped_by == "budget" else 0.0
             if history[-1]["evaluations"] != used():
                 validate()
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread
@@ -269,6 +290,8 @@ def run(
         stopped_by=stopped_by,
         method=searcher.name,
         params=searcher.get_params(),
+        budget_overshoot=float(overshoot),
+        last_step=float(last_step),
     )
 
 
