@@ -153,13 +153,11 @@ class ProbeSearcher(Searcher):
         problem.charge(1.0 + self.screen_cost, (1.0 + self.screen_cost) * B)
         self.loss = state.loss
         self._update_scores(screen)
-        proposals = self._proposals()
-        flips = self._confirm(state, proposals, B)
-        for layer, (off, on) in enumerate(flips):
+        self.last_flips = self._confirm(state, self._proposals(), B)
+        for layer, (flat_index, _) in enumerate(self.last_flips):
             flat = self.mask[layer].reshape(-1)
-            flat[off] = False
-            flat[on] = True
-            self.n_flipped[layer] += len(off) + len(on)
+            flat[flat_index] = ~flat[flat_index]
+            self.n_flipped[layer] += len(flat_index)
         self.steps += 1
 
     def _update_scores(self, screen) -> None:
@@ -194,36 +192,36 @@ class ProbeSearcher(Searcher):
         return out
 
     def _confirm(self, state, proposals, B: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """The proposals to flip now: exactly confirmed ones, balanced as the keep rule needs."""
+        """Per layer, the flips to make now and their exact gains on the batch.
+
+        Exactly confirmed proposals (gain < 0), balanced as the keep rule needs;
+        without ``confirm`` every proposal up to ``max_checks``, gains NaN.
+        """
         backend = self.problem.backend
-        kind = self.problem.rule.kind
         checked = []
         for layer, (off, on) in enumerate(proposals):
             self.n_proposed[layer] += len(off) + len(on)
             cap = self.checks[layer]
             off, on = off[:cap], on[:cap]
-            if kind != "free":
-                n = min(len(off), len(on)) if kind == "layer" else None
-                if n is not None:
-                    off, on = off[:n], on[:n]
-            cols = self.mask[layer].shape[1]
-            if self.confirm:
-                both = np.concatenate([off, on])
-                g = backend.flip_gains(state, layer, *np.divmod(both, cols)) if len(both) else both
-                n_checked = len(both)
-                self.problem.charge(
-                    n_checked * self.flip_costs[layer], n_checked * self.flip_costs[layer] * B
-                )
-                self.n_checked[layer] += n_checked
-                g_off, g_on = g[: len(off)], g[len(off) :]
+            both = np.concatenate([off, on])
+            if self.confirm and len(both):
+                g = backend.flip_gains(state, layer, *np.divmod(both, self.mask[layer].shape[1]))
+                cost = len(both) * self.flip_costs[layer]
+                self.problem.charge(cost, cost * B)
+                self.n_checked[layer] += len(both)
             else:
-                g_off, g_on = np.full(len(off), -1.0), np.full(len(on), -1.0)
-            checked.append((off, g_off, on, g_on))
+                g = np.full(len(both), np.nan if len(both) else 0.0)
+            checked.append((off, g[: len(off)], on, g[len(off) :]))
+        kind = self.problem.rule.kind
         if kind == "free":
-            return [(off[g_off < 0], on[g_on < 0]) for off, g_off, on, g_on in checked]
-        if kind == "layer":
-            return [_best_pairs(*c) for c in checked]
-        return _best_pairs_global(checked)
+            pairs = [
+                _confirmed(off, g_off) + _confirmed(on, g_on) for off, g_off, on, g_on in checked
+            ]
+        elif kind == "layer":
+            pairs = [_best_pairs(*c) for c in checked]
+        else:
+            pairs = _best_pairs_global(checked)
+        return [(np.concatenate([a, c]), np.concatenate([b, d])) for a, b, c, d in pairs]
 
     def recommend(self) -> tuple[Mask, float]:
         return self.mask, self.loss
@@ -246,31 +244,36 @@ def _top(values: np.ndarray, k: int) -> np.ndarray:
     return keep
 
 
-def _best_pairs(off, g_off, on, g_on) -> tuple[np.ndarray, np.ndarray]:
+def _confirmed(index: np.ndarray, gains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The moves whose exact gain is negative (all of them when unchecked, NaN), best first."""
+    good = np.flatnonzero(~(gains >= 0))
+    good = good[np.argsort(gains[good], kind="stable")]
+    return index[good], gains[good]
+
+
+def _best_pairs(off, g_off, on, g_on):
     """As many confirmed flips off as on (the best of each side), so a layer keeps its count."""
-    good_off = np.flatnonzero(g_off < 0)
-    good_on = np.flatnonzero(g_on < 0)
-    n = min(len(good_off), len(good_on))
-    good_off = good_off[np.argsort(g_off[good_off], kind="stable")[:n]]
-    good_on = good_on[np.argsort(g_on[good_on], kind="stable")[:n]]
-    return off[good_off], on[good_on]
+    off, g_off = _confirmed(off, g_off)
+    on, g_on = _confirmed(on, g_on)
+    n = min(len(off), len(on))
+    return off[:n], g_off[:n], on[:n], g_on[:n]
 
 
-def _best_pairs_global(checked) -> list[tuple[np.ndarray, np.ndarray]]:
+def _best_pairs_global(checked):
     """As many confirmed flips off as on in the whole network, the best of each side."""
 
-    def side(k: int):
-        layers = np.concatenate([np.full(len(c[k]), i) for i, c in enumerate(checked)])
-        idx = np.concatenate([c[k] for c in checked])
-        gains = np.concatenate([c[k + 1] for c in checked])
-        good = np.flatnonzero(gains < 0)
-        return layers[good], idx[good], gains[good]
+    def side(index, gains):
+        layers = np.concatenate([np.full(len(i), layer) for layer, i in enumerate(index)])
+        index, gains = np.concatenate(index), np.concatenate(gains)
+        order = np.flatnonzero(~(gains >= 0))
+        order = order[np.argsort(gains[order], kind="stable")]
+        return layers[order], index[order], gains[order]
 
-    (l_off, i_off, g_off), (l_on, i_on, g_on) = side(0), side(2)
+    l_off, i_off, g_off = side([c[0] for c in checked], [c[1] for c in checked])
+    l_on, i_on, g_on = side([c[2] for c in checked], [c[3] for c in checked])
     n = min(len(g_off), len(g_on))
-    keep_off = np.argsort(g_off, kind="stable")[:n]
-    keep_on = np.argsort(g_on, kind="stable")[:n]
+    l_off, i_off, g_off, l_on, i_on, g_on = (a[:n] for a in (l_off, i_off, g_off, l_on, i_on, g_on))
     return [
-        (i_off[keep_off][l_off[keep_off] == i], i_on[keep_on][l_on[keep_on] == i])
-        for i in range(len(checked))
+        (i_off[l_off == k], g_off[l_off == k], i_on[l_on == k], g_on[l_on == k])
+        for k in range(len(checked))
     ]
