@@ -33,6 +33,7 @@ from prunetrain.data import load_dataset
 from prunetrain.masks import KeepRule
 from prunetrain.network import FrozenNetwork, NetworkSpec
 from prunetrain.objective import Problem
+from prunetrain.provenance import record_provenance
 from prunetrain.search import make_searcher, run
 from prunetrain.ticket import Ticket
 
@@ -74,7 +75,14 @@ def one_run(data, sizes, keep, method, params, budget, seed, backend, batch_size
     }
 
 
-def summarize(runs: list[dict], header: list[str]) -> str:
+def time_to(run: dict, target: float) -> float | None:
+    """Wall time at which the mask the search would return first reached ``target`` on test."""
+    points = [(p["seconds"], p["test_accuracy"]) for p in run["curve"]]
+    points.append((run["seconds"], run["test_accuracy"]))
+    return next((t for t, acc in points if acc >= target), None)
+
+
+def summarize(runs: list[dict], header: list[str], targets: list[float] = ()) -> str:
     lines = header + [
         "",
         "| method | seeds | test accuracy (mean ± sd) | min | max | val accuracy | train accuracy | evaluations | seconds |",
@@ -90,6 +98,22 @@ def summarize(runs: list[dict], header: list[str]) -> str:
             f"{np.mean([r['train_accuracy'] for r in rs]):.4f} | {np.mean([r['evaluations'] for r in rs]):.0f} | "
             f"{np.mean([r['seconds'] for r in rs]):.1f} |"
         )
+    if targets:
+        lines += [
+            "",
+            "Wall time (s) at which the returned mask first reached each test accuracy, per seed "
+            "(— not reached):",
+            "",
+            "| method | seed | " + " | ".join(f"{t:g}" for t in targets) + " |",
+            "| --- | ---: |" + " ---: |" * len(targets),
+        ]
+        for r in runs:
+            cells = [time_to(r, t) for t in targets]
+            lines.append(
+                f"| {r['method']} | {r['seed']} | "
+                + " | ".join("—" if c is None else f"{c:.1f}" for c in cells)
+                + " |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -126,6 +150,7 @@ def main(argv=None) -> None:
     parser.add_argument("--param", action="append", default=[], help="METHOD:NAME=VALUE")
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--targets", type=float, nargs="*", default=[])
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     command = "python experiments/search_accuracy.py " + shlex.join(
@@ -170,16 +195,17 @@ def main(argv=None) -> None:
                 flush=True,
             )
     runs = [r for r in done if r["method"] in args.methods and r["seed"] in args.seeds]
+    cpu = record_provenance()["provenance"]["machine"]["cpu"]
     header = [
         f"# {args.dataset} {'-'.join(map(str, sizes))}, keep {args.keep}, budget {args.budget} per run",
         "",
         f"`{command}`",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()}; backend {runs[0]['backend']}. "
+        f"Machine: {cpu}, {os.cpu_count()} cores, {platform.system()}; backend {runs[0]['backend']}. "
         "Test accuracy is measured on the held-out test split after each search; the search "
         "saw only training batches and the validation split.",
     ]
-    (out / "summary.md").write_text(summarize(runs, header))
+    (out / "summary.md").write_text(summarize(runs, header, args.targets))
     plot(runs, out / "curve.png", f"{args.dataset} {'-'.join(map(str, sizes))} keep {args.keep}")
     print((out / "summary.md").read_text())
 
