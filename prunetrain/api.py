@@ -7,21 +7,25 @@ and ``prunetrain evaluate`` over :func:`evaluate_ticket`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import platform
 import sys
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 import prunetrain
 from prunetrain.backends import NumpyBackend
-from prunetrain.data import Dataset, load_dataset
-from prunetrain.errors import PrunetrainError
+from prunetrain.data import Dataset, FeatureScaling, file_source, load_dataset
+from prunetrain.errors import DataError, PrunetrainError
 from prunetrain.files import atomic_write, write_json
 from prunetrain.masks import KeepRule
-from prunetrain.metrics import accuracy, cross_entropy
+from prunetrain.metrics import accuracy, cross_entropy, log_softmax
 from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed, parse_arch
 from prunetrain.objective import Budget, Problem
 from prunetrain.search import (
@@ -35,8 +39,49 @@ from prunetrain.search import (
 from prunetrain.search.pipeline import Pipeline
 from prunetrain.ticket import Ticket
 
+if TYPE_CHECKING:
+    from prunetrain.baselines.weights import TrainedWeights
+
 DEFAULT_HIDDEN = (256, 256)
 SPLITS = ("train", "val", "test")
+
+
+def split_metrics(
+    logits: Callable[[np.ndarray], np.ndarray],
+    data: Dataset,
+    splits: Sequence[str] = SPLITS,
+    layer_sizes: Sequence[int] | None = None,
+    what: str = "the ticket's network",
+) -> dict[str, dict[str, float]]:
+    """Loss and accuracy of a model, given as ``logits(X)``, on each non-empty split of ``data``.
+
+    With ``layer_sizes``, first check that the model takes ``data``'s features
+    and has an output per class.
+    """
+    if layer_sizes is not None:
+        n_inputs, n_outputs = layer_sizes[0], layer_sizes[-1]
+        if data.n_features != n_inputs:
+            raise PrunetrainError(
+                f"{what} takes {n_inputs} features; dataset {data.name!r} has {data.n_features}"
+            )
+        if data.n_classes > n_outputs:
+            raise PrunetrainError(
+                f"{what} has {n_outputs} outputs; dataset {data.name!r} has {data.n_classes} classes"
+            )
+    out = {}
+    for split in splits:
+        if split not in SPLITS:
+            raise PrunetrainError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        X, y = getattr(data, f"X_{split}"), getattr(data, f"y_{split}")
+        if len(y) == 0:
+            continue
+        z = logits(X)
+        out[split] = {
+            "accuracy": float(accuracy(z, y)),
+            "loss": float(cross_entropy(z, y)),
+            "n": len(y),
+        }
+    return out
 
 
 def evaluate_ticket(
@@ -47,30 +92,156 @@ def evaluate_ticket(
     Always computed by the NumPy reference backend in float32, so the same
     ticket and data give exactly the same numbers wherever it was searched.
     """
-    n_inputs, n_outputs = ticket.spec.layer_sizes[0], ticket.spec.layer_sizes[-1]
-    if data.n_features != n_inputs:
-        raise PrunetrainError(
-            f"the ticket's network takes {n_inputs} features; dataset {data.name!r} has {data.n_features}"
-        )
-    if data.n_classes > n_outputs:
-        raise PrunetrainError(
-            f"the ticket's network has {n_outputs} outputs; dataset {data.name!r} has {data.n_classes} classes"
-        )
     backend = NumpyBackend(ticket.network)
-    out = {}
-    for split in splits:
-        if split not in SPLITS:
-            raise PrunetrainError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-        X, y = getattr(data, f"X_{split}"), getattr(data, f"y_{split}")
-        if len(y) == 0:
-            continue
-        logits = backend.logits(ticket.mask, X)
-        out[split] = {
-            "accuracy": float(accuracy(logits, y)),
-            "loss": float(cross_entropy(logits, y)),
-            "n": len(y),
-        }
-    return out
+    return split_metrics(
+        lambda X: backend.logits(ticket.mask, X), data, splits, ticket.spec.layer_sizes
+    )
+
+
+def load_model(path: str | os.PathLike) -> Ticket | TrainedWeights:
+    """A ticket, or the trained weights a baseline wrote (``weights.npz``), told apart by content.
+
+    Raises
+    ------
+    TicketError
+        The file is missing or damaged, or is neither.
+    """
+    from prunetrain.baselines.weights import TrainedWeights
+
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            names = set(f.files)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        names = set()  # Ticket.load says what is wrong with it
+    if "weight_0" in names:
+        return TrainedWeights.load(path)
+    return Ticket.load(path)
+
+
+def model_logits(model: Ticket | TrainedWeights) -> Callable[[np.ndarray], np.ndarray]:
+    """``logits(X)`` of a loaded model, as its own tools compute them.
+
+    A search's ticket: the NumPy reference backend (float32), as
+    :func:`evaluate_ticket`. A ``SubnetworkClassifier`` ticket: the float64
+    reference forward its ``predict`` uses. Trained weights: their forward pass.
+    """
+    if not isinstance(model, Ticket):
+        return model.logits
+    if model.meta.get("estimator"):
+        return lambda X: model.network.forward(model.mask, X)
+    backend = NumpyBackend(model.network)
+    return lambda X: backend.logits(model.mask, X)
+
+
+def model_arch(model: Ticket | TrainedWeights) -> tuple[int, ...]:
+    """Layer sizes of a loaded model."""
+    return model.spec.layer_sizes if isinstance(model, Ticket) else model.layer_sizes
+
+
+def evaluate_model(
+    model: Ticket | TrainedWeights, data: Dataset, splits: Sequence[str] = SPLITS
+) -> dict[str, dict[str, float]]:
+    """Loss and accuracy of a ticket or of trained weights on each split of ``data``."""
+    if isinstance(model, Ticket):
+        return evaluate_ticket(model, data, splits)
+    return split_metrics(model.logits, data, splits, model.layer_sizes, "the trained network")
+
+
+def predict(
+    model: Ticket | TrainedWeights, X: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Classes and class probabilities of raw samples, preprocessed as the model's run did.
+
+    The features go through the feature scaling the model's ``meta`` records
+    (``scaling``: the search's min-max range, digits' /16, ...); a model
+    made before tickets recorded it gets ``X`` as it is.
+
+    Parameters
+    ----------
+    model : Ticket or TrainedWeights
+        From :func:`load_model`.
+    X : array-like of shape (n_samples, n_features)
+        Raw features, as in the data file the model was made from.
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,)
+        The most probable class of each sample (original labels).
+    proba : ndarray of shape (n_samples, n_classes)
+        Class probabilities (softmax of the logits, float64); columns follow ``classes``.
+    classes : ndarray of shape (n_classes,)
+        The class labels.
+    """
+    meta = model.meta
+    sizes = model_arch(model)
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != sizes[0]:
+        raise DataError(f"the model takes {sizes[0]} features; the data has shape {X.shape}")
+    if "scaling" in meta:
+        scaling = FeatureScaling.from_dict(meta["scaling"])
+        scaling.check(sizes[0])
+        X = scaling.transform(X)
+    else:
+        X = np.ascontiguousarray(X, dtype=np.float32)
+    classes = np.asarray(meta.get("classes", np.arange(sizes[-1])))
+    logits = np.asarray(model_logits(model)(X), dtype=np.float64)[:, : len(classes)]
+    proba = np.exp(log_softmax(logits))
+    return classes[np.argmax(proba, axis=1)], proba, classes
+
+
+def dataset_meta(data: Dataset) -> dict:
+    """What a ticket or a weights file records about its data, JSON-ready.
+
+    The name and classes; where the data came from (``data_source``: a named
+    dataset, or a file's path as given, resolved path and SHA-256); how raw
+    features were scaled (``scaling``, for ``prunetrain predict``); a CSV
+    file's feature columns (``feature_names``).
+    """
+    meta = {"dataset": data.name, "classes": np.asarray(data.classes).tolist()}
+    if data.source is not None:
+        meta["data_source"] = data.source
+    if data.scaling is not None:
+        meta["scaling"] = data.scaling.to_dict()
+    if data.feature_names is not None:
+        meta["feature_names"] = list(data.feature_names)
+    return meta
+
+
+def load_recorded_dataset(meta: dict, data_dir: str | os.PathLike | None = None) -> Dataset:
+    """The dataset a ticket or run was made on, found again from its ``meta`` (or ``config``).
+
+    A file is looked for at the path as given, then at its resolved path, and
+    used only if its content hash is unchanged.
+
+    Raises
+    ------
+    DataError
+        The file is gone or its content changed (the message names the file
+        and says to pass ``--dataset``), or the record names no dataset.
+    """
+    source = meta.get("data_source") or {}
+    if "sha256" in source:
+        changed = None
+        for path in dict.fromkeys([source["path"], source["resolved"]]):
+            if Path(path).is_file():
+                now = file_source(path)["sha256"]
+                if now == source["sha256"]:
+                    return load_dataset(path)
+                changed = changed or (path, now)
+        if changed is not None:
+            raise DataError(
+                f"the data file {changed[0]} has changed since this run was made (SHA-256 now "
+                f"{changed[1][:12]}…, recorded {source['sha256'][:12]}…); pass --dataset "
+                f"{changed[0]} to evaluate on it anyway, or restore the original file"
+            )
+        raise DataError(
+            f"this run was made on the data file {source['path']} (resolved {source['resolved']}, "
+            f"SHA-256 {source['sha256'][:12]}…), which is not there; pass --dataset PATH"
+        )
+    name = source.get("name") or meta.get("dataset")
+    if not name:
+        raise PrunetrainError("the file does not name its dataset; pass --dataset")
+    return load_dataset(name, data_dir=data_dir)
 
 
 def versions() -> dict[str, str]:
@@ -92,6 +263,7 @@ class SearchRun:
     result: SearchResult
     ticket: Ticket
     metrics: dict[str, dict[str, float]]
+    out: Path | None = None
 
     def record(self) -> dict:
         """The JSON-ready result record written as ``result.json``."""
@@ -105,6 +277,7 @@ class SearchRun:
             "evaluations": r.evaluations,
             "sample_forwards": r.sample_forwards,
             "seconds": r.seconds,
+            "compile_seconds": r.compile_seconds,
             "keep_fraction": self.ticket.keep_fraction,
             "train_accuracy": self.metrics["train"]["accuracy"],
             "val_accuracy": self.metrics.get("val", {}).get("accuracy"),
@@ -113,17 +286,78 @@ class SearchRun:
             "history": r.history,
         }
 
-    def save(self, out: str | os.PathLike) -> Path:
-        """Write ``ticket.npz``, ``result.json``, ``curve.csv`` and ``curve.png`` into ``out``."""
+    def save(self, out: str | os.PathLike, force: bool = False) -> Path:
+        """Write ``ticket.npz``, ``result.json``, ``curve.csv`` and ``curve.png`` into ``out``.
+
+        Refuses (:func:`check_out`) to replace a finished run unless ``force``.
+        """
         out = Path(out)
-        if out.exists() and not out.is_dir():
-            raise PrunetrainError(f"--out {out} exists and is not a folder")
+        check_out(out, force)
+        (out / "weights.npz").unlink(missing_ok=True)  # a baseline's, replaced under --force
         self.ticket.save(out / "ticket.npz")
         write_json(out / "result.json", self.record())
         write_curve(
             out, self.result.history, title=f"{self.result.method} on {self.config['dataset']}"
         )
         return out
+
+
+def run_name(config: dict) -> str:
+    """The default folder name of a run: what tells runs apart, then a hash of the whole config.
+
+    ``DATASET-METHOD-ARCH-keepK[-BUDGET]-seedS-HASH``; the hash (8 hex digits
+    of SHA-256 over the config as JSON) covers every other option, so two
+    runs share a folder only when their configs are equal.
+
+    Examples
+    --------
+    >>> run_name({"dataset": "digits", "method": "random", "arch": "64-32-10", "keep": 0.5,
+    ...           "budget": "20s", "seed": 0})
+    'digits-random-64-32-10-keep0.5-20s-seed0-43131217'
+    """
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+    parts = [config["dataset"], config["method"], config["arch"], f"keep{config['keep']:g}"]
+    if config.get("budget"):
+        parts.append(config["budget"])
+    return "-".join([*map(str, parts), f"seed{config['seed']}", digest[:8]])
+
+
+def check_out(out: str | os.PathLike, force: bool = False) -> None:
+    """Raise unless the run folder ``out`` may be written.
+
+    A folder whose ``result.json`` records a finished run (any run not
+    stopped by Ctrl-C) is kept unless ``force``; an interrupted run may be
+    replaced, e.g. by the search that resumes it.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise PrunetrainError(f"--out {out} exists and is not a folder")
+    record = out / "result.json"
+    if force or not record.is_file():
+        return
+    try:
+        previous = json.loads(record.read_text())
+        stopped_by = previous.get("stopped_by")
+        what = f"{previous.get('method')} on {previous['config'].get('dataset')}"
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        stopped_by, what = None, "unreadable result.json"
+    if stopped_by == "interrupted":
+        return
+    raise PrunetrainError(
+        f"--out {out} already holds a finished run ({what}); pass --force to overwrite it, "
+        "or choose another --out"
+    )
+
+
+def resolve_out(
+    config: dict, out: str | os.PathLike | None, runs_dir: str | os.PathLike | None, force: bool
+) -> Path | None:
+    """The run folder: ``out``, else ``runs_dir/run_name(config)``, else none; checked."""
+    if out is None and runs_dir is not None:
+        out = Path(runs_dir) / run_name(config)
+    if out is not None:
+        check_out(out, force)
+    return None if out is None else Path(out)
 
 
 def write_curve(out: Path, history: list[dict], title: str = "") -> None:
@@ -201,6 +435,8 @@ def run_search(
     init_share: float = 0.25,
     progress: bool = False,
     out: str | os.PathLike | None = None,
+    runs_dir: str | os.PathLike | None = None,
+    force: bool = False,
 ) -> SearchRun:
     """Search a frozen random network for a mask, evaluate it, optionally save it.
 
@@ -250,18 +486,25 @@ def run_search(
         Show a progress bar.
     out : path, optional
         Folder to write ``ticket.npz``, ``result.json`` and the curve into.
+    runs_dir : path, optional
+        Without ``out``: write into ``runs_dir/<run_name(config)>``
+        (:func:`run_name`), as ``prunetrain search`` does with ``runs``.
+    force : bool
+        Overwrite a finished run in the folder; without it that is an error,
+        raised before the search starts.
 
     Returns
     -------
     SearchRun
-        Config, search result, ticket and train/val/test metrics. The test split
-        is only touched after the search, to report the final metrics.
+        Config, search result, ticket, train/val/test metrics and the folder
+        written (``out``). The test split is only touched after the search, to
+        report the final metrics.
     """
     seed = check_seed(seed)
     network_seed = seed if network_seed is None else check_seed(network_seed)
     budget = Budget.parse(budget)
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise PrunetrainError(f"--out {out} exists and is not a folder")
+    if out is not None:
+        check_out(out, force)
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir=data_dir)
     sizes = resolve_arch(arch, data)
     spec = NetworkSpec(sizes, init=init, scale=scale, keep=keep)
@@ -293,6 +536,7 @@ def run_search(
     )
     config = {
         "dataset": data.name,
+        "data_source": data.source,
         "arch": spec.arch,
         "init": init,
         "scale": scale,
@@ -310,6 +554,7 @@ def run_search(
         "init_mask": None if init_mask is None or isinstance(init_mask, Ticket) else str(init_mask),
         "init_share": init_share if isinstance(searcher, Pipeline) else None,
     }
+    out = resolve_out(config, out, runs_dir, force)
     result = run(
         problem,
         searcher,
@@ -319,15 +564,10 @@ def run_search(
         patience=patience,
         progress=progress,
     )
-    meta = {
-        "dataset": data.name,
-        "classes": np.asarray(data.classes).tolist(),
-        "method": method,
-        "seed": seed,
-    }
+    meta = {**dataset_meta(data), "method": method, "seed": seed}
     ticket = Ticket(network, result.mask, rule, meta)
     metrics = evaluate_ticket(ticket, data)
-    finished = SearchRun(config=config, result=result, ticket=ticket, metrics=metrics)
+    finished = SearchRun(config=config, result=result, ticket=ticket, metrics=metrics, out=out)
     if out is not None:
-        finished.save(out)
+        finished.save(out, force=force)
     return finished

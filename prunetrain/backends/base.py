@@ -82,5 +82,26 @@ class Backend(abc.ABC):
         """Flip weights of ``layer`` and update the caches (see :func:`~prunetrain.backends.flips.apply_flips`)."""
         flips.apply_flips(state, layer, rows, cols)
 
+    def warm_up(self, X, y) -> None:
+        """Run every kernel once on a few rows of ``(X, y)``, compiling what is compiled lazily.
+
+        The run loop calls this before its clock starts, so a budget measures
+        search, not Numba or CUDA compilation. ``X`` and ``y`` are device
+        arrays (as :meth:`asarray` makes them); nothing is charged or kept.
+        """
+        rows = np.arange(min(8, len(y)))
+        X, y = self.take(X, rows), self.take(y, rows)
+        shapes = self.network.shapes
+        mask = [np.add.outer(np.arange(a), np.arange(b)) % 2 == 0 for a, b in shapes]
+        population = MaskPopulation.from_masks([mask, [~m for m in mask]], shapes)
+        self.evaluate(population, X, y)
+        self.logits(mask, X)
+        state = self.flip_state(mask, X, y)
+        for layer, (fan_in, _) in enumerate(shapes):
+            one = np.zeros(1, dtype=np.int64)
+            self.flip_gains(state, layer, one, one)
+            self.flip_gains(state, layer, one, one, np.full(1, min(1, fan_in - 1), dtype=np.int64))
+            self.apply_flips(state, layer, one, one)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.network!r})"

@@ -12,14 +12,21 @@ from pathlib import Path
 
 import numpy as np
 
-from prunetrain.api import SPLITS, evaluate_ticket, resolve_arch, versions, write_curve
-from prunetrain.baselines.backprop import logits_of
+from prunetrain.api import (
+    check_out,
+    dataset_meta,
+    evaluate_ticket,
+    resolve_arch,
+    resolve_out,
+    split_metrics,
+    versions,
+    write_curve,
+)
 from prunetrain.baselines.base import BaselineResult, make_baseline
+from prunetrain.baselines.weights import TrainedWeights
 from prunetrain.data import Dataset, load_dataset
-from prunetrain.errors import PrunetrainError
-from prunetrain.files import atomic_write, write_json
+from prunetrain.files import write_json
 from prunetrain.masks import KeepRule
-from prunetrain.metrics import accuracy, cross_entropy
 from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed
 from prunetrain.objective import Budget
 from prunetrain.ticket import Ticket
@@ -33,6 +40,8 @@ class BaselineRun:
     result: BaselineResult
     ticket: Ticket | None
     metrics: dict[str, dict[str, float]]
+    weights: TrainedWeights | None = None
+    out: Path | None = None
 
     @property
     def keep_fraction(self) -> float:
@@ -61,6 +70,7 @@ class BaselineRun:
             "evaluations": r.steps,
             "sample_forwards": r.sample_forwards,
             "seconds": r.seconds,
+            "compile_seconds": 0.0,  # nothing is compiled: NumPy only
             "epochs": r.epochs,
             "keep_fraction": self.keep_fraction,
             "train_accuracy": self.metrics["train"]["accuracy"],
@@ -74,20 +84,19 @@ class BaselineRun:
             "history": r.history,
         }
 
-    def save(self, out: str | os.PathLike) -> Path:
-        """Write ``result.json``, ``curve.csv``, ``curve.png`` and ``ticket.npz`` or ``weights.npz``."""
+    def save(self, out: str | os.PathLike, force: bool = False) -> Path:
+        """Write ``result.json``, ``curve.csv``, ``curve.png`` and ``ticket.npz`` or ``weights.npz``.
+
+        Refuses (:func:`~prunetrain.api.check_out`) to replace a finished run unless ``force``.
+        """
         out = Path(out)
-        if out.exists() and not out.is_dir():
-            raise PrunetrainError(f"--out {out} exists and is not a folder")
+        check_out(out, force)
         r = self.result
-        if self.ticket is not None:
-            self.ticket.save(out / "ticket.npz")
-        if r.weights is not None:
-            arrays = {f"weight_{i}": w for i, w in enumerate(r.weights)}
-            arrays.update({f"bias_{i}": b for i, b in enumerate(r.biases or [])})
-            if r.mask is not None:
-                arrays.update({f"mask_{i}": m for i, m in enumerate(r.mask)})
-            atomic_write(out / "weights.npz", lambda f: np.savez(f, **arrays))
+        for name, model in (("ticket.npz", self.ticket), ("weights.npz", self.weights)):
+            if model is not None:
+                model.save(out / name)
+            else:
+                (out / name).unlink(missing_ok=True)  # another run's, replaced under --force
         write_json(out / "result.json", self.record())
         history = [{k: (np.nan if v is None else v) for k, v in row.items()} for row in r.history]
         write_curve(out, history, title=f"{self.config['method']} on {self.config['dataset']}")
@@ -101,23 +110,8 @@ def evaluate_result(
     if ticket is not None:
         return evaluate_ticket(ticket, data)
     if result.logits is not None:
-        logits = result.logits
-    else:
-
-        def logits(X):
-            return logits_of(result.weights, result.biases, X)
-
-    out = {}
-    for split in SPLITS:
-        X, y = getattr(data, f"X_{split}"), getattr(data, f"y_{split}")
-        if len(y):
-            z = logits(X)
-            out[split] = {
-                "accuracy": float(accuracy(z, y)),
-                "loss": float(cross_entropy(z, y)),
-                "n": len(y),
-            }
-    return out
+        return split_metrics(result.logits, data)
+    return split_metrics(TrainedWeights(result.weights, result.biases, None, {}).logits, data)
 
 
 def run_baseline(
@@ -137,6 +131,8 @@ def run_baseline(
     network_seed: int | None = None,
     progress: bool = False,
     out: str | os.PathLike | None = None,
+    runs_dir: str | os.PathLike | None = None,
+    force: bool = False,
 ) -> BaselineRun:
     """Run a gradient-trained or data-free baseline on the network a search would get.
 
@@ -163,10 +159,16 @@ def run_baseline(
     network_seed : int, optional
         Seed of the frozen weights, if other than ``seed``.
     progress : bool
-        Print one line per epoch on stderr.
+        Show progress on stderr (a bar on a terminal, plain lines otherwise):
+        epochs, training loss, validation accuracy. The test split is scored
+        once, after training.
     out : path, optional
         Folder for ``result.json``, the curve, and ``ticket.npz`` (baselines that
         prune the frozen network) or ``weights.npz`` (trained weights).
+    runs_dir : path, optional
+        Without ``out``: write into ``runs_dir/<run_name(config)>``.
+    force : bool
+        Overwrite a finished run in the folder (else an error, before training).
 
     Examples
     --------
@@ -177,8 +179,8 @@ def run_baseline(
     seed = check_seed(seed)
     network_seed = seed if network_seed is None else check_seed(network_seed)
     budget = None if budget is None else Budget.parse(budget)
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise PrunetrainError(f"--out {out} exists and is not a folder")
+    if out is not None:
+        check_out(out, force)
     baseline = make_baseline(method, **(method_params or {}))
     if batch_size is not None and "batch_size" in baseline.param_names():
         baseline.batch_size = batch_size
@@ -189,6 +191,7 @@ def run_baseline(
     network = FrozenNetwork(spec, network_seed)
     config = {
         "dataset": data.name,
+        "data_source": data.source,
         "arch": spec.arch,
         "init": init,
         "scale": scale,
@@ -201,19 +204,16 @@ def run_baseline(
         "network_seed": network_seed,
         "baseline": True,
     }
+    out = resolve_out(config, out, runs_dir, force)
     result = baseline.fit(network, data, rule, seed=seed, budget=budget, progress=progress)
-    ticket = None
+    meta = {**dataset_meta(data), "method": method, "seed": seed, "baseline": True}
+    ticket = weights = None
     if type(baseline).produces == "ticket":
-        meta = {
-            "dataset": data.name,
-            "classes": np.asarray(data.classes).tolist(),
-            "method": method,
-            "seed": seed,
-            "baseline": True,
-        }
         ticket = Ticket(network, result.mask, rule, meta)
+    elif result.weights is not None:
+        weights = TrainedWeights(result.weights, result.biases, result.mask, meta)
     metrics = evaluate_result(result, network, ticket, data)
-    finished = BaselineRun(config=config, result=result, ticket=ticket, metrics=metrics)
+    finished = BaselineRun(config, result, ticket, metrics, weights=weights, out=out)
     if out is not None:
-        finished.save(out)
+        finished.save(out, force=force)
     return finished

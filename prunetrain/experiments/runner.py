@@ -26,6 +26,7 @@ import numpy as np
 from prunetrain.errors import PrunetrainError
 from prunetrain.experiments.config import Comparison, RunSpec, load_config, resolve_archs
 from prunetrain.files import atomic_write
+from prunetrain.progress import format_seconds
 
 #: At most this many history rows are kept per run in ``results.jsonl`` (evenly thinned).
 MAX_HISTORY_ROWS = 300
@@ -82,7 +83,7 @@ def _run_search(run: RunSpec, data) -> dict:
     recommended mask lets the rows be scored on the test split *after* the
     search, outside its clock, without the search ever seeing that split.
     """
-    from prunetrain.api import SearchRun, evaluate_ticket, resolve_arch
+    from prunetrain.api import SearchRun, dataset_meta, evaluate_ticket, resolve_arch
     from prunetrain.backends import NumpyBackend
     from prunetrain.masks import KeepRule, pack_mask, unpack_mask
     from prunetrain.metrics import accuracy
@@ -136,12 +137,7 @@ def _run_search(run: RunSpec, data) -> dict:
         "patience": o["patience"],
         "init_mask": None,
     }
-    meta = {
-        "dataset": data.name,
-        "classes": np.asarray(data.classes).tolist(),
-        "method": run.method,
-        "seed": run.seed,
-    }
+    meta = {**dataset_meta(data), "method": run.method, "seed": run.seed}
     ticket = Ticket(network, result.mask, rule, meta)
     metrics = evaluate_ticket(ticket, data)
     record = SearchRun(config=config, result=result, ticket=ticket, metrics=metrics).record()
@@ -160,7 +156,9 @@ def _run_search(run: RunSpec, data) -> dict:
 
 
 def _run_baseline(run: RunSpec, data) -> dict:
+    """``run_baseline``, then each history row's model scored on the test split (after training)."""
     from prunetrain.baselines import run_baseline
+    from prunetrain.metrics import accuracy
 
     o = run.options
     finished = run_baseline(
@@ -177,6 +175,11 @@ def _run_baseline(run: RunSpec, data) -> dict:
     )
     record = finished.record()
     record.update(ticket=None, weights=None)  # a comparison keeps records, not model files
+    snapshots = finished.result.snapshots or []
+    if len(snapshots) == len(record["history"]) and len(data.y_test):
+        for row, logits in zip(record["history"], snapshots):
+            row["test_accuracy"] = float(accuracy(logits(data.X_test), data.y_test))
+        record["history"][-1]["test_accuracy"] = record["test_accuracy"]
     return record
 
 
@@ -402,9 +405,12 @@ def run_comparison(
                         _append(path, record)
                         done[run.key] = record
                         ran.append(run.key)
+                        finished_runs = len(ran) + len(failed)
+                        eta = (time.perf_counter() - start) * (len(todo) / finished_runs - 1)
                         say(
                             f"  [{len(skipped) + len(ran)}/{len(comparison.runs)}] {_describe(run)}: "
-                            f"test {record['test_accuracy']:.4f} in {record['seconds']:.1f} s"
+                            f"test {record['test_accuracy']:.4f} in {record['seconds']:.1f} s; "
+                            f"eta {format_seconds(eta)}"
                         )
             except BaseException:
                 for future in pending:

@@ -119,6 +119,9 @@ class SearchResult:
         Total cost of the search.
     stopped_by : str
         ``"budget"``, ``"early_stopping"``, ``"finished"`` or ``"interrupted"``.
+    compile_seconds : float
+        Time spent compiling (or loading) kernels before the clock started;
+        not part of ``seconds`` nor of the budget.
     """
 
     mask: Mask
@@ -132,6 +135,7 @@ class SearchResult:
     stopped_by: str
     method: str
     params: dict
+    compile_seconds: float = 0.0
 
     @property
     def interrupted(self) -> bool:

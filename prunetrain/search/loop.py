@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from prunetrain.backends import warm_up
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import Mask, check_mask
 from prunetrain.network import check_seed
 from prunetrain.objective import Budget, Problem
+from prunetrain.progress import Progress
 from prunetrain.search.base import Searcher, SearchResult
+
+logger = logging.getLogger(__name__)
 
 Callback = Callable[[dict], "bool | None"]
 
@@ -66,8 +70,9 @@ def run(
         with ``improved`` true means ``searcher.recommend()`` is now the mask
         the search would return.
     progress : bool
-        Show a tqdm bar on stderr: evaluations, best train loss, validation
-        accuracy, evaluations/s.
+        Show progress on stderr (:class:`~prunetrain.progress.Progress`: a
+        bar on a terminal, plain lines otherwise): evaluations, best train
+        loss, validation accuracy, evaluations/s.
 
     Returns
     -------
@@ -75,6 +80,13 @@ def run(
         The best mask on validation among those the searcher recommended.
         Ctrl-C ends the search early and still returns the best so far
         (``stopped_by="interrupted"``).
+
+    Notes
+    -----
+    Before the clock starts, every kernel of the backend runs once on a few
+    rows (:func:`prunetrain.backends.warm_up`), so Numba or CUDA compilation
+    is not charged to the budget; its time is ``compile_seconds`` of the
+    result.
     """
     budget = Budget.parse(budget)
     if patience is not None and patience < 1:
@@ -86,6 +98,14 @@ def run(
         if validation_interval is not None
         else VALIDATION_RATIO * (problem.n_val or problem.n_train)
     )
+    compile_seconds = warm_up(problem.backend, problem.X_train, problem.y_train)
+    if compile_seconds > 1.0:
+        logger.info(
+            "compiled the %s backend's kernels in %.1f s, outside the budget "
+            "(cached: later runs load them)",
+            problem.backend.name,
+            compile_seconds,
+        )
     start = time.perf_counter()
     start_evals, start_forwards = problem.n_evaluations, problem.n_sample_forwards
     history: list[dict] = []
@@ -137,15 +157,23 @@ def run(
         return elapsed() >= budget.seconds
 
     total = budget.evaluations if budget.evaluations is not None else budget.seconds
-    bar = tqdm(
-        total=total,
-        disable=not progress,
+    bar = Progress(
+        total,
         unit="eval" if budget.evaluations is not None else "s",
-        dynamic_ncols=True,
-        leave=True,
-        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} [{elapsed}<{remaining}{postfix}]",
+        label=searcher.name,
+        enabled=progress,
     )
-    last_shown = 0.0
+
+    def shown() -> tuple[float, dict]:
+        seconds = elapsed()
+        done = used() if budget.evaluations is not None else min(seconds, total)
+        return done, {
+            "evals": f"{used():.0f}",
+            "loss": f"{history[-1]['train_loss'] or float('nan'):.4f}",
+            "val_acc": f"{best['val_accuracy']:.4f}",
+            "evals_s": f"{used() / max(seconds, 1e-9):.0f}",
+        }
+
     try:
         searcher.budget_used = lambda: budget.fraction_used(used(), elapsed())
         searcher.setup(problem, searcher_rng(seed), init_mask)
@@ -165,17 +193,9 @@ def run(
                 if patience is not None and since_better >= patience:
                     stopped_by = "early_stopping"
                     break
-            if progress and elapsed() - last_shown > 0.25:
-                last_shown = elapsed()
-                row = history[-1]
-                bar.n = min(total, used() if budget.evaluations is not None else last_shown)
-                bar.set_postfix(
-                    evals=f"{used():.0f}",
-                    loss=f"{row['train_loss'] or float('nan'):.4f}",
-                    val_acc=f"{best['val_accuracy']:.4f}",
-                    evals_s=f"{used() / max(last_shown, 1e-9):.0f}",
-                    refresh=True,
-                )
+            if progress:
+                done, fields = shown()
+                bar.update(done, **fields)
         if history[-1]["evaluations"] != used():
             validate()
     except KeyboardInterrupt:
@@ -183,9 +203,9 @@ def run(
         if not best:
             raise
     finally:
-        if progress:
-            bar.n = min(total, used() if budget.evaluations is not None else elapsed())
-            bar.refresh()
+        if progress and best:
+            done, fields = shown()
+            bar.close(done, **fields)  # the final numbers, drawn once
         bar.close()
     return SearchResult(
         mask=best["mask"],
@@ -199,4 +219,5 @@ def run(
         stopped_by=stopped_by,
         method=searcher.name,
         params=searcher.get_params(),
+        compile_seconds=compile_seconds,
     )
