@@ -423,7 +423,7 @@ class AccumulateSearcher(FlipSearcher):
     """
 
     name = "accumulate"
-    summary = "flips chosen on exact loss changes accumulated over batches (default)"
+    summary = "flips chosen on exact loss changes accumulated over batches"
 
     def __init__(
         self,
