@@ -287,12 +287,15 @@ class CupyBackend(Backend):
             raise PrunetrainError(f"labels must lie in [0, {n_classes}), got {y.min()}..{y.max()}")
         return self._device(y, self.xp.int64)
 
+    def asweights(self, w):
+        return self._device(w, self.xp.float64)
+
     def take(self, array, index: np.ndarray):
         return array[self.xp.asarray(index)]
 
     # --- population evaluation --------------------------------------------------------
 
-    def evaluate(self, population: MaskPopulation, X, y) -> tuple[np.ndarray, np.ndarray]:
+    def evaluate(self, population: MaskPopulation, X, y, w=None) -> tuple[np.ndarray, np.ndarray]:
         xp, kernels = self.xp, self._kernels
         if [tuple(s) for s in population.shapes] != [tuple(s) for s in self.network.shapes]:
             raise PrunetrainError(
@@ -317,6 +320,9 @@ class CupyBackend(Backend):
             losses = xp.empty((count, B), dtype=xp.float64)
             hits = xp.empty((count, B), dtype=xp.int32)
             kernels.cross_entropy_rows(logits, self._b32[-1], y, losses, hits)
+            if w is not None:
+                losses *= w[None, :]
+                hits = hits * w[None, :]
             kernels.sum_rows(losses, B, loss[start : start + count])
             kernels.sum_rows(hits, B, acc[start : start + count])
         return self._to_host(loss), self._to_host(acc)
@@ -364,7 +370,7 @@ class CupyBackend(Backend):
 
     # --- exact incremental evaluation of weight flips ---------------------------------
 
-    def flip_state(self, mask: Sequence[np.ndarray], X, y) -> flips.FlipState:
+    def flip_state(self, mask: Sequence[np.ndarray], X, y, w=None) -> flips.FlipState:
         """Forward ``mask`` on ``(X, y)`` in float64 on the GPU and cache what flip gains need."""
         xp = self.xp
         mask = [np.array(m, dtype=bool) for m in check_mask(mask, self.network.shapes)]
@@ -379,6 +385,7 @@ class CupyBackend(Backend):
             log_probs=xp.empty(0),
             y=self.aslabels(y),
             sample_losses=xp.empty(0),
+            w=None if w is None else self.asweights(w),
         )
         self._forward_from(state, 0)
         return state
@@ -428,8 +435,9 @@ class CupyBackend(Backend):
             lanes, _ = kernels.plan_gains(n_moves, B, 1)
             partial = xp.empty((n_moves, lanes), dtype=xp.float64)
             kernels.output_gains(
-                state.acts_t[layer], state.probs, state.log_probs, state.y, *moves, partial, out
-            )
+                state.acts_t[layer], state.probs, state.log_probs, state.y, *moves, partial, out,
+                state.w,
+            )  # fmt: skip
             return self._to_host(out)
         down = state.masked[layer + 1 :]
         dims = np.array([down[0].shape[0]] + [w.shape[1] for w in down], dtype=np.int64)
@@ -461,6 +469,7 @@ class CupyBackend(Backend):
             xp.empty((workers, 2 * widest), dtype=xp.float64),
             xp.empty((n_moves, lanes), dtype=xp.float64),
             out,
+            state.w,
         )
         return self._to_host(out)
 

@@ -52,7 +52,7 @@ def _unit_change(acts_t, pre_col, c1, c2, i1, i2, j, b):  # pragma: no cover
 
 @njit(parallel=True, cache=True, fastmath=False)
 def _output_gains(
-    acts_t, probs, log_probs, y, rows, rows2, coef, coef2, cols, out
+    acts_t, probs, log_probs, y, sw, rows, rows2, coef, coef2, cols, out
 ):  # pragma: no cover
     n_moves = cols.shape[0]
     n_samples = acts_t.shape[1]
@@ -70,9 +70,10 @@ def _output_gains(
                 d += c2 * acts_t[i2, b]
             if d != 0.0:
                 one[0] = d
-                total += _lse_change(probs, log_probs, b, one, j)
+                change = _lse_change(probs, log_probs, b, one, j)
                 if y[b] == j:
-                    total -= d
+                    change -= d
+                total += sw[b] * change
         out[k] = total / n_samples
 
 
@@ -83,6 +84,7 @@ def _hidden_gains(
     probs,
     log_probs,
     y,
+    sw,
     rows,
     rows2,
     coef,
@@ -141,13 +143,13 @@ def _hidden_gains(
                             nxt[q] += dp * w_flat[base + q]
                 for q in range(width_out):
                     cur[q] = nxt[q]
-            total += _lse_change(probs, log_probs, b, cur[:n_classes], -1) - cur[y[b]]
+            total += sw[b] * (_lse_change(probs, log_probs, b, cur[:n_classes], -1) - cur[y[b]])
         out[k] = total / n_samples
 
 
 @njit(parallel=True, cache=True, fastmath=False)
 def _last_hidden_gains_signed(
-    acts_t, pre_col, probs, log_probs, y, rows, rows2, coef, coef2, cols, w_out, sigma, out
+    acts_t, pre_col, probs, log_probs, y, sw, rows, rows2, coef, coef2, cols, w_out, sigma, out
 ):  # pragma: no cover
     """Moves in the last hidden layer when every kept output weight is ``±sigma``.
 
@@ -182,7 +184,7 @@ def _last_hidden_gains_signed(
                 for c in range(n_classes):
                     delta[c] = da * w_out[j, c]
                 change = _lse_change(probs, log_probs, b, delta, -1)
-            total += change - da * w_out[j, y[b]]
+            total += sw[b] * (change - da * w_out[j, y[b]])
         out[k] = total / n_samples
 
 
@@ -220,6 +222,7 @@ def flip_gains(
             state.probs,
             state.log_probs,
             state.y,
+            state.sample_weights(),
             rows,
             rows2,
             coef,
@@ -235,7 +238,7 @@ def flip_gains(
         if sigma > 0.0:  # signed-constant or binary output weights
             _last_hidden_gains_signed(
                 state.acts_t[layer], pre_col, state.probs, state.log_probs, state.y,
-                rows, rows2, coef, coef2, cols, down[0], sigma, out,
+                state.sample_weights(), rows, rows2, coef, coef2, cols, down[0], sigma, out,
             )  # fmt: skip
             return out
     dims = np.array([down[0].shape[0]] + [w.shape[1] for w in down], dtype=np.int64)
@@ -252,7 +255,7 @@ def flip_gains(
     else:
         z_flat = np.zeros((state.batch_size, 1))
     _hidden_gains(
-        state.acts_t[layer], pre_col, state.probs, state.log_probs, state.y, rows, rows2, coef, coef2, cols,
-        w_flat, w_off, dims, z_flat, z_off, out,
+        state.acts_t[layer], pre_col, state.probs, state.log_probs, state.y, state.sample_weights(),
+        rows, rows2, coef, coef2, cols, w_flat, w_off, dims, z_flat, z_off, out,
     )  # fmt: skip
     return out
