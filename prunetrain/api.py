@@ -111,8 +111,8 @@ def load_model(path: str | os.PathLike) -> Ticket | TrainedWeights:
     try:
         with np.load(path, allow_pickle=False) as f:
             names = set(f.files)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        names = set()  # Ticket.load says what is wrong with it
+    except (OSError, ValueError, EOFError, TypeError, AttributeError, zipfile.BadZipFile):
+        names = set()  # not an .npz archive (AttributeError: a bare .npy): Ticket.load says so
     if "weight_0" in names:
         return TrainedWeights.load(path)
     return Ticket.load(path)

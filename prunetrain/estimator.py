@@ -316,7 +316,11 @@ default="signed_constant"
         )
         X = _dense(X, np.float64)
         _check_float32_range(X)
-        weights = None if sample_weight is None else _check_sample_weight(sample_weight, X)
+        weights = (
+            None
+            if sample_weight is None
+            else _check_sample_weight(sample_weight, X, ensure_non_negative=True)
+        )
         check_classification_targets(y)
         classes = unique_labels(y)
         if len(classes) < 2:

@@ -112,7 +112,7 @@ def test_sample_weight_errors():
     X, y = load_iris(return_X_y=True)
     with pytest.raises(ValueError, match="non-zero"):
         SubnetworkClassifier(**QUICK).fit(X, y, sample_weight=np.zeros(len(y)))
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(ValueError, match="Negative values"):
         SubnetworkClassifier(**QUICK).fit(X, y, sample_weight=np.where(y == 0, -1.0, 1.0))
     with pytest.raises(ValueError, match="does not take sample weights"):
         SubnetworkClassifier(**QUICK, method="hebbian").fit(X, y, sample_weight=np.ones(len(y)))

@@ -19,11 +19,11 @@ class SlowFirstCall(NumpyBackend):
 
     name = "numpy"
 
-    def evaluate(self, population, X, y):
+    def evaluate(self, population, X, y, w=None):
         if not getattr(self, "compiled", False):
             time.sleep(COMPILE)
             self.compiled = True
-        return super().evaluate(population, X, y)
+        return super().evaluate(population, X, y, w)
 
 
 def test_compilation_is_outside_a_wall_time_budget(small_net, digits, caplog):
