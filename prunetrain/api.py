@@ -322,42 +322,61 @@ def run_name(config: dict) -> str:
     return "-".join([*map(str, parts), f"seed{config['seed']}", digest[:8]])
 
 
-def check_out(out: str | os.PathLike, force: bool = False) -> None:
-    """Raise unless the run folder ``out`` may be written.
+def finished_run(out: str | os.PathLike) -> str | None:
+    """What finished run the folder ``out`` holds (``"METHOD on DATASET"``), or None.
 
-    A folder whose ``result.json`` records a finished run (any run not
-    stopped by Ctrl-C) is kept unless ``force``; an interrupted run may be
-    replaced, e.g. by the search that resumes it.
+    A run stopped by Ctrl-C is not finished: it may be replaced, e.g. by the
+    search that resumes it. An unreadable ``result.json`` counts as finished.
     """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise PrunetrainError(f"--out {out} exists and is not a folder")
-    record = out / "result.json"
-    if force or not record.is_file():
-        return
+    record = Path(out) / "result.json"
+    if not record.is_file():
+        return None
     try:
         previous = json.loads(record.read_text())
         stopped_by = previous.get("stopped_by")
         what = f"{previous.get('method')} on {previous['config'].get('dataset')}"
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
-        stopped_by, what = None, "unreadable result.json"
-    if stopped_by == "interrupted":
-        return
-    raise PrunetrainError(
-        f"--out {out} already holds a finished run ({what}); pass --force to overwrite it, "
-        "or choose another --out"
-    )
+        return "unreadable result.json"
+    return None if stopped_by == "interrupted" else what
+
+
+def check_out(out: str | os.PathLike, force: bool = False) -> None:
+    """Raise unless the run folder ``out`` may be written.
+
+    A folder that holds a finished run (:func:`finished_run`) is kept unless ``force``.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise PrunetrainError(f"--out {out} exists and is not a folder")
+    if not force and (what := finished_run(out)):
+        raise PrunetrainError(
+            f"--out {out} already holds a finished run ({what}); pass --force to overwrite it, "
+            "or choose another --out"
+        )
 
 
 def resolve_out(
     config: dict, out: str | os.PathLike | None, runs_dir: str | os.PathLike | None, force: bool
 ) -> Path | None:
-    """The run folder: ``out``, else ``runs_dir/run_name(config)``, else none; checked."""
-    if out is None and runs_dir is not None:
-        out = Path(runs_dir) / run_name(config)
+    """The run folder: ``out`` (checked), else a default folder in ``runs_dir``, else none.
+
+    The default is ``runs_dir/run_name(config)``; when that holds a finished
+    run of the same config (a rerun), the next free ``…-2``, ``…-3``, … is
+    used instead, so a default folder is never overwritten (``force``
+    overwrites the first).
+    """
     if out is not None:
         check_out(out, force)
-    return None if out is None else Path(out)
+        return Path(out)
+    if runs_dir is None:
+        return None
+    base = Path(runs_dir) / run_name(config)
+    candidate, number = base, 1
+    while not force and (candidate.is_file() or finished_run(candidate)):
+        number += 1
+        candidate = base.with_name(f"{base.name}-{number}")
+    check_out(candidate, force)
+    return candidate
 
 
 def write_curve(out: Path, history: list[dict], title: str = "") -> None:
@@ -488,7 +507,8 @@ def run_search(
         Folder to write ``ticket.npz``, ``result.json`` and the curve into.
     runs_dir : path, optional
         Without ``out``: write into ``runs_dir/<run_name(config)>``
-        (:func:`run_name`), as ``prunetrain search`` does with ``runs``.
+        (:func:`run_name`; a rerun of the same config goes to ``…-2``, see
+        :func:`resolve_out`), as ``prunetrain search`` does with ``runs``.
     force : bool
         Overwrite a finished run in the folder; without it that is an error,
         raised before the search starts.

@@ -209,7 +209,7 @@ def cli() -> None:
     "--out",
     type=click.Path(),
     help="Output folder. Default: runs/DATASET-METHOD-ARCH-keepK-BUDGET-seedS-HASH "
-    "(HASH: of the whole config).",
+    "(HASH: of the whole config; a rerun writes beside it, into ...-2).",
 )
 @force_option
 @json_option
@@ -314,7 +314,7 @@ def search(**opts) -> None:
 @click.option(
     "--out",
     type=click.Path(),
-    help="Output folder. Default: runs/DATASET-METHOD-ARCH-keepK-seedS-HASH.",
+    help="Output folder. Default: runs/DATASET-METHOD-ARCH-keepK-seedS-HASH (a rerun: ...-2).",
 )
 @force_option
 @json_option

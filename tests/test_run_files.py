@@ -7,6 +7,7 @@ Every CLI test goes through the real entry point, ``prunetrain.cli.main``.
 import csv
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,7 +142,7 @@ def test_an_interrupted_run_may_be_replaced_by_the_search_that_resumes_it(tmp_pa
     assert json.loads((out / "result.json").read_text())["stopped_by"] == "budget"
 
 
-def test_default_folders_tell_runs_apart_and_a_rerun_is_refused(tmp_path, capsys, monkeypatch):
+def test_default_folders_tell_runs_apart_and_a_rerun_gets_its_own(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     variants = [
         ["--arch", "64-16-10"],
@@ -149,16 +150,26 @@ def test_default_folders_tell_runs_apart_and_a_rerun_is_refused(tmp_path, capsys
         ["--arch", "64-16-10", "--budget", "40evals"],  # another budget
         ["--arch", "64-16-10", "--init", "binary"],  # another option: only the hash differs
     ]
+    outs = []
     for extra in variants:
-        code, _, err = cli(capsys, *SEARCH, *extra)
+        code, out, err = cli(capsys, *SEARCH, *extra, "--json")
         assert code == 0, err
+        outs.append(json.loads(out)["out"])
     names = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert len(names) == 4
     assert any(n.startswith("digits-random-64-8-10-keep0.5-30evals-seed0-") for n in names)
     assert any(n.startswith("digits-random-64-16-10-keep0.5-40evals-seed0-") for n in names)
-    code, _, err = cli(capsys, *SEARCH, "--arch", "64-16-10")
-    assert code == 2 and "already holds a finished run" in err
-    assert len(list((tmp_path / "runs").iterdir())) == 4
+    # The same command again: the finished run stays, the rerun goes beside it.
+    first = Path(outs[0]).name
+    before = files(tmp_path / "runs" / first)
+    for rerun in (2, 3):
+        code, out, err = cli(capsys, *SEARCH, "--arch", "64-16-10", "--json")
+        assert code == 0, err
+        assert json.loads(out)["out"] == str(Path("runs") / f"{first}-{rerun}")
+        assert (tmp_path / "runs" / f"{first}-{rerun}" / "ticket.npz").is_file()
+    assert files(tmp_path / "runs" / first) == before
+    code, out, _ = cli(capsys, *SEARCH, "--arch", "64-16-10", "--force", "--json")
+    assert code == 0 and json.loads(out)["out"] == str(Path("runs") / first)
 
 
 # --- 6. evaluate trained weights -------------------------------------------------------

@@ -166,7 +166,7 @@ def run_baseline(
         Folder for ``result.json``, the curve, and ``ticket.npz`` (baselines that
         prune the frozen network) or ``weights.npz`` (trained weights).
     runs_dir : path, optional
-        Without ``out``: write into ``runs_dir/<run_name(config)>``.
+        Without ``out``: write into ``runs_dir/<run_name(config)>`` (a rerun: ``…-2``).
     force : bool
         Overwrite a finished run in the folder (else an error, before training).
 
