@@ -14,7 +14,7 @@ True
 
 import importlib.metadata
 
-from prunetrain.api import SearchRun, evaluate_ticket, run_search
+from prunetrain.api import SearchRun, evaluate_ticket, resume_search, run_search
 from prunetrain.data import Dataset, load_dataset
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KeepRule, MaskPopulation, pack_mask, random_mask, unpack_mask
@@ -55,6 +55,7 @@ __all__ = [
     "pack_mask",
     "random_mask",
     "run",
+    "resume_search",
     "run_search",
     "unpack_mask",
 ]

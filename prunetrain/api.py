@@ -10,8 +10,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import platform
-import sys
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,15 +17,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-import prunetrain
 from prunetrain.backends import NumpyBackend
 from prunetrain.data import Dataset, FeatureScaling, file_source, load_dataset
 from prunetrain.errors import DataError, PrunetrainError
-from prunetrain.files import atomic_write, write_json
+from prunetrain.files import atomic_write, check_writable_folder, write_folder, write_json
 from prunetrain.masks import KeepRule
 from prunetrain.metrics import accuracy, cross_entropy, log_softmax
 from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed, parse_arch
 from prunetrain.objective import Budget, Problem
+from prunetrain.provenance import record_provenance, versions  # noqa: F401  (versions: re-exported)
 from prunetrain.search import (
     DEFAULT_METHOD,
     SEARCHERS,
@@ -36,7 +34,9 @@ from prunetrain.search import (
     resolve_batch_size,
     run,
 )
+from prunetrain.search.checkpoint import CHECKPOINT, Checkpoint, read_checkpoint
 from prunetrain.search.pipeline import Pipeline
+from prunetrain.threads import one_blas_thread
 from prunetrain.ticket import Ticket
 
 if TYPE_CHECKING:
@@ -84,13 +84,15 @@ def split_metrics(
     return out
 
 
+@one_blas_thread()  # the same numbers with any number of threads
 def evaluate_ticket(
     ticket: Ticket, data: Dataset, splits: Sequence[str] = SPLITS
 ) -> dict[str, dict[str, float]]:
     """Loss and accuracy of a ticket on each split of ``data``.
 
-    Always computed by the NumPy reference backend in float32, so the same
-    ticket and data give exactly the same numbers wherever it was searched.
+    Always computed by the NumPy reference backend in float32, with BLAS on
+    one thread, so the same ticket and data give exactly the same numbers on
+    this machine wherever it was searched and whatever the thread settings.
     """
     backend = NumpyBackend(ticket.network)
     return split_metrics(
@@ -138,6 +140,7 @@ def model_arch(model: Ticket | TrainedWeights) -> tuple[int, ...]:
     return model.spec.layer_sizes if isinstance(model, Ticket) else model.layer_sizes
 
 
+@one_blas_thread()
 def evaluate_model(
     model: Ticket | TrainedWeights, data: Dataset, splits: Sequence[str] = SPLITS
 ) -> dict[str, dict[str, float]]:
@@ -244,17 +247,6 @@ def load_recorded_dataset(meta: dict, data_dir: str | os.PathLike | None = None)
     return load_dataset(name, data_dir=data_dir)
 
 
-def versions() -> dict[str, str]:
-    """Versions of prunetrain, Python and the numerical libraries, for result records."""
-    out = {"prunetrain": prunetrain.__version__, "python": sys.version.split()[0]}
-    for name in ("numpy", "numba", "sklearn", "cupy"):
-        module = sys.modules.get(name)
-        if module is not None:
-            out[name] = getattr(module, "__version__", "?")
-    out["platform"] = platform.platform()
-    return out
-
-
 @dataclasses.dataclass
 class SearchRun:
     """A finished search: its configuration, result, ticket and final metrics."""
@@ -270,10 +262,12 @@ class SearchRun:
         r = self.result
         return {
             "config": self.config,
-            "versions": versions(),
+            **record_provenance(),  # versions, machine and BLAS, git commit, command, time
             "method": r.method,
             "params": r.params,
             "stopped_by": r.stopped_by,
+            "budget_overshoot": r.budget_overshoot,
+            "last_step": r.last_step,
             "evaluations": r.evaluations,
             "sample_forwards": r.sample_forwards,
             "seconds": r.seconds,
@@ -290,15 +284,20 @@ class SearchRun:
         """Write ``ticket.npz``, ``result.json``, ``curve.csv`` and ``curve.png`` into ``out``.
 
         Refuses (:func:`check_out`) to replace a finished run unless ``force``.
+        The four are written as a unit (:func:`~prunetrain.files.write_folder`):
+        if any cannot be written, none is, and ``out`` keeps what it held.
         """
-        out = Path(out)
-        check_out(out, force)
+        out = check_out(out, force)
+        record = self.record()
+        title = f"{self.result.method} on {self.config['dataset']}"
+
+        def fill(folder: Path) -> None:
+            self.ticket.save(folder / "ticket.npz")
+            write_json(folder / "result.json", record)
+            write_curve(folder, self.result.history, title=title)
+
+        write_folder(out, fill)
         (out / "weights.npz").unlink(missing_ok=True)  # a baseline's, replaced under --force
-        self.ticket.save(out / "ticket.npz")
-        write_json(out / "result.json", self.record())
-        write_curve(
-            out, self.result.history, title=f"{self.result.method} on {self.config['dataset']}"
-        )
         return out
 
 
@@ -340,19 +339,19 @@ def finished_run(out: str | os.PathLike) -> str | None:
     return None if stopped_by == "interrupted" else what
 
 
-def check_out(out: str | os.PathLike, force: bool = False) -> None:
-    """Raise unless the run folder ``out`` may be written.
+def check_out(out: str | os.PathLike, force: bool = False) -> Path:
+    """Raise unless the run folder ``out`` may be written; return it as a ``Path``.
 
-    A folder that holds a finished run (:func:`finished_run`) is kept unless ``force``.
+    It must be writable (:func:`~prunetrain.files.check_writable_folder`), and a
+    folder that holds a finished run (:func:`finished_run`) is kept unless ``force``.
     """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise PrunetrainError(f"--out {out} exists and is not a folder")
+    out = check_writable_folder(out)
     if not force and (what := finished_run(out)):
         raise PrunetrainError(
             f"--out {out} already holds a finished run ({what}); pass --force to overwrite it, "
             "or choose another --out"
         )
+    return out
 
 
 def resolve_out(
@@ -366,8 +365,7 @@ def resolve_out(
     overwrites the first).
     """
     if out is not None:
-        check_out(out, force)
-        return Path(out)
+        return check_out(out, force)
     if runs_dir is None:
         return None
     base = Path(runs_dir) / run_name(config)
@@ -375,8 +373,7 @@ def resolve_out(
     while not force and (candidate.is_file() or finished_run(candidate)):
         number += 1
         candidate = base.with_name(f"{base.name}-{number}")
-    check_out(candidate, force)
-    return candidate
+    return check_out(candidate, force)
 
 
 def write_curve(out: Path, history: list[dict], title: str = "") -> None:
@@ -456,6 +453,7 @@ def run_search(
     out: str | os.PathLike | None = None,
     runs_dir: str | os.PathLike | None = None,
     force: bool = False,
+    checkpoint_every: float = 60.0,
 ) -> SearchRun:
     """Search a frozen random network for a mask, evaluate it, optionally save it.
 
@@ -505,6 +503,12 @@ def run_search(
         Show a progress bar.
     out : path, optional
         Folder to write ``ticket.npz``, ``result.json`` and the curve into.
+        While the search runs, ``checkpoint.pkl`` there holds its state
+        (written every ``checkpoint_every`` seconds and on Ctrl-C), from
+        which :func:`resume_search` continues it; it is removed when the
+        search ends other than by an interrupt.
+    checkpoint_every : float
+        Seconds between checkpoints (with ``out``).
     runs_dir : path, optional
         Without ``out``: write into ``runs_dir/<run_name(config)>``
         (:func:`run_name`; a rerun of the same config goes to ``…-2``, see
@@ -575,6 +579,12 @@ def run_search(
         "init_share": init_share if isinstance(searcher, Pipeline) else None,
     }
     out = resolve_out(config, out, runs_dir, force)
+    checkpoint = None
+    if out is not None:
+        source = None if isinstance(dataset, Dataset) else os.fspath(dataset)
+        data_dir = None if data_dir is None else os.fspath(data_dir)
+        resume_config = {"run": config, "dataset": source, "data_dir": data_dir}
+        checkpoint = Checkpoint(out / CHECKPOINT, checkpoint_every, resume_config)
     result = run(
         problem,
         searcher,
@@ -583,11 +593,111 @@ def run_search(
         init_mask=start_mask,
         patience=patience,
         progress=progress,
+        checkpoint=checkpoint,
     )
-    meta = {**dataset_meta(data), "method": method, "seed": seed}
+    return _finish_search(config, data, network, rule, result, out, force)
+
+
+def resume_search(
+    out: str | os.PathLike,
+    *,
+    dataset: Dataset | str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    checkpoint_every: float = 60.0,
+    force: bool = False,
+) -> SearchRun:
+    """Continue the search whose checkpoint is in the folder ``out``, and write its outputs there.
+
+    The search continues exactly where its checkpoint was written: the
+    searcher's state, its random streams, the batch order, the budget used
+    and the validation history. With an evaluation budget the result is the
+    uninterrupted search's, the same ticket byte for byte.
+
+    Parameters
+    ----------
+    out : path
+        The run folder (``prunetrain search --out``) holding ``checkpoint.pkl``.
+    dataset : Dataset or str, optional
+        The data, if the search was given a :class:`~prunetrain.data.Dataset`
+        object (a name or file is stored in the checkpoint and loaded again).
+    data_dir : path, optional
+        Where the IDX files are now, if not where they were.
+    progress : bool
+        Show a progress bar.
+    checkpoint_every : float
+        Seconds between the resumed search's own checkpoints.
+    force : bool
+        Resume even if ``out`` holds a finished run (:func:`check_out`); an
+        interrupted run's outputs are replaced without it.
+
+    Returns
+    -------
+    SearchRun
+        As :func:`run_search` returns; the checkpoint is removed once the
+        search has finished and its outputs are written.
+    """
+    out = check_writable_folder(out)
+    saved, state = read_checkpoint(out / CHECKPOINT)
+    check_out(out, force)
+    try:
+        config = saved["run"]
+        source = dataset if dataset is not None else saved["dataset"]
+        if source is None:
+            raise PrunetrainError(
+                f"the search in {out} ran on a Dataset object: pass it again as dataset="
+            )
+        if data_dir is None:
+            data_dir = saved["data_dir"]
+        data = source if isinstance(source, Dataset) else load_dataset(source, data_dir=data_dir)
+        spec = NetworkSpec(
+            resolve_arch(config["arch"], data),
+            init=config["init"],
+            scale=config["scale"],
+            keep=config["keep"],
+        )
+        rule = KeepRule(config["keep"], config["keep_rule"])
+        network = FrozenNetwork(spec, config["network_seed"])
+        problem = Problem(
+            network,
+            data,
+            rule,
+            backend=config["backend"],
+            batch_size=config["batch_size"],
+            schedule=config["schedule"],
+            seed=config["seed"],
+        )
+        budget, patience = config["budget"], config["patience"]
+    except (KeyError, TypeError):
+        raise PrunetrainError(f"{out / CHECKPOINT} is damaged (its config is incomplete)") from None
+    checkpoint = Checkpoint(out / CHECKPOINT, checkpoint_every, saved)
+    result = run(
+        problem, None, budget, patience=patience, progress=progress, checkpoint=checkpoint,
+        resume=state,
+    )  # fmt: skip
+    return _finish_search(config, data, network, rule, result, out, force)
+
+
+def _finish_search(
+    config: dict,
+    data: Dataset,
+    network: FrozenNetwork,
+    rule: KeepRule,
+    result: SearchResult,
+    out: Path | None,
+    force: bool = False,
+) -> SearchRun:
+    """The ticket, its metrics and the record of a search; written to ``out`` if given.
+
+    A search that ran to its end removes its checkpoint; an interrupted one
+    keeps it, to be resumed.
+    """
+    meta = {**dataset_meta(data), "method": config["method"], "seed": config["seed"]}
     ticket = Ticket(network, result.mask, rule, meta)
     metrics = evaluate_ticket(ticket, data)
     finished = SearchRun(config=config, result=result, ticket=ticket, metrics=metrics, out=out)
     if out is not None:
         finished.save(out, force=force)
+        if not result.interrupted:
+            (out / CHECKPOINT).unlink(missing_ok=True)
     return finished

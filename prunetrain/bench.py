@@ -28,6 +28,7 @@ from prunetrain.backends import BACKENDS, resolve_backend
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import MaskPopulation
 from prunetrain.network import FrozenNetwork, NetworkSpec, parse_arch
+from prunetrain.provenance import describe_blas, machine
 
 GEMM_SIZE = 4096
 # Backends that run on the GPU, measured against the GPU's own GEMM peak.
@@ -98,48 +99,21 @@ def time_interleaved(
 
 
 def machine_info() -> dict:
-    """CPU, cores, Python and library versions, and the BLAS NumPy calls."""
-    info = {
-        "cpu": _cpu_name(),
-        "cores": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-    }
+    """The CPU, its cores and features, the BLAS libraries (:func:`prunetrain.provenance.machine`), and versions."""
+    info = machine()
+    info["python"] = platform.python_version()
+    info["numpy"] = np.__version__
     try:
         import numba
 
         info["numba"] = numba.__version__
     except Exception:  # noqa: BLE001 - no numba is a fact to report, not an error
         info["numba"] = None
-    try:
-        from threadpoolctl import threadpool_info
-
-        blas = [b for b in threadpool_info() if b.get("user_api") == "blas"]
-        info["blas"] = [
-            f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture')}), "
-            f"{b.get('num_threads')} threads"
-            for b in blas
-        ]
-    except Exception:  # noqa: BLE001
-        info["blas"] = []
     return info
 
 
 def _load_average() -> float | None:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def available_backends() -> list[str]:
@@ -327,8 +301,8 @@ def format_bench(result: dict) -> str:
         f"arch {result['arch']}, population {result['population']}, batch {result['batch']}: "
         f"{result['flops_per_mask_eval'] / 1e6:.1f} MFLOP per mask evaluation, "
         f"median of {result['repeats']}",
-        f"machine: {m['cpu']}, {m['cores']} cores; BLAS: {'; '.join(m.get('blas') or ['?'])}"
-        + _load_text(result.get("load_average")),
+        f"machine: {m['cpu']}, {m['cores']} cores ({' '.join(m.get('cpu_features') or ['?'])}); "
+        f"BLAS: {describe_blas(m.get('blas') or [])}" + _load_text(result.get("load_average")),
         f"fp32 GEMM peak ({result['gemm_size']}² sgemm): {result['gemm_peak_gflops']:.1f} GFLOP/s",
         *_gpu_lines(result),
         "",

@@ -211,6 +211,13 @@ def cli() -> None:
     help="Output folder. Default: runs/DATASET-METHOD-ARCH-keepK-BUDGET-seedS-HASH "
     "(HASH: of the whole config; a rerun writes beside it, into ...-2).",
 )
+@click.option(
+    "--resume",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Continue the interrupted search in DIR exactly where it stopped (its "
+    "checkpoint.pkl); takes every setting from the checkpoint.",
+)
 @force_option
 @json_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress or summary.")
@@ -219,11 +226,28 @@ def search(**opts) -> None:
     """Search a frozen random network for a mask; write ticket.npz, result.json and the curve.
 
     A folder that holds a finished run is not overwritten without --force.
+    Ctrl-C stops at the end of the current step, writes the best ticket so far
+    and a checkpoint, and exits with code 130; `--resume DIR` continues it.
     """
-    from prunetrain.api import run_search
+    from prunetrain.api import resume_search, run_search
     from prunetrain.backends import backend_notice
 
     set_verbosity(opts["quiet"], opts["verbose"])
+    if opts["resume"] is not None:
+        ctx = click.get_current_context()
+        given = [
+            f"--{name.replace('_', '-')}"
+            for name in opts
+            if name not in ("resume", "quiet", "verbose", "force", "as_json")
+            and ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        ]
+        if given:
+            raise PrunetrainError(
+                f"--resume takes every setting from its checkpoint; drop {', '.join(given)}"
+            )
+        finished = resume_search(opts["resume"], progress=not opts["quiet"], force=opts["force"])
+        _report_search(finished, opts)
+        return
     if notice := backend_notice(opts["backend"]):
         logger.debug(notice)
 
@@ -248,8 +272,25 @@ def search(**opts) -> None:
         init_share=opts["init_share"],
         **_output_options(opts),
     )
-    if _reported_as_json(finished, opts):
-        return
+    _report_search(finished, opts)
+
+
+def _report_search(finished, opts: dict) -> None:
+    """The summary of a search (or its ``--json``); an interrupted one says how to resume
+    and exits with 130."""
+    r, out = finished.result, finished.out
+    if not _reported_as_json(finished, opts):
+        _print_summary(finished)
+    if r.interrupted:
+        click.echo(
+            f"prunetrain: interrupted after {r.evaluations:.0f} evaluations; the best ticket "
+            f"so far is in {out}; continue with: prunetrain search --resume {out}",
+            err=True,
+        )
+        raise click.exceptions.Exit(EXIT_INTERRUPTED)
+
+
+def _print_summary(finished) -> None:
     r, m, c, out = finished.result, finished.metrics, finished.config, finished.out
     compiled = (
         f"; {r.compile_seconds:.1f} s compiling before it" if r.compile_seconds >= 0.1 else ""
@@ -260,10 +301,6 @@ def search(**opts) -> None:
         _accuracy_line(m),
         f"  wrote {out}/ticket.npz, result.json, curve.csv, curve.png",
     ]
-    if r.interrupted:
-        lines.append(
-            f"  interrupted: the best ticket so far is saved; resume with --init-mask {out}/ticket.npz"
-        )
     click.echo("\n".join(lines))
 
 
@@ -379,15 +416,27 @@ def compare(
 ) -> None:
     """Run every method and baseline of CONFIG.toml over its seeds; resume what is missing.
 
-    Writes results.jsonl, summary.md and plots into --out.
+    Writes results.jsonl, summary.md, summary.json, report.html and plots into --out;
+    `prunetrain report` regenerates all but results.jsonl. The whole config is
+    checked before the first run. Ctrl-C stops at once and exits with code 130,
+    keeping only the runs that finished; several compare processes may share one
+    --out (results.jsonl is locked while written).
     """
     from prunetrain.experiments import load_config, run_comparison
 
     comparison = load_config(config)
     out = out or f"experiments/results/{comparison.name}"
-    result = run_comparison(
-        comparison, out, jobs=jobs, scheduler=scheduler, echo=None if quiet else logger.info
-    )
+    try:
+        result = run_comparison(
+            comparison, out, jobs=jobs, scheduler=scheduler, echo=None if quiet else logger.info
+        )
+    except KeyboardInterrupt:
+        click.echo(
+            f"prunetrain: interrupted; the runs that finished are in {out}/results.jsonl, "
+            "and a rerun completes the rest",
+            err=True,
+        )
+        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
     if as_json:
         echo_json(
             {
@@ -398,19 +447,81 @@ def compare(
                 "skipped": len(result.skipped),
                 "failed": result.failed,
                 "seconds": result.seconds,
-                "files": ["results.jsonl", "summary.md"],
+                "files": ["results.jsonl", "summary.md", "summary.json", "report.html"],
             }
         )
     else:
         click.echo(
             f"{len(result.ran)} runs done, {len(result.skipped)} skipped (already done), "
-            f"{len(result.failed)} failed in {result.seconds:.0f} s; wrote {out}/results.jsonl, summary.md and plots"
+            f"{len(result.failed)} failed in {result.seconds:.0f} s; wrote {out}/results.jsonl, "
+            "summary.md, report.html and plots"
         )
     if result.failed:
         raise PrunetrainError(
             f"{len(result.failed)} run(s) failed; rerun to retry them "
             f"(first: {next(iter(result.failed.values()))})"
         )
+
+
+@cli.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Write one report of all FOLDERS' runs here, instead of regenerating each in place.",
+)
+@click.option(
+    "--targets",
+    metavar="F,F,...",
+    help="Time-to-target fractions of the reference's final accuracy. Default: the config's "
+    "[report] (kept in summary.json), else 0.9,0.95,0.98.",
+)
+@click.option(
+    "--reference", help="Label whose final accuracy the targets are fractions of (edge-popup)."
+)
+@click.option(
+    "--default",
+    "default_label",
+    help=f"Label of the default search, the second reference of the paired differences ({DEFAULT_METHOD}).",
+)
+def report(
+    folders: tuple[str, ...],
+    out: str | None,
+    targets: str | None,
+    reference: str | None,
+    default_label: str | None,
+) -> None:
+    """Regenerate summary.md, summary.json, the plots and report.html from results.jsonl.
+
+    Runs nothing: everything comes from the records `prunetrain compare` wrote into each of
+    FOLDERS.
+    """
+    import shlex
+
+    from prunetrain.experiments import report_folders
+
+    overrides: dict = {"reference": reference, "default": default_label}
+    if targets:
+        try:
+            overrides["targets"] = [float(t) for t in targets.split(",")]
+        except ValueError:
+            raise PrunetrainError(
+                f"bad --targets {targets!r}: expected fractions such as 0.9,0.95,0.98"
+            ) from None
+    args = ["prunetrain", "report", *folders]
+    for flag, value in (
+        ("--out", out),
+        ("--targets", targets),
+        ("--reference", reference),
+        ("--default", default_label),
+    ):
+        if value:
+            args += [flag, value]
+    written = report_folders(
+        folders, out, overrides=overrides, command=" ".join(map(shlex.quote, args))
+    )
+    for path in written:
+        click.echo(f"wrote {path.parent}/summary.md, summary.json, report.html and the plots")
 
 
 @cli.command()

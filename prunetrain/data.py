@@ -97,7 +97,17 @@ class FeatureScaling:
 
     def transform(self, X) -> np.ndarray:
         """Scaled features, float32, C-contiguous."""
-        out = (np.asarray(X, dtype=np.float64) - self.offset) * self.factor
+        X = np.asarray(X, dtype=np.float64)
+        offset = np.asarray(self.offset, dtype=np.float64)
+        factor = np.asarray(self.factor, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            shifted = X - offset
+            out = shifted * factor
+            # Where x - offset overflows (a feature spanning more than the largest float),
+            # halving both sides cannot overflow; elsewhere it would round the same.
+            over = np.isinf(shifted) & np.isfinite(X)
+            if over.any():
+                out[over] = ((X / 2 - offset / 2) * (2.0 * factor))[over]
         if self.clip:
             np.clip(out, 0.0, 1.0, out=out)
         return np.ascontiguousarray(out, dtype=np.float32)
@@ -757,11 +767,20 @@ def _finish_user_data(
 
 
 def _minmax(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature offset and factor mapping train values onto [0, 1]; constant features to 0."""
-    low = X_train.min(axis=0)
-    span = X_train.max(axis=0) - low
-    scale = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
-    return low, scale
+    """Per-feature offset and factor mapping train values onto [0, 1]; constant features to 0.
+
+    Any finite features scale without overflow: where ``max - min`` exceeds the
+    largest float (say -1e308 and 1e308) the factor is ``0.5 / (max/2 - min/2)``,
+    which cannot overflow, and :meth:`FeatureScaling.transform` halves both
+    sides wherever ``x - min`` would overflow.
+    """
+    low, high = X_train.min(axis=0), X_train.max(axis=0)
+    with np.errstate(over="ignore"):
+        span = high - low
+    wide = ~np.isfinite(span)
+    factor = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
+    factor[wide] = 0.5 / (high[wide] / 2 - low[wide] / 2)
+    return low, factor
 
 
 # --- checks, splits, encoding ------------------------------------------------------

@@ -20,5 +20,9 @@ class TicketError(PrunetrainError):
     """A ticket file is damaged or belongs to another network."""
 
 
+class ArchiveError(PrunetrainError):
+    """An ``.npz`` archive is malformed, too large, or not what was expected of it."""
+
+
 class BackendUnavailableError(PrunetrainError):
     """A backend was asked for by name but cannot run on this machine."""

@@ -33,6 +33,7 @@ from prunetrain.metrics import cross_entropy, log_softmax
 from prunetrain.network import INIT_SCHEMES, FrozenNetwork, NetworkSpec
 from prunetrain.objective import Budget, Problem
 from prunetrain.search import SEARCHERS, make_searcher, resolve_batch_size, run
+from prunetrain.threads import one_blas_thread
 from prunetrain.ticket import Ticket
 
 DEFAULT_BUDGET = "1000evals"
@@ -494,7 +495,8 @@ default="signed_constant"
         X = _scaled(self.feature_scaling_, X)
         # The float64 reference forward: a row's probabilities must not depend on which
         # other rows are predicted with it (float32 GEMMs of 1 and of n rows round apart).
-        return log_softmax(self.ticket_.network.forward(self.masks_, X))
+        with one_blas_thread():  # and not on the thread count (prunetrain.threads)
+            return log_softmax(self.ticket_.network.forward(self.masks_, X))
 
     def predict(self, X):
         """Predict the class of each sample.

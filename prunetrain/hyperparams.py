@@ -110,3 +110,10 @@ def check_choice(name: str, value, choices) -> None:
         raise PrunetrainError(
             f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}"
         )
+
+
+def check_flag(name: str, value) -> bool:
+    """``value`` as a bool if it is one, else a one-line :class:`PrunetrainError`."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise PrunetrainError(f"{name} must be True or False, got {value!r}")
+    return bool(value)

@@ -90,10 +90,13 @@ class NetworkSpec:
         sizes = self.layer_sizes
         if isinstance(sizes, str):
             sizes = parse_arch(sizes)
+        sizes = tuple(sizes)
+        if len(sizes) < 2 or not all(_is_int(s) and s >= 1 for s in sizes):
+            raise PrunetrainError(
+                f"bad layer sizes {sizes}: need >= 2 sizes, each a positive integer"
+            )
         sizes = tuple(int(s) for s in sizes)
         object.__setattr__(self, "layer_sizes", sizes)
-        if len(sizes) < 2 or any(s < 1 for s in sizes):
-            raise PrunetrainError(f"bad layer sizes {sizes}: need >= 2 positive sizes")
         if self.init not in INIT_SCHEMES:
             raise PrunetrainError(
                 f"unknown init {self.init!r}; expected one of {', '.join(INIT_SCHEMES)}"
@@ -108,6 +111,8 @@ class NetworkSpec:
             raise PrunetrainError(
                 f"unknown activation {self.activation!r}; expected one of {', '.join(ACTIVATIONS)}"
             )
+        if not isinstance(self.bias, (bool, np.bool_)):
+            raise PrunetrainError(f"bias must be True or False, got {self.bias!r}")
         object.__setattr__(self, "bias", bool(self.bias))
 
     @property
@@ -153,12 +158,16 @@ class NetworkSpec:
         return cls(**d)
 
 
+def _is_int(value) -> bool:
+    """An integer, not a bool (``True`` is no layer size or seed)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def check_keep(keep: float) -> float:
-    """Return ``keep`` as a float if it lies in (0, 1], else raise."""
-    try:
-        k = float(keep)
-    except (TypeError, ValueError):
-        raise PrunetrainError(f"keep must be a number in (0, 1], got {keep!r}") from None
+    """Return ``keep`` as a float if it is a number in (0, 1], else raise."""
+    if isinstance(keep, (bool, np.bool_)) or not isinstance(keep, (int, float, np.number)):
+        raise PrunetrainError(f"keep must be a number in (0, 1], got {keep!r}")
+    k = float(keep)
     if not (0.0 < k <= 1.0) or math.isnan(k):
         raise PrunetrainError(f"keep must lie in (0, 1], got {keep!r}")
     return k
@@ -200,12 +209,14 @@ def init_weights(spec: NetworkSpec, seed: int) -> tuple[list[np.ndarray], list[n
     return weights, (biases if spec.bias else None)
 
 
+#: Seeds are stored as int64 (tickets, result records).
+MAX_SEED = 2**63 - 1
+
+
 def check_seed(seed: int) -> int:
-    """Return ``seed`` as a non-negative int, else raise."""
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-        raise PrunetrainError(f"seed must be a non-negative integer, got {seed!r}")
-    if seed < 0:
-        raise PrunetrainError(f"seed must be a non-negative integer, got {seed!r}")
+    """Return ``seed`` as an int in [0, 2**63 - 1], else raise."""
+    if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+        raise PrunetrainError(f"seed must be an integer in [0, 2**63 - 1], got {seed!r}")
     return int(seed)
 
 

@@ -8,6 +8,7 @@ batches, evaluates populations of masks and counts what that costs.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 
 _BUDGET_RE = re.compile(r"^\s*(\d+(?:\.\d*)?(?:e\d+)?)\s*(s|sec|m|min|h|evals?)\s*$", re.IGNORECASE)
 _SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
+#: The largest budgets: a year of wall time, 10**15 evaluations (exact as float64 counts).
+MAX_SECONDS = 365 * 24 * 3600.0
+MAX_EVALUATIONS = 10**15
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,10 +54,21 @@ class Budget:
     def __post_init__(self) -> None:
         if (self.seconds is None) == (self.evaluations is None):
             raise PrunetrainError("a budget is either seconds or evaluations, not both or neither")
-        if self.seconds is not None and not self.seconds > 0:
-            raise PrunetrainError(f"a time budget must be positive, got {self.seconds}")
-        if self.evaluations is not None and self.evaluations < 1:
-            raise PrunetrainError(f"an evaluation budget must be >= 1, got {self.evaluations}")
+        if self.seconds is not None:
+            if not 0 < self.seconds <= MAX_SECONDS:  # NaN and infinity fail too
+                raise PrunetrainError(
+                    f"a time budget must be positive and finite, at most {MAX_SECONDS:g} s "
+                    f"(a year), got {self.seconds}"
+                )
+        elif (
+            isinstance(self.evaluations, bool)
+            or not isinstance(self.evaluations, (int, np.integer))
+            or not 1 <= self.evaluations <= MAX_EVALUATIONS
+        ):
+            raise PrunetrainError(
+                f"an evaluation budget must be a whole number from 1 to at most "
+                f"{MAX_EVALUATIONS:.0e}, got {self.evaluations!r}"
+            )
 
     @classmethod
     def parse(cls, value: str | float | int | Budget) -> Budget:
@@ -69,9 +84,15 @@ class Budget:
                 "or an evaluation count such as 20000evals"
             )
         number, unit = float(match.group(1)), match.group(2).lower()
+        if not math.isfinite(number):
+            raise PrunetrainError(f"bad budget {value!r}: the number must be finite")
         if unit.startswith("eval"):
             if number != int(number):
                 raise PrunetrainError(f"bad budget {value!r}: evaluations must be a whole number")
+            if number > MAX_EVALUATIONS:
+                raise PrunetrainError(
+                    f"bad budget {value!r}: at most {MAX_EVALUATIONS:.0e} evaluations"
+                )
             return cls(evaluations=int(number))
         return cls(seconds=number * _SECONDS[unit])
 
@@ -242,6 +263,38 @@ class Problem:
         if self.schedule == "rotate":
             self._batch = self._make_batch(self._next_rotating_index())
         return self._batch
+
+    # --- checkpoints ----------------------------------------------------------------
+    def get_state(self) -> dict:
+        """The batch order and cost counters, to continue this problem exactly (a checkpoint)."""
+        return {
+            "batch_rng": self._batch_rng.bit_generator.state,
+            "order": self._order.copy(),
+            "position": self._position,
+            "batches_handed": self._batches_handed,
+            "batch_index": np.asarray(self._batch.index).copy(),
+            "batch_number": self._batch.number,
+            "n_evaluations": self.n_evaluations,
+            "n_sample_forwards": self.n_sample_forwards,
+            "n_validations": self.n_validations,
+        }
+
+    def set_state(self, state: dict) -> None:
+        """Continue from :meth:`get_state` of a problem with the same network, data and schedule."""
+        index = np.asarray(state["batch_index"], dtype=np.int64)
+        if index.ndim != 1 or (len(index) and not 0 <= index.min() <= index.max() < self.n_train):
+            raise PrunetrainError("the checkpoint's batch does not fit this training set")
+        self._batch_rng.bit_generator.state = state["batch_rng"]
+        self._order = np.asarray(state["order"], dtype=np.int64)
+        self._position = int(state["position"])
+        self._batches_handed = int(state["batches_handed"])
+        b = self.backend
+        self._batch = Batch(
+            b.take(self.X_train, index), b.take(self.y_train, index), index, state["batch_number"]
+        )
+        self.n_evaluations = state["n_evaluations"]
+        self.n_sample_forwards = state["n_sample_forwards"]
+        self.n_validations = state["n_validations"]
 
     # --- evaluation -----------------------------------------------------------------
     @property

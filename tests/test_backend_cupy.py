@@ -32,6 +32,7 @@ from prunetrain.backends import (
     flips,
     make_backend,
     resolve_backend,
+    screen,
 )
 from prunetrain.backends.cupy_backend import CupyBackend, gpu_unavailable_reason
 from prunetrain.errors import BackendUnavailableError, PrunetrainError
@@ -412,6 +413,27 @@ def test_gpu_flip_gains_and_updates_match_the_reference():
         assert state.loss == pytest.approx(ref.loss, rel=1e-10)
         for got, want in zip(state.mask, ref.mask):
             np.testing.assert_array_equal(got, want)
+
+
+@needs_gpu
+@pytest.mark.parametrize(
+    "sizes, B, bias", [((784, 300, 100, 10), 256, False), ((64, 24, 16, 10), 50, True)]
+)
+def test_gpu_flip_screen_matches_the_reference(sizes, B, bias):
+    net, masks, _, X, y, _ = random_case(sizes, 2, B, bias, 3)
+    backend = CupyBackend(net)
+    state = backend.flip_state(masks[1], backend.asarray(X), backend.aslabels(y))
+    ref = flips.build_state(net, masks[1], X, y)
+    want = screen.screen_gains(ref, screen.probe_responses(ref))
+    got = backend.flip_screen(state)
+    assert [g.shape for g in got] == [w.shape for w in want]
+    for g, w in zip(got, want):
+        assert isinstance(g, np.ndarray) and g.dtype == np.float32
+        scale = np.abs(w).max()
+        assert scale > 0
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-5 * scale)
+    for g, again in zip(got, backend.flip_screen(state)):  # deterministic: no atomics
+        np.testing.assert_array_equal(g, again)
 
 
 @needs_gpu

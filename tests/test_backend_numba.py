@@ -58,8 +58,10 @@ def test_numba_matches_numpy_reference(sizes, P, B, bias, kind, keep, zero_layer
     # A budget of one byte forces one mask and one row per work item.
     assert_same_fitness(NumbaBackend(net, buffer_bytes=1), reference, population, X, y)
     mask = population.mask(P - 1)
+    # float32 GEMMs of other shapes: the rounding error scales with the terms summed (O(1)),
+    # not with the logit, so a logit near zero needs an absolute tolerance.
     np.testing.assert_allclose(
-        NumbaBackend(net).logits(mask, X), reference.logits(mask, X), rtol=1e-5, atol=1e-6
+        NumbaBackend(net).logits(mask, X), reference.logits(mask, X), rtol=1e-5, atol=1e-5
     )
 
 
@@ -76,7 +78,7 @@ def test_worker_threads_match_reference(buffer_bytes, bias):
         backend.logits(population.mask(0), X),
         make_backend("numpy", net).logits(population.mask(0), X),
         rtol=1e-5,
-        atol=1e-6,
+        atol=1e-5,  # float32 rounding of O(1) terms (see above)
     )
 
 
@@ -179,7 +181,7 @@ def test_concurrent_evaluations_agree_and_restore_blas_threads():
 
     from threadpoolctl import threadpool_info
 
-    before = [(i["filepath"], i["num_threads"]) for i in threadpool_info()]
+    before = {i["filepath"]: i["num_threads"] for i in threadpool_info()}
     cases = [random_case((64, 48, 32, 10), 12, 300, False, "free", 0.5, None, s) for s in range(4)]
     backends = [NumbaBackend(net, n_workers=2) for net, *_ in cases]
     expected = [make_backend("numpy", net).evaluate(pop, X, y)[0] for net, pop, X, y in cases]
@@ -193,7 +195,8 @@ def test_concurrent_evaluations_agree_and_restore_blas_threads():
     for got, want in zip(results, expected):
         for loss in got:
             np.testing.assert_allclose(loss, want, rtol=1e-5)
-    assert [(i["filepath"], i["num_threads"]) for i in threadpool_info()] == before
+    after = {i["filepath"]: i["num_threads"] for i in threadpool_info()}
+    assert {path: after[path] for path in before} == before  # (SciPy's BLAS may load meanwhile)
 
 
 def test_without_numba_the_registry_leaves_it_out():

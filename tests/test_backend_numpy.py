@@ -67,11 +67,15 @@ def test_chunked_population_equals_unchunked(monkeypatch):
         [random_mask(net.shapes, KeepRule(0.5), rng) for _ in range(7)], net.shapes
     )
     X, y = rng.random((16, 30), dtype=np.float32), rng.integers(0, 5, 16)
-    whole = make_backend("numpy", net).evaluate(pop, X, y)
+    backend = make_backend("numpy", net)
+    whole = backend.evaluate(pop, X, y)
     monkeypatch.setattr(numpy_backend, "CHUNK_BYTES", 4 * net.spec.n_weights * 2)  # 2 masks a chunk
     chunked = make_backend("numpy", net).evaluate(pop, X, y)
-    np.testing.assert_array_equal(whole[0], chunked[0])
-    np.testing.assert_array_equal(whole[1], chunked[1])
+    # Chunks change the first GEMM's width, which BLAS may round differently (OpenBLAS's
+    # AVX2 kernels do, in the 9th digit): equal to float32 rounding, not to the bit.
+    np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-6)
+    for p in range(len(pop)):
+        assert_accuracy_agrees(chunked[1][p], whole[1][p], backend.logits(pop.mask(p), X), len(y))
 
 
 def test_backend_registry():

@@ -175,7 +175,8 @@ def test_baseline_runs_and_records_like_a_search(digits, method, tmp_path, capsy
         digits, ARCH, method=method, method_params=QUICK[method], keep=0.25, seed=2, out=tmp_path
     )
     record = json.loads((tmp_path / "result.json").read_text())
-    search_keys = {"config", "versions", "method", "params", "stopped_by", "evaluations"}
+    search_keys = {"config", "versions", "provenance", "method", "params", "stopped_by"}
+    search_keys |= {"evaluations"}
     search_keys |= {"sample_forwards", "seconds", "keep_fraction", "train_accuracy"}
     search_keys |= {"val_accuracy", "test_accuracy", "metrics", "history"}
     assert search_keys <= set(record) and {"ticket", "note", "epochs"} <= set(record)

@@ -27,6 +27,11 @@ def test_run_bench_reports_every_backend():
     for name in result["backends"]:
         assert name in text
     assert "GFLOP/s" in text
+    # The CPU and the BLAS kernels it ran (their instruction-set level) are named.
+    machine = result["machine"]
+    assert machine["cpu"] in text and machine["blas"]
+    for blas in machine["blas"]:
+        assert f"{blas['library']} {blas['version']} ({blas['architecture']}," in text
 
 
 def test_run_bench_picks_backends_by_name():

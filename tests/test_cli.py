@@ -1,11 +1,16 @@
 import json
+import os
+import shlex
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from prunetrain.cli import main
+from prunetrain.provenance import command_line
 from prunetrain.ticket import Ticket
 
 
@@ -43,12 +48,17 @@ def test_search_then_evaluate_reproduces_test_accuracy(tmp_path, capsys):
     record = json.loads((out / "result.json").read_text())
     assert record["config"]["arch"] == "64-32-10" and record["evaluations"] >= 300
     assert {"prunetrain", "numpy", "python"} <= set(record["versions"])
+    provenance = record["provenance"]
+    assert provenance["command"] == command_line()  # this process's (pytest's) command line
+    assert provenance["machine"]["cpu"] and provenance["machine"]["blas"][0]["architecture"]
+    assert provenance["created_utc"].endswith("Z")
     code, stdout, _ = cli(
         capsys, "evaluate", str(out / "ticket.npz"), "--dataset", "digits", "--json"
     )
     assert code == 0
     metrics = json.loads(stdout)["metrics"]
-    assert metrics["test"]["accuracy"] == record["test_accuracy"]  # exactly
+    # Exactly: both are the NumPy reference on one BLAS thread, on this machine.
+    assert metrics["test"]["accuracy"] == record["test_accuracy"]
     assert metrics["train"]["loss"] == record["metrics"]["train"]["loss"]
     # The dataset defaults to the ticket's own.
     code, stdout, _ = cli(capsys, "evaluate", str(out / "ticket.npz"), "--split", "test")
@@ -315,11 +325,16 @@ def test_ctrl_c_writes_the_best_ticket_so_far(tmp_path):
     proc.wait(timeout=60)
     reader.join(timeout=10)
     stderr = "".join(err_chunks)
-    assert proc.returncode == 0, stderr
-    assert "interrupted" in stdout and "--init-mask" in stdout
+    assert proc.returncode == 130, stderr
+    assert "stopped by interrupted" in stdout
+    assert f"prunetrain search --resume {out}" in stderr and "Traceback" not in stderr
     record = json.loads((out / "result.json").read_text())
     assert record["stopped_by"] == "interrupted" and record["seconds"] < 60
+    assert record["provenance"]["command"].endswith(
+        "-m prunetrain search --budget 1h --arch 64-16-10 --out " + shlex.quote(str(out))
+    )
     Ticket.load(out / "ticket.npz")
+    assert (out / "checkpoint.pkl").is_file()
 
 
 def test_verbose_says_why_auto_passes_over_the_gpu(tmp_path, capsys):
@@ -399,3 +414,132 @@ def test_search_writes_strict_json_for_every_kind_of_default(tmp_path, capsys, m
     assert code == 0, err
     record = json.loads((out / "result.json").read_text())
     assert record["method"] == method and record["evaluations"] >= 40
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--seed", "9223372036854775808"], "seed must be an integer in [0, 2**63 - 1]"),
+        (["--network-seed", "9223372036854775808"], "seed must be"),
+        (["--budget", "1e400evals"], "budget"),
+        (["--budget", "1e400s"], "budget"),
+    ],
+)
+def test_out_of_range_values_are_refused_before_any_work(
+    tmp_path, capsys, monkeypatch, args, message
+):
+    import prunetrain.api
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the search began before its options were checked")
+
+    monkeypatch.setattr(prunetrain.api, "load_dataset", no_work)
+    code, stdout, err = cli(capsys, "search", *args, "--out", str(tmp_path / "o"), "-q")
+    assert code == 2 and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_unwritable_out_is_refused_before_the_search(tmp_path, capsys, monkeypatch):
+    import prunetrain.api
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the search began before --out was checked")
+
+    monkeypatch.setattr(prunetrain.api, "load_dataset", no_work)
+    (tmp_path / "file").write_text("x")
+    outs = {tmp_path / "file" / "run": "not a folder", Path("/proc/nope/run"): "cannot write"}
+    if os.geteuid() != 0:  # root writes into read-only folders
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        outs[locked / "run"] = "cannot write"
+    for out, message in outs.items():
+        for command in ("search", "baseline"):
+            code, stdout, err = cli(capsys, command, "--out", str(out), "-q")
+            assert code == 2 and err.count("\n") == 1 and message in err, err
+            assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"] + (
+        ["locked"] if os.geteuid() != 0 else []
+    )
+
+
+def test_extreme_features_search_writes_every_output(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.random((80, 5))
+    X[:, 0] = np.where(rng.random(80) < 0.5, -1e308, 1e308)
+    np.savez(tmp_path / "wide.npz", X=X, y=np.arange(80) % 2)
+    out = tmp_path / "run"
+    code, _, err = cli(
+        capsys, "search", "--dataset", str(tmp_path / "wide.npz"), "--budget", "30evals",
+        "--method", "random", "--out", str(out), "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == OUTPUTS
+    assert np.isfinite(json.loads((out / "result.json").read_text())["metrics"]["train"]["loss"])
+
+
+OUTPUTS = ["curve.csv", "curve.png", "result.json", "ticket.npz"]
+
+
+def test_outputs_are_written_as_a_unit(tmp_path, capsys, monkeypatch):
+    import prunetrain.api
+
+    args = ["search", "--budget", "20evals", "--arch", "64-8-10", "--method", "random", "-q"]
+    fresh, kept = tmp_path / "fresh", tmp_path / "kept"
+    assert cli(capsys, *args, "--out", str(kept), "--seed", "1")[0] == 0
+    before = {p.name: p.read_bytes() for p in kept.iterdir()}
+    record = prunetrain.api.SearchRun.record
+    # result.json cannot be written (NaN is not JSON), as with overflowed features before.
+    monkeypatch.setattr(
+        prunetrain.api.SearchRun, "record", lambda self: {**record(self), "x": float("nan")}
+    )
+    # kept holds a finished run: only --force may replace it, and a failed write keeps it whole.
+    for out, force in ((fresh, []), (kept, ["--force"])):
+        with pytest.raises(ValueError, match="JSON"):
+            main([*args, "--out", str(out), *force])
+    # No ticket.npz alone: only the search's checkpoint, to resume it from.
+    assert [p.name for p in fresh.iterdir()] == ["checkpoint.pkl"]
+    after = {p.name: p.read_bytes() for p in kept.iterdir() if p.name != "checkpoint.pkl"}
+    assert after == before  # the old set, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "kept"]  # no staging left
+
+
+def test_interrupted_search_exits_130_and_resume_gives_the_uninterrupted_ticket(
+    tmp_path, capsys, monkeypatch
+):
+    """The issue's case: ga interrupted at 160 of 320 evaluations, then resumed."""
+    from prunetrain.objective import Problem
+
+    args = ["search", "--method", "ga", "--budget", "320evals", "--arch", "64-16-10", "-q"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert cli(capsys, *args, "--out", str(whole))[0] == 0
+    assert not (whole / "checkpoint.pkl").exists()  # a finished search keeps no checkpoint
+
+    next_batch = Problem.next_batch
+
+    def ctrl_c_at_160(self):
+        if self.n_evaluations >= 160:
+            monkeypatch.setattr(Problem, "next_batch", next_batch)
+            signal.raise_signal(signal.SIGINT)  # the real thing, in the middle of a step
+        return next_batch(self)
+
+    monkeypatch.setattr(Problem, "next_batch", ctrl_c_at_160)
+    code, _, err = cli(capsys, *args, "--out", str(cut))
+    assert code == 130 and f"prunetrain search --resume {cut}" in err
+    record = json.loads((cut / "result.json").read_text())
+    assert record["stopped_by"] == "interrupted" and 160 <= record["evaluations"] < 320
+    assert sorted(p.name for p in cut.iterdir()) == sorted([*OUTPUTS, "checkpoint.pkl"])
+
+    code, _, err = cli(capsys, "search", "--resume", str(cut), "--budget", "10evals")
+    assert code == 2 and "drop --budget" in err
+    code, _, err = cli(capsys, "search", "--resume", str(cut), "-q")
+    assert code == 0, err
+    assert (cut / "ticket.npz").read_bytes() == (whole / "ticket.npz").read_bytes()
+    resumed = json.loads((cut / "result.json").read_text())
+    first = json.loads((whole / "result.json").read_text())
+    assert resumed["evaluations"] == first["evaluations"] and resumed["stopped_by"] == "budget"
+    assert [r["val_accuracy"] for r in resumed["history"]] == [
+        r["val_accuracy"] for r in first["history"]
+    ]
+    assert sorted(p.name for p in cut.iterdir()) == OUTPUTS
+    code, _, err = cli(capsys, "search", "--resume", str(cut))
+    assert code == 2 and "no checkpoint" in err

@@ -4,12 +4,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from prunetrain.cli import main
 from prunetrain.errors import PrunetrainError
 from prunetrain.experiments import load_config, parse_config, read_results, run_comparison
+from prunetrain.provenance import command_line
 from prunetrain.search import SEARCHERS
 
 TINY = """
@@ -39,8 +41,9 @@ lr = 0.01
 method = "random"
 """
 
-# Results that must agree between executors for evaluation budgets (not timings).
-TIMING = {"seconds", "compile_seconds", "versions", "history"}
+# Results that must agree between executors for evaluation budgets (not timings, not where
+# and when they ran).
+TIMING = {"seconds", "compile_seconds", "versions", "provenance", "history"}
 
 
 def write_config(tmp_path, text=TINY, name="tiny.toml"):
@@ -93,6 +96,15 @@ def test_config_expands_to_keyed_runs(tmp_path):
         parse_config({"budget": "10evals", "methods": {"nes": {}}, "search": {"batch_size": "big"}})
 
 
+def test_run_key_covers_the_prunetrain_version(tmp_path, monkeypatch):
+    import prunetrain
+
+    run = load_config(write_config(tmp_path)).runs[0]
+    key = run.key
+    monkeypatch.setattr(prunetrain, "__version__", "99.0")
+    assert run.key != key  # another prunetrain reruns every run
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -106,6 +118,9 @@ def test_config_expands_to_keyed_runs(tmp_path):
         ('budget = "10evals"\nkeeps = [1.5]\nmethods = {hill = {}}', "keep"),
         ('budget = "10evals"\narchs = ["64-x"]\nmethods = {hill = {}}', "architecture"),
         ("budget = ", "not valid TOML"),
+        ('budget = "1e400evals"\nmethods = {hill = {}}', "budget"),
+        ('budget = "1e400s"\nmethods = {hill = {}}', "budget"),
+        ('budget = "10evals"\nseeds = [-1]\nmethods = {hill = {}}', "seed"),
     ],
 )
 def test_config_errors(tmp_path, text, message):
@@ -132,6 +147,13 @@ def test_compare_writes_results_summary_plots_and_resumes(tmp_path, capsys):
     for label in ("random", "hill", "edge-popup", "dense", "random-init"):
         assert f"| {label} |" in summary
     assert "95 % confidence" in summary and "60evals" in summary
+    # The rerun line quotes the command that ran, and the budget overshoot is reported.
+    assert f"`prunetrain compare {config} --jobs 1 --out {out}`" in summary
+    for r in records:
+        if r["kind"] == "search":
+            assert r["budget_overshoot"] == r["evaluations"] - 60 < r["last_step"]
+    assert "over budget" in summary and "less than its last step" in summary
+    assert (out / "report.html").stat().st_size > 10_000
     # Rerun: nothing to do, results untouched.
     code, stdout, _ = cli(capsys, "compare", config, "--out", out)
     assert code == 0 and "0 runs done, 10 skipped" in stdout
@@ -166,6 +188,10 @@ def test_dask_scheduler_gives_the_same_summary_as_local_processes(tmp_path, caps
         )
     assert code == 0, err
     assert "10 runs done" in stdout
+    local_summary = (tmp_path / "local" / "summary.md").read_text()
+    assert f"--jobs 2 --out {tmp_path / 'local'}`" in local_summary
+    dask_summary = (tmp_path / "dask" / "summary.md").read_text()
+    assert f"--scheduler {cluster.scheduler_address} --out" in dask_summary
 
     def numbers(folder):
         summary = json.loads((folder / "summary.json").read_text())
@@ -175,10 +201,14 @@ def test_dask_scheduler_gives_the_same_summary_as_local_processes(tmp_path, caps
             for m in group["methods"]
         ]
 
+    # Exactly, baselines too: every run computes on one BLAS thread, and the Numba backend
+    # splits its work by this machine's cores, not by the worker's threads.
     assert numbers(tmp_path / "local") == numbers(tmp_path / "dask")
     local = read_results(tmp_path / "local" / "results.jsonl")
     remote = read_results(tmp_path / "dask" / "results.jsonl")
     assert {k: stable(v) for k, v in local.items()} == {k: stable(v) for k, v in remote.items()}
+    # Each record names the command that ran the comparison, not a worker's.
+    assert {r["provenance"]["command"] for r in local.values()} == {command_line()}
 
 
 def test_killed_compare_resumes_with_only_the_missing_runs(tmp_path, capsys):
@@ -224,3 +254,244 @@ def test_compare_cli_errors(tmp_path, capsys):
     )
     assert code == 2 and "--jobs" in err
     assert not (tmp_path / "o" / "results.jsonl").exists()
+
+
+# --- faults: Ctrl-C, concurrent writers, orphaned workers, checks before work -------------
+
+SLOW = """
+datasets = ["digits"]
+hidden = [[32]]
+seeds = [0, 1, 2]
+budget = "1s"
+[search]
+backend = "numpy"
+[methods.random]
+"""
+
+
+def children(pid: int) -> list[int]:
+    """Pids of the live processes whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for a reaper does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def start_compare(config, out, *args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "prunetrain", "compare", str(config), "--out", str(out), *args],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_records(process, results, n, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if results.is_file() and len(read_results(results)) >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no {n} record(s) in time: {process.poll()}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_stops_compare_records_only_complete_runs_and_a_rerun_completes(
+    tmp_path, capsys, jobs
+):
+    config = write_config(tmp_path, SLOW, "slow.toml")
+    out = tmp_path / "out"
+    results = out / "results.jsonl"
+    process = start_compare(config, out, "--jobs", jobs)
+    try:
+        wait_for_records(process, results, 1)
+        workers = children(process.pid)
+        time.sleep(0.3)  # into the next run(s)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C at a terminal does
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    before = read_results(results)
+    assert 1 <= len(before) < 3
+    assert all(r["stopped_by"] == "budget" and r["seconds"] >= 1 for r in before.values())
+    deadline = time.monotonic() + 10
+    while any(map(alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(map(alive, workers)), "worker processes outlived compare"
+    code, stdout, _ = cli(capsys, "compare", config, "--out", out)
+    assert code == 0 and f"{3 - len(before)} runs done, {len(before)} skipped" in stdout
+    after = read_results(results)
+    assert len(after) == 3 and all(r["stopped_by"] == "budget" for r in after.values())
+    assert all(after[k] == v for k, v in before.items())
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_workers_exit_when_compare_is_killed(tmp_path):
+    config = write_config(tmp_path, SLOW.replace('"1s"', '"30s"'), "slow.toml")
+    process = start_compare(config, tmp_path / "out", "--jobs", "2", "-q")
+    try:
+        deadline = time.monotonic() + 60
+        workers = []
+        while len(workers) < 2 and time.monotonic() < deadline:
+            workers = [
+                pid
+                for pid in children(process.pid)
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            ]
+            time.sleep(0.1)
+        assert len(workers) == 2, "the workers did not start"
+        time.sleep(1.0)  # the workers are importing or running
+    finally:
+        process.kill()  # SIGKILL to the parent alone: no chance to clean up
+        process.wait()
+    deadline = time.monotonic() + 10
+    while any(map(alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in workers if alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "worker processes outlived their killed parent"
+
+
+def test_in_process_interrupt_records_only_complete_runs(tmp_path, monkeypatch):
+    """--jobs 1 runs in this process: the cut-short run must not be recorded as finished."""
+    from prunetrain.objective import Problem
+
+    config = write_config(tmp_path, SLOW.replace('"1s"', '"40evals"'), "evals.toml")
+    next_batch, batches = Problem.next_batch, []
+
+    def ctrl_c_in_the_second_run(self):
+        batches.append(self)
+        if len({id(p) for p in batches}) == 2 and self.n_evaluations >= 20:
+            monkeypatch.setattr(Problem, "next_batch", next_batch)
+            signal.raise_signal(signal.SIGINT)
+        return next_batch(self)
+
+    monkeypatch.setattr(Problem, "next_batch", ctrl_c_in_the_second_run)
+    with pytest.raises(KeyboardInterrupt):
+        run_comparison(config, tmp_path / "out", echo=None)
+    records = read_results(tmp_path / "out" / "results.jsonl")
+    assert len(records) == 1 and next(iter(records.values()))["stopped_by"] == "budget"
+
+
+def test_two_writers_on_one_out_lose_no_record(tmp_path):
+    a = write_config(tmp_path, TINY.replace("seeds = [0, 1]", "seeds = [0]"), "a.toml")
+    b_text = 'budget = "30evals"\narchs = ["64-8-10"]\n[methods.random]\npopulation = 4\n'
+    b = write_config(tmp_path, b_text, "b.toml")
+    out = tmp_path / "out"
+    ran_b = []
+
+    def echo(line):  # B runs to its end while A is between two of its runs
+        if "[1/" in line and not ran_b:
+            ran_b.append(run_comparison(b, out, echo=None, report=False))
+
+    first = run_comparison(a, out, echo=echo, report=False)
+    assert ran_b and len(ran_b[0].ran) == 1
+    records = read_results(out / "results.jsonl")
+    assert ran_b[0].ran[0] in records  # B's record survived A's final rewrite
+    assert set(first.ran) <= set(records) and len(records) == len(first.ran) + 1
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert len(lines) == len(records)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('budget = "10evals"\nsearch = 5\nmethods = {hill = {}}', "search"),
+        ('budget = "10evals"\nmethods = 5', "methods"),
+        ('budget = "10evals"\nbaselines = 5\nmethods = {hill = {}}', "baselines"),
+        ('budget = "10evals"\ndata_dir = 5\nmethods = {hill = {}}', "data_dir"),
+        ('budget = "10evals"\nhidden = [[true]]\nmethods = {hill = {}}', "hidden"),
+        ('budget = "10evals"\nhidden = [[16, -5]]\nmethods = {hill = {}}', "hidden"),
+        ('budget = "10evals"\nhidden = [[-5]]\nmethods = {hill = {}}', "hidden"),
+        ('budget = "10evals"\nhidden = [["16"]]\nmethods = {hill = {}}', "hidden"),
+        ('budget = "10evals"\narchs = ["*-16--5-*"]\nmethods = {hill = {}}', "architecture"),
+        ('budget = "10evals"\narchs = [5]\nmethods = {hill = {}}', "archs"),
+        ('budget = "10evals"\ninit = "xavier"\nmethods = {hill = {}}', "init"),
+        ('budget = "10evals"\nscale = 2\nmethods = {hill = {}}', "scale"),
+        ('budget = "10evals"\nkeep_rule = "neuron"\nmethods = {hill = {}}', "keep rule"),
+        ('budget = "10evals"\nsearch = {backend = "tpu"}\nmethods = {hill = {}}', "backend"),
+        ('budget = "10evals"\nsearch = {schedule = "x"}\nmethods = {hill = {}}', "schedule"),
+        ('budget = "10evals"\nsearch = {patience = 0}\nmethods = {hill = {}}', "patience"),
+        ('budget = "10evals"\nsearch = {batch_size = -3}\nmethods = {hill = {}}', "batch size"),
+        ('budget = "10evals"\nsearch = {batch_size = true}\nmethods = {hill = {}}', "batch size"),
+        ('budget = "10evals"\nmethods = {hill = {rounds = -1}}', "rounds"),
+        ('budget = "10evals"\nmethods = {ga = {population = 0}}', "population"),
+        ('budget = "10evals"\nmethods = {pbil = {elite = 99}}', "elite"),
+        ('budget = "10evals"\nmethods = {x = {method = 5}}', "method"),
+        ('budget = "10evals"\nmethods = {hill = 5}', "table"),
+        ('budget = "10evals"\nseeds = [0, 1, 0]\nmethods = {hill = {}}', "seed 0 twice"),
+        ('budget = "10evals"\nseeds = [true]\nmethods = {hill = {}}', "seed"),
+        ('budget = "10evals"\nkeeps = ["0.5"]\nmethods = {hill = {}}', "keep"),
+        ('budget = "10evals"\ndatasets = [5]\nmethods = {hill = {}}', "datasets"),
+        ('budget = "10evals"\nall_methods = "yes"\nmethods = {hill = {}}', "all_methods"),
+        ('budget = "10evals"\nname = "../../../x"\nmethods = {hill = {}}', "file name"),
+        ('budget = "10evals"\nname = "a/b"\nmethods = {hill = {}}', "file name"),
+        ('budget = "10evals"\nname = ".."\nmethods = {hill = {}}', "file name"),
+        ('budget = "10evals"\nname = 5\nmethods = {hill = {}}', "name"),
+        ("budget = 10\nx = " + "[" * 50000 + "]" * 50000, "nested"),
+    ],
+)
+def test_config_type_holes_are_one_line_errors(tmp_path, text, message):
+    with pytest.raises(PrunetrainError, match=message) as e:
+        load_config(write_config(tmp_path, text, "bad.toml"))
+    assert "\n" not in str(e.value)
+
+
+def test_hidden_only_archs_are_accepted_as_archs(tmp_path):
+    c = load_config(
+        write_config(
+            tmp_path, 'budget = "10evals"\narchs = ["*-16-*", "*-*"]\nmethods = {hill = {}}'
+        )
+    )
+    assert [r.arch for r in c.runs] == ["*-16-*", "*-*"]
+
+
+def test_whole_config_is_checked_before_the_first_run(tmp_path, capsys, monkeypatch):
+    import prunetrain.experiments.runner as runner
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("a run started before the config was checked")
+
+    monkeypatch.setattr(runner, "execute_run", no_run)
+    bad = [
+        'budget = "10evals"\nhidden = [[16]]\nmethods = {hill = {}, ga = {population = 0}}',
+        'budget = "10evals"\nhidden = [[16]]\nsearch = {backend = "tpu"}\nmethods = {hill = {}}',
+    ]
+    for text in bad:
+        code, stdout, err = cli(
+            capsys, "compare", write_config(tmp_path, text, "bad.toml"), "--out", tmp_path / "o"
+        )
+        assert code == 2 and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_unreachable_scheduler_leaves_no_folder(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("dask.distributed")
+    import prunetrain.experiments.runner as runner
+
+    monkeypatch.setattr(runner, "SCHEDULER_TIMEOUT", "1s")
+    config = write_config(tmp_path)
+    for address in ("tcp://127.0.0.1:1", "foo://x"):
+        out = tmp_path / "o"
+        code, _, err = cli(capsys, "compare", config, "--scheduler", address, "--out", out)
+        assert code == 2 and err.count("\n") == 1 and "scheduler" in err, err
+        assert not out.exists()

@@ -24,7 +24,7 @@ import traceback
 import numpy as np
 import pytest
 
-from prunetrain.backends import flips
+from prunetrain.backends import flips, screen
 from prunetrain.masks import KeepRule, MaskPopulation, random_mask
 from prunetrain.metrics import accuracy, cross_entropy
 from prunetrain.network import FrozenNetwork, NetworkSpec
@@ -301,7 +301,11 @@ def backend_evaluate_and_logits_equal_the_numpy_backend():
             np.testing.assert_allclose(loss, ref_loss, rtol=1e-5, atol=1e-7)
             assert np.all(np.abs(acc - ref_acc) <= 1 / B + 1e-12)
         np.testing.assert_allclose(
-            backend.logits(masks[1], X), NumpyBackend(net).logits(masks[1], X), rtol=1e-5, atol=1e-6
+            # float32 sums in other orders: the error scales with the O(1) terms, not the logit.
+            backend.logits(masks[1], X),
+            NumpyBackend(net).logits(masks[1], X),
+            rtol=1e-5,
+            atol=1e-5,
         )
 
 
@@ -386,6 +390,93 @@ def backend_sample_masks_is_deterministic():
     b = backend.sample_masks(rule, 2, np.random.default_rng(1))
     assert all((p == q).all() for p, q in zip(a.packed, b.packed))
     assert all(rule.satisfied_by(a.mask(i)) for i in range(2))
+
+
+SCREEN_CASES = [  # sizes, batch, seed, bias, input scale, init: depth 1 to 4
+    ((4, 3), 5, 10, False, 1.0, "signed_constant"),
+    ((5, 4, 3), 6, 11, True, 1.0, "kaiming_normal"),
+    ((6, 5, 4, 3), 5, 12, False, 1.0, "signed_constant"),
+    ((5, 3, 4, 3, 2), 4, 18, True, 1.0, "binary"),
+    ((4, 5, 3, 3, 3), 4, 18, False, 1.0, "signed_constant"),
+    ((6, 4, 3), 5, 14, False, 300.0, "signed_constant"),  # saturated softmax
+]
+
+
+def assert_close_to_largest(got, want, rtol):
+    """``got`` equals ``want`` up to ``rtol`` of ``want``'s largest magnitude (which is not 0)."""
+    scale = np.abs(want).max()
+    assert scale > 0, "a reference of zeros shows nothing"
+    np.testing.assert_allclose(got, want, rtol=0, atol=rtol * scale)
+
+
+@check
+def screen_responses_equal_the_reference():
+    K = kernels()
+    from prunetrain.backends.cupy_backend import CupyBackend
+
+    for sizes, batch, seed, bias, scale, init in SCREEN_CASES:
+        net, mask, X, y, _ = flip_case(sizes, batch, seed, bias, scale, init)
+        state = flips.build_state(net, mask, X, y)
+        backend = CupyBackend(net, array_module=np)  # for its flattening of the later layers
+        want = screen.probe_responses(state)
+        for layer, eps in enumerate(screen.probe_sizes(state)):
+            if layer == net.spec.n_layers - 1:
+                got = np.full(want[layer].shape, np.nan)
+                K.output_responses(state.probs, state.log_probs, state.y, eps, got)
+                assert_close_to_largest(got, want[layer], 1e-9)
+                continue
+            downstream, widest = backend._downstream(state, layer)
+            # One worker; workers that do not divide the work; one per probe.
+            for workers in (1, 3, state.pre[layer].size):
+                got = np.full(want[layer].shape, np.nan)
+                scratch = np.full((workers, 2 * widest), np.nan)
+                K.hidden_responses(
+                    state.pre[layer], eps, state.probs, state.log_probs, state.y, *downstream,
+                    scratch, got,
+                )  # fmt: skip
+                assert_close_to_largest(got, want[layer], 1e-9)
+
+
+@check
+def backend_flip_screen_equals_the_reference():
+    kernels()
+    from prunetrain.backends.cupy_backend import CupyBackend
+
+    for k, (sizes, batch, seed, bias, scale, init) in enumerate(SCREEN_CASES):
+        net, mask, X, y, _ = flip_case(sizes, batch, seed, bias, scale, init)
+        backend = CupyBackend(net, array_module=np)
+        state = backend.flip_state(mask, backend.asarray(X), backend.aslabels(y))
+        ref = flips.build_state(net, mask, X.astype(np.float32), y)
+        probe = None if k % 2 else 0.05  # the default, or a larger probe
+        want = screen.screen_gains(ref, screen.probe_responses(ref, probe or screen.PROBE))
+        losses = state.sample_losses.copy()
+        got = backend.flip_screen(state, probe)
+        np.testing.assert_array_equal(state.sample_losses, losses)  # the state is untouched
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert isinstance(g, np.ndarray) and g.dtype == np.float32 and g.shape == w.shape
+            assert_close_to_largest(g, w, 1e-5)
+
+
+@check
+def probe_search_runs_on_the_backend_and_keeps_the_rule():
+    kernels()
+    from conftest import planted
+
+    from prunetrain.backends.cupy_backend import CupyBackend
+    from prunetrain.objective import Problem
+    from prunetrain.search import make_searcher, run
+
+    net, data, _ = planted(seed=1, sizes=(6, 5, 4, 3), n=60)
+    for kind in ("layer", "free"):
+        rule = KeepRule(0.5, kind)
+        backend = CupyBackend(net, array_module=np)
+        problem = Problem(net, data, rule, backend=backend, batch_size=16, seed=0)
+        searcher = make_searcher("probe")
+        result = run(problem, searcher, "30evals", seed=0)
+        assert searcher.steps >= 3 and np.isfinite(searcher.loss)
+        assert sum(searcher.n_checked) > 0 and sum(searcher.n_flipped) > 0
+        assert rule.satisfied_by(result.mask) and rule.satisfied_by(searcher.mask)
 
 
 # --- the parent side: one child process, one test per check -------------------------

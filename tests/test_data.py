@@ -612,3 +612,23 @@ def test_csv_ragged_row_and_missing_header(tmp_path):
         load_dataset(write_csv(tmp_path / "r.csv", "a,b,label\n1,2,x\n3,4\n"))
     with pytest.raises(DataError, match="header row"):
         load_dataset(write_csv(tmp_path / "h.csv", "1,2,0\n3,4,1\n"))
+
+
+def test_extreme_finite_features_scale_without_overflow(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.random((60, 4))
+    X[:, 0] = np.where(rng.random(60) < 0.5, -1e308, 1e308)  # a span beyond the largest float
+    X[:, 1] = np.linspace(-1.7, 1.7, 60) * 1e308
+    X[:, 2] = 5.0  # constant
+    X[0, 2] = X[1, 2] = 1e308  # ... but for two rows, wherever they land
+    X_test = X[:10].copy()
+    X_test[:, 3] = [-1e308, 1e308] * 5  # far outside the train range of feature 3
+    path = tmp_path / "wide.npz"
+    np.savez(path, X_train=X, y_train=np.arange(60) % 2, X_test=X_test, y_test=np.arange(10) % 2)
+    data = load_dataset(path)
+    for split in (data.X_train, data.X_val, data.X_test):
+        assert np.isfinite(split).all() and split.min() >= 0 and split.max() <= 1
+    both = np.concatenate([data.X_train, data.X_val])
+    assert set(np.unique(both[:, 0])) == {0.0, 1.0}  # -1e308 -> 0, 1e308 -> 1
+    assert np.all(np.diff(np.sort(both[:, 1])) >= 0) and both[:, 1].max() == 1.0
+    assert set(np.unique(data.X_test[:, 3])) == {0.0, 1.0}  # clipped, not NaN

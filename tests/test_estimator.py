@@ -377,3 +377,11 @@ def test_batch_size_auto_is_the_methods_preference(iris, monkeypatch, method, ba
     monkeypatch.setattr(estimator_module, "Problem", recording)
     fast(method=method, batch_size=batch_size, budget="20evals").fit(*iris)
     assert seen == [expected]
+
+
+@pytest.mark.parametrize("budget", ["1e400evals", "1e400s", float("inf"), 1e300])
+def test_out_of_range_budgets_are_refused_before_fitting(iris, budget):
+    X, y = iris
+    with pytest.raises(ValueError, match="budget") as e:
+        fast(budget=budget).fit(X, y)
+    assert not isinstance(e.value, OverflowError)

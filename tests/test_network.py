@@ -117,3 +117,48 @@ def test_seed_validation():
     for bad in [-1, 1.5, "3", True]:
         with pytest.raises(PrunetrainError, match="seed"):
             FrozenNetwork(NetworkSpec((3, 2)), bad)
+
+
+# The first weights and biases of NetworkSpec((5, 4, 3), init=..., bias=True) with seed 2024,
+# as NumPy's Generator drew them when tickets were first written. Tickets store no weights:
+# if NumPy's random streams change, every saved ticket stops loading (its weights hash
+# differs), so a change must fail here, loudly, before it reaches users.
+PINNED_WEIGHTS = {
+    "signed_constant": (
+        [0.8944271802902222, 0.8944271802902222, -0.8944271802902222, 0.8944271802902222],
+        [-1.0, -1.0, -1.0],
+        [0.026886792853474617, -0.05660170316696167],
+    ),
+    "kaiming_normal": (
+        [-0.1893720030784607, -0.15349464118480682, 0.5350342988967896, -0.5415955185890198],
+        [2.2140161991119385, -0.8298833966255188, 1.0592010021209717],
+        [-0.05357133969664574, 0.04816072806715965],
+    ),
+    "kaiming_uniform": (
+        [0.466522753238678, 0.09161966294050217, -1.0314805507659912, 0.5143353939056396],
+        [-1.3031636476516724, -0.1445605754852295, -1.3396687507629395],
+        [0.026886792853474617, -0.05660170316696167],
+    ),
+    "binary": (
+        [1.4142135381698608, 1.4142135381698608, -1.4142135381698608, 1.4142135381698608],
+        [-1.4142135381698608, -1.4142135381698608, -1.4142135381698608],
+        [0.026886792853474617, -0.05660170316696167],
+    ),
+}
+
+
+@pytest.mark.parametrize("init", INIT_SCHEMES)
+def test_weights_of_a_known_spec_and_seed_are_pinned(init):
+    net = FrozenNetwork(NetworkSpec((5, 4, 3), init=init, bias=True), seed=2024)
+    first, second, bias = PINNED_WEIGHTS[init]
+    # Exact: NumPy makes these floats from the bit generator's integers in IEEE arithmetic.
+    assert net.weights[0].ravel()[:4].tolist() == first
+    assert net.weights[1].ravel()[:3].tolist() == second
+    assert net.biases[0][:2].tolist() == bias
+    assert net.biases[1][:2].tolist() == [-0.05461287498474121, -0.052211228758096695]
+
+
+def test_weights_hash_of_the_default_spec_is_pinned():
+    # The hash covers the spec's JSON too: a new spec field would also invalidate tickets.
+    expected = "688da32dfe5f2fb2f86264c16d59b0f284bfcc21193e2fd3cb03a1a185fdb74c"
+    assert FrozenNetwork(NetworkSpec((64, 32, 10)), 0).weights_hash == expected

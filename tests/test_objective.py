@@ -4,7 +4,7 @@ import pytest
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KeepRule
 from prunetrain.network import FrozenNetwork, NetworkSpec
-from prunetrain.objective import Budget, Problem
+from prunetrain.objective import MAX_EVALUATIONS, MAX_SECONDS, Budget, Problem
 
 
 @pytest.mark.parametrize(
@@ -109,3 +109,22 @@ def test_problem_errors(digits):
         make_problem(digits, schedule="epochs")
     with pytest.raises(PrunetrainError, match="batch size"):
         make_problem(digits, batch_size=0)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["1e400evals", "1e400s", "1e300s", "1e20evals", "2e7h", float("inf"), float("nan"), 1e300],
+)
+def test_budgets_out_of_range_are_refused_with_one_error(bad):
+    with pytest.raises(PrunetrainError, match="budget") as e:
+        Budget.parse(bad)
+    assert "at most" in str(e.value) or "finite" in str(e.value)
+
+
+def test_budget_limits_are_inclusive():
+    assert Budget.parse(f"{MAX_EVALUATIONS}evals").evaluations == MAX_EVALUATIONS
+    assert Budget.parse(MAX_SECONDS).seconds == MAX_SECONDS
+    with pytest.raises(PrunetrainError):
+        Budget(seconds=float("inf"))
+    with pytest.raises(PrunetrainError):
+        Budget(evaluations=2.5)

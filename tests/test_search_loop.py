@@ -129,3 +129,25 @@ class Done(Stuck):
 def test_searcher_may_finish_early(digits):
     result = run(make_problem(digits), Done(), "1000evals")
     assert result.stopped_by == "finished" and result.evaluations == 3
+
+
+@pytest.mark.parametrize("method", sorted(SEARCHERS))
+def test_evaluation_budget_is_overshot_by_less_than_one_step(digits, method):
+    budget = 50
+    result = run(make_problem(digits), make_searcher(method), f"{budget}evals", seed=0)
+    if result.stopped_by != "budget":  # a searcher that finished by itself uses less
+        assert result.budget_overshoot == 0.0
+        return
+    assert result.evaluations >= budget
+    assert result.budget_overshoot == result.evaluations - budget
+    # The budget is checked before every step: only the last one can cross it.
+    assert result.budget_overshoot < result.last_step or result.budget_overshoot == 0.0
+    assert result.last_step <= result.evaluations
+
+
+def test_time_budget_overshoot_is_recorded(digits):
+    result = run(make_problem(digits), make_searcher("random", population=8), "0.3s", seed=0)
+    assert result.stopped_by == "budget"
+    # Measured when the loop stopped stepping, before the final validation.
+    assert 0.0 <= result.budget_overshoot <= result.seconds - 0.3
+    assert result.budget_overshoot < result.last_step

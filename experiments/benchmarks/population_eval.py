@@ -39,6 +39,7 @@ import numpy as np
 
 from prunetrain.backends import make_backend
 from prunetrain.bench import SETTLE_SECONDS, machine_info, measure, random_problem
+from prunetrain.provenance import describe_blas
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -207,7 +208,7 @@ def to_markdown(result: dict, command: str) -> str:
         "",
         f"Produced by `{command}`",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores; BLAS {'; '.join(m['blas'])}; "
+        f"Machine: {m['cpu']}, {m['cores']} cores; BLAS {describe_blas(m['blas'])}; "
         f"Python {m['python']}, NumPy {m['numpy']}, Numba {m['numba']}, torch {m['torch']}"
         + (f" ({m['torch_threads']} threads)" if m.get("torch_threads") else "")
         + f". Load average (1 min) before/after the timed rounds: "

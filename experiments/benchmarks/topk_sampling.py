@@ -41,6 +41,7 @@ from prunetrain.backends import make_backend
 from prunetrain.backends.topk import gumbel_top_k
 from prunetrain.bench import machine_info, random_problem, time_interleaved
 from prunetrain.masks import MaskPopulation
+from prunetrain.provenance import describe_blas
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -164,7 +165,7 @@ def main(argv=None) -> None:
         f"Produced by `{command}`",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, NumPy {m['numpy']}, "
-        f"Numba {m['numba']}; BLAS {'; '.join(m['blas']) or 'unknown'}.",
+        f"Numba {m['numba']}; BLAS {describe_blas(m['blas'])}.",
         "",
         f"One generation: P = {P} masks of {args.arch} drawn at keep 0.5, each layer its own "
         f"top-k; evaluation: the Numba backend on P + 2 = {P + 2} masks and a batch of "

@@ -21,6 +21,8 @@ if NumbaBackend.unavailable_reason() is None:  # no numba here: leave it out
 # Always listed: whether a GPU works is probed (once) only when cupy is asked for,
 # and an explicit `--backend cupy` then says why it cannot run.
 BACKENDS["cupy"] = CupyBackend
+#: Every name a backend may have, whether or not it can run here (a config names them).
+BACKEND_NAMES = ("auto", "numpy", "numba", "cupy")
 # Tried in this order by "auto"; names that are not registered are skipped.
 AUTO_ORDER = ("cupy", "numba", "numpy")
 
@@ -85,6 +87,7 @@ def make_backend(name: str, network: FrozenNetwork) -> Backend:
 
 __all__ = [
     "BACKENDS",
+    "BACKEND_NAMES",
     "Backend",
     "CupyBackend",
     "NumpyBackend",

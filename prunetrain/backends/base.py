@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from prunetrain.backends import flips
+from prunetrain.backends import flips, screen
 from prunetrain.masks import MaskPopulation
 from prunetrain.network import FrozenNetwork
 
@@ -117,6 +117,15 @@ class Backend(abc.ABC):
             self.flip_gains(state, layer, one, one)
             self.flip_gains(state, layer, one, one, np.full(1, min(1, fan_in - 1), dtype=np.int64))
             self.apply_flips(state, layer, one, one)
+
+    def flip_screen(self, state: flips.FlipState, probe: float = screen.PROBE) -> list[np.ndarray]:
+        """First-order loss change of flipping each weight, every layer, from forward probes.
+
+        One ``(fan_in, fan_out)`` array per layer, on the host (see
+        :mod:`prunetrain.backends.screen`; about :func:`~prunetrain.backends.screen.screen_cost`
+        forward passes). It only screens: confirm a flip with :meth:`flip_gains`.
+        """
+        return screen.screen_gains(state, screen.probe_responses(state, probe))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.network!r})"

@@ -20,6 +20,7 @@ scratch array, made with their own array module (CuPy or NumPy).
 | :func:`bias_relu` | ``np.maximum(z + b, 0)`` (float32) |
 | :func:`cross_entropy_rows` | :func:`prunetrain.metrics.cross_entropy`, ``accuracy`` |
 | :func:`output_gains`, :func:`hidden_gains` | :func:`prunetrain.backends.flips.flip_gains` |
+| :func:`output_responses`, :func:`hidden_responses` | :func:`prunetrain.backends.screen.probe_responses` |
 | :func:`add_columns` | the pre-activation update of :func:`~prunetrain.backends.flips.apply_flips` |
 | :func:`bernoulli_bits`, :func:`keep_first`, :func:`pack_bits` | ``np.packbits(..., bitorder="little")`` |
 """
@@ -282,6 +283,41 @@ def output_gains(
     sum_rows(partial, acts_t.shape[1], out)
 
 
+@cuda.jit(device=True)
+def _push_change(
+    b, j, da, w_flat, w_off, dims, z_flat, z_off, probs, log_probs, y, scratch, worker
+):  # pragma: no cover - device function
+    """Exact loss change of sample ``b`` when unit ``j``'s activation moves by ``da``.
+
+    The push is carried through every later layer (``dims``, ``w_flat``,
+    ``z_flat`` as in :func:`hidden_gains`) in row ``worker`` of ``scratch``
+    (two halves: the current layer's change, then the next one's).
+    """
+    widest = scratch.shape[1] // 2
+    n_down = dims.shape[0] - 1
+    # The next layer's pre-activation change is da times row j of its weights.
+    width = dims[1]
+    base = w_off[0] + j * width
+    for q in range(width):
+        scratch[worker, q] = da * w_flat[base + q]
+    for u in range(1, n_down):
+        zo = z_off[u]
+        width_in = dims[u]
+        width_out = dims[u + 1]
+        for q in range(width_out):
+            scratch[worker, widest + q] = 0.0
+        for p in range(width_in):
+            zp = z_flat[b, zo + p]
+            dp = max(zp + scratch[worker, p], 0.0) - max(zp, 0.0)
+            if dp != 0.0:
+                base = w_off[u] + p * width_out
+                for q in range(width_out):
+                    scratch[worker, widest + q] += dp * w_flat[base + q]
+        for q in range(width_out):
+            scratch[worker, q] = scratch[worker, widest + q]
+    return _lse_change_row(probs, log_probs, b, scratch, worker) - scratch[worker, y[b]]
+
+
 @cuda.jit
 def _hidden_gains(
     acts_t,
@@ -305,9 +341,7 @@ def _hidden_gains(
 ):  # pragma: no cover - kernel
     n_moves, lanes = partial.shape
     n_samples = acts_t.shape[1]
-    n_down = dims.shape[0] - 1
     workers = scratch.shape[0]
-    widest = scratch.shape[1] // 2  # row `worker`: Δ of the current layer, then of the next
     worker = cuda.grid(1)
     if worker >= workers:
         return
@@ -328,28 +362,9 @@ def _hidden_gains(
             da = max(z + dz, 0.0) - max(z, 0.0)
             if da == 0.0:  # the unit stays off: nothing downstream moves
                 continue
-            # The next layer's pre-activation change is da times row j of its weights.
-            width = dims[1]
-            base = w_off[0] + j * width
-            for q in range(width):
-                scratch[worker, q] = da * w_flat[base + q]
-            for u in range(1, n_down):
-                zo = z_off[u]
-                width_in = dims[u]
-                width_out = dims[u + 1]
-                for q in range(width_out):
-                    scratch[worker, widest + q] = 0.0
-                for p in range(width_in):
-                    zp = z_flat[b, zo + p]
-                    dp = max(zp + scratch[worker, p], 0.0) - max(zp, 0.0)
-                    if dp != 0.0:
-                        base = w_off[u] + p * width_out
-                        for q in range(width_out):
-                            scratch[worker, widest + q] += dp * w_flat[base + q]
-                for q in range(width_out):
-                    scratch[worker, q] = scratch[worker, widest + q]
-            change = _lse_change_row(probs, log_probs, b, scratch, worker) - scratch[worker, y[b]]
-            total += sw[b] * change
+            total += sw[b] * _push_change(
+                b, j, da, w_flat, w_off, dims, z_flat, z_off, probs, log_probs, y, scratch, worker
+            )
         partial[k, lane] = total
 
 
@@ -410,9 +425,83 @@ def plan_gains(n_moves: int, n_samples: int, widest: int) -> tuple[int, int]:
     float64 each) fits in :data:`SCRATCH_BYTES`.
     """
     lanes = max(1, min(n_samples, -(-GAIN_ITEMS // max(1, n_moves))))
+    return lanes, plan_workers(n_moves * lanes, widest)
+
+
+def plan_workers(n_items: int, widest: int) -> int:
+    """Threads that push changes through later layers, for ``n_items`` work items.
+
+    Each worker has a scratch row (two halves of ``widest`` float64); there
+    are at most as many workers as items, and all rows fit in :data:`SCRATCH_BYTES`.
+    """
     per_worker = 16 * max(1, widest)
-    workers = max(1, min(n_moves * lanes, SCRATCH_BYTES // per_worker, MAX_BLOCKS * THREADS))
-    return lanes, workers
+    return max(1, min(n_items, SCRATCH_BYTES // per_worker, MAX_BLOCKS * THREADS))
+
+
+# --- forward-probe screen ------------------------------------------------------------
+
+
+@cuda.jit
+def _output_responses(probs, log_probs, y, eps, out):  # pragma: no cover - kernel
+    n_samples, n_classes = out.shape
+    for t in range(cuda.grid(1), n_samples * n_classes, cuda.gridsize(1)):
+        b = t // n_classes
+        c = t - b * n_classes
+        change = _lse_change_one(probs, log_probs, b, eps, c)
+        if y[b] == c:
+            change -= eps
+        out[b, c] = change / eps
+
+
+def output_responses(probs, log_probs, y, eps: float, out) -> None:
+    """Loss response of each sample to a push ``eps`` of each logit (see :func:`screen.probe_responses`).
+
+    ``out`` is float64 ``(B, C)``: ``(ℓ_b(z_b + eps·e_c) - ℓ_b) / eps``, the
+    exact log-softmax difference.
+    """
+    n_samples, n_classes = out.shape
+    _output_responses[_blocks(n_samples * n_classes), THREADS](probs, log_probs, y, float(eps), out)
+
+
+@cuda.jit
+def _hidden_responses(
+    pre, eps, probs, log_probs, y, w_flat, w_off, dims, z_flat, z_off, scratch, out
+):  # pragma: no cover - kernel
+    n_samples, n_units = pre.shape
+    workers = scratch.shape[0]
+    worker = cuda.grid(1)
+    if worker >= workers:
+        return
+    for t in range(worker, n_samples * n_units, workers):
+        b = t // n_units
+        j = t - b * n_units
+        z = pre[b, j]
+        da = max(z + eps, 0.0) - max(z, 0.0)
+        if da == 0.0:  # the unit stays off under the push: no response
+            out[b, j] = 0.0
+        else:
+            change = _push_change(
+                b, j, da, w_flat, w_off, dims, z_flat, z_off, probs, log_probs, y, scratch, worker
+            )
+            out[b, j] = change / eps
+
+
+def hidden_responses(
+    pre, eps: float, probs, log_probs, y, w_flat, w_off, dims, z_flat, z_off, scratch, out
+) -> None:
+    """Loss response of each sample to a push ``eps`` of each unit of a hidden layer.
+
+    One probe per (sample, unit): the push goes through the unit's ReLU and
+    exactly through every later layer (see :func:`screen.probe_responses`).
+    ``pre`` is the probed layer's pre-activation, float64 ``(B, n_units)``;
+    the later layers are flattened as for :func:`hidden_gains`, with
+    ``scratch`` float64 ``(workers, 2·max(dims[1:]))`` (:func:`plan_workers`).
+    ``out`` is float64 ``(B, n_units)``: ``Δℓ_b / eps``, zero where the ReLU
+    stays off.
+    """
+    _hidden_responses[-(-scratch.shape[0] // THREADS), THREADS](
+        pre, float(eps), probs, log_probs, y, w_flat, w_off, dims, z_flat, z_off, scratch, out
+    )
 
 
 # --- local-search cache update -------------------------------------------------------

@@ -17,8 +17,9 @@ A population evaluation runs in chunks of masks that fit ``buffer_bytes``:
    summed per mask in a fixed order (no atomics: results are deterministic).
 
 Local search keeps a :class:`~prunetrain.backends.flips.FlipState` whose
-caches are CuPy float64 arrays; the exact flip gains and the cache update of
-accepted flips are numba.cuda kernels (:mod:`prunetrain.backends.cuda_kernels`).
+caches are CuPy float64 arrays; the exact flip gains, the cache update of
+accepted flips and the forward-probe screen's responses are numba.cuda kernels
+(:mod:`prunetrain.backends.cuda_kernels`).
 
 CuPy imports on machines without a CUDA driver and fails at the first
 operation, so whether the GPU is usable is probed once per process
@@ -37,7 +38,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from prunetrain.backends import flips
+from prunetrain.backends import flips, screen
 from prunetrain.backends.base import Backend
 from prunetrain.errors import BackendUnavailableError, PrunetrainError
 from prunetrain.masks import KeepRule, MaskPopulation, check_mask
@@ -439,6 +440,30 @@ class CupyBackend(Backend):
                 state.w,
             )  # fmt: skip
             return self._to_host(out)
+        downstream, widest = self._downstream(state, layer)
+        lanes, workers = kernels.plan_gains(n_moves, B, widest)
+        kernels.hidden_gains(
+            state.acts_t[layer],
+            xp.ascontiguousarray(state.pre[layer].T),
+            state.probs,
+            state.log_probs,
+            state.y,
+            *moves,
+            *downstream,
+            xp.empty((workers, 2 * widest), dtype=xp.float64),
+            xp.empty((n_moves, lanes), dtype=xp.float64),
+            out,
+            state.w,
+        )
+        return self._to_host(out)
+
+    def _downstream(self, state, layer: int) -> tuple[tuple, int]:
+        """The layers after hidden ``layer``, flattened for the push kernels, and the widest of them.
+
+        Returns ``(w_flat, w_off, dims, z_flat, z_off)`` as
+        :func:`~prunetrain.backends.cuda_kernels.hidden_gains` takes them, on the device.
+        """
+        xp = self.xp
         down = state.masked[layer + 1 :]
         dims = np.array([down[0].shape[0]] + [w.shape[1] for w in down], dtype=np.int64)
         w_off = np.concatenate([[0], np.cumsum([w.size for w in down])[:-1]]).astype(np.int64)
@@ -451,27 +476,40 @@ class CupyBackend(Backend):
             )
             z_flat = xp.ascontiguousarray(xp.concatenate(hidden, axis=1))
         else:
-            z_flat = xp.zeros((B, 1), dtype=xp.float64)
-        widest = int(dims[1:].max())
-        lanes, workers = kernels.plan_gains(n_moves, B, widest)
-        kernels.hidden_gains(
-            state.acts_t[layer],
-            xp.ascontiguousarray(state.pre[layer].T),
-            state.probs,
-            state.log_probs,
-            state.y,
-            *moves,
-            w_flat,
-            xp.asarray(w_off),
-            xp.asarray(dims),
-            z_flat,
-            xp.asarray(z_off),
-            xp.empty((workers, 2 * widest), dtype=xp.float64),
-            xp.empty((n_moves, lanes), dtype=xp.float64),
-            out,
-            state.w,
-        )
-        return self._to_host(out)
+            z_flat = xp.zeros((state.batch_size, 1), dtype=xp.float64)
+        arrays = (w_flat, xp.asarray(w_off), xp.asarray(dims), z_flat, xp.asarray(z_off))
+        return arrays, int(dims[1:].max())
+
+    def flip_screen(self, state, probe: float | None = None) -> list[np.ndarray]:
+        """The forward-probe screen on the GPU; only the gains come back (float32, on the host).
+
+        Responses by the numba.cuda kernels (one thread per probed sample and
+        unit, its push carried exactly through every later layer), scores by
+        one float64 cuBLAS GEMM per layer, ``Aᵀ R / B``; the same maths as
+        :mod:`prunetrain.backends.screen`.
+        """
+        xp, kernels = self.xp, self._kernels
+        probe = screen.PROBE if probe is None else probe
+        last = state.n_layers - 1
+        out = []
+        for layer, eps in enumerate(screen.probe_sizes(state, probe)):
+            z = state.pre[layer]
+            R = xp.empty(z.shape, dtype=xp.float64)
+            if layer == last:
+                kernels.output_responses(state.probs, state.log_probs, state.y, eps, R)
+            else:
+                downstream, widest = self._downstream(state, layer)
+                scratch = xp.empty(
+                    (kernels.plan_workers(z.size, widest), 2 * widest), dtype=xp.float64
+                )
+                kernels.hidden_responses(
+                    z, eps, state.probs, state.log_probs, state.y, *downstream, scratch, R
+                )
+            slope = (state.acts_t[layer] @ R) / state.batch_size
+            # The flip's signed weight: -w for a kept weight, +w for a pruned one (exact).
+            coef = self._w64[layer] - 2.0 * state.masked[layer]
+            out.append(self._to_host((coef * slope).astype(xp.float32)))
+        return out
 
     def apply_flips(self, state, layer: int, rows, cols) -> None:
         """Flip weights of ``layer``: mask on the host, caches on the GPU (as :func:`flips.apply_flips`)."""

@@ -39,6 +39,55 @@ def _lse_change(probs, log_probs, b, delta, j):  # pragma: no cover
 
 
 @njit(cache=True, fastmath=False, inline="always")
+def _expm1_near_zero(x):  # pragma: no cover - compiled
+    """``expm1(x)`` for ``|x| < 0.1`` by its series to ``x^10/10!`` (the rest is below rounding)."""
+    e = 1.0 + x / 10.0
+    e = 1.0 + x / 9.0 * e
+    e = 1.0 + x / 8.0 * e
+    e = 1.0 + x / 7.0 * e
+    e = 1.0 + x / 6.0 * e
+    e = 1.0 + x / 5.0 * e
+    e = 1.0 + x / 4.0 * e
+    e = 1.0 + x / 3.0 * e
+    e = 1.0 + x / 2.0 * e
+    return x * e
+
+
+@njit(cache=True, fastmath=False)
+def _block_loss_changes(probs, log_probs, b, y_b, acc, n, changes):  # pragma: no cover
+    """``changes[m]``: exact change of sample ``b``'s loss when its logits move by ``acc[:, m]``.
+
+    ``acc`` is ``(n_classes, ≥ n)``. While every change is below 0.1 (the usual
+    case for one flip or a probe) ``Σ_c p_c · expm1(δ_c)`` runs over the whole
+    block as vector instructions; otherwise each column takes the general path.
+    """
+    n_classes = acc.shape[0]
+    biggest = 0.0
+    for c in range(n_classes):
+        row = acc[c]
+        for m in range(n):
+            biggest = max(biggest, abs(row[m]))
+    if biggest < 0.1:
+        # Then Σ p·expm1(δ) > expm1(-0.1) > -0.5: log1p is precise.
+        for m in range(n):
+            changes[m] = 0.0
+        for c in range(n_classes):
+            p = probs[b, c]
+            row = acc[c]
+            for m in range(n):
+                changes[m] += p * _expm1_near_zero(row[m])
+        target = acc[y_b]
+        for m in range(n):
+            changes[m] = np.log1p(changes[m]) - target[m]
+        return
+    delta = np.empty(n_classes)
+    for m in range(n):
+        for c in range(n_classes):
+            delta[c] = acc[c, m]
+        changes[m] = _lse_change(probs, log_probs, b, delta, -1) - delta[y_b]
+
+
+@njit(cache=True, fastmath=False, inline="always")
 def _unit_change(acts_t, pre_col, c1, c2, i1, i2, j, b):  # pragma: no cover
     """``relu(z + Δz) - relu(z)`` of unit ``j`` on sample ``b`` for one move (0 if none)."""
     dz = c1 * acts_t[i1, b]
@@ -147,6 +196,113 @@ def _hidden_gains(
         out[k] = total / n_samples
 
 
+@njit(cache=True, fastmath=False)
+def _push_through(
+    pushes, units, n, reach, z_next_b, w_next_t, w_out, column, acc
+):  # pragma: no cover
+    """The logits' change ``acc[:, m]`` of one sample under each push ``m < n``, exactly.
+
+    Push ``m`` moves unit ``units[m]``'s activation by ``pushes[m]``; the next
+    layer's pre-activations move by that times the unit's weights
+    (``w_next_t`` is ``(n_next, n_units)``), each next-layer unit's ReLU is
+    applied exactly, and its change reaches the logits through ``w_out``.
+    Next-layer units that stay off under every push (``z + reach <= 0``)
+    are skipped. Loops over pushes are innermost, so they run as vector
+    instructions.
+    """
+    n_classes = w_out.shape[1]
+    for c in range(n_classes):
+        row = acc[c]
+        for m in range(n):
+            row[m] = 0.0
+    for k in range(w_next_t.shape[0]):
+        zk = z_next_b[k]
+        if zk + reach <= 0.0:
+            continue
+        rk = max(zk, 0.0)
+        wk = w_next_t[k]
+        for m in range(n):
+            column[m] = max(zk + pushes[m] * wk[units[m]], 0.0) - rk
+        for c in range(n_classes):
+            w = w_out[k, c]
+            row = acc[c]
+            for m in range(n):
+                row[m] += column[m] * w
+
+
+def _max_abs(a: np.ndarray) -> float:
+    return float(np.abs(a).max()) if a.size else 0.0
+
+
+#: Samples per block of the sample-major gain kernel; blocks are summed in order,
+#: so the result does not depend on the number of threads.
+SAMPLE_BLOCK = 32
+
+
+@njit(parallel=True, cache=True, fastmath=False)
+def _two_below_gains(
+    acts_t,
+    z,
+    probs,
+    log_probs,
+    y,
+    sw,
+    rows,
+    rows2,
+    coef,
+    coef2,
+    cols,
+    w_next_t,
+    w_max,
+    z_next,
+    w_out,
+    out,
+):  # pragma: no cover
+    """Moves two layers below the logits, all moves of one sample at once (:func:`_push_through`).
+
+    ``w_max`` is the largest next-layer weight magnitude. Each sample's change
+    counts ``sw[b]`` times (the sample weights, ones without). Samples go in
+    fixed blocks whose partial sums are added in order.
+    """
+    n_moves = cols.shape[0]
+    n_samples = acts_t.shape[1]
+    n_classes = w_out.shape[1]
+    n_blocks = (n_samples + SAMPLE_BLOCK - 1) // SAMPLE_BLOCK
+    partial = np.zeros((n_blocks, n_moves))
+    for blk in prange(n_blocks):
+        ids = np.empty(n_moves, dtype=np.int64)
+        pushes = np.empty(n_moves)
+        units = np.empty(n_moves, dtype=np.int64)
+        column = np.empty(n_moves)
+        acc = np.empty((n_classes, n_moves))
+        changes = np.empty(n_moves)
+        for b in range(blk * SAMPLE_BLOCK, min(n_samples, (blk + 1) * SAMPLE_BLOCK)):
+            n_m = 0
+            reach = 0.0
+            for m in range(n_moves):
+                da = _unit_change(acts_t, z, coef[m], coef2[m], rows[m], rows2[m], cols[m], b)
+                if da != 0.0:
+                    ids[n_m] = m
+                    pushes[n_m] = da
+                    units[n_m] = cols[m]
+                    reach = max(reach, abs(da))
+                    n_m += 1
+            if n_m == 0:
+                continue
+            # No move moves a next-layer unit by more than reach.
+            _push_through(
+                pushes, units, n_m, reach * w_max, z_next[b], w_next_t, w_out, column, acc
+            )
+            _block_loss_changes(probs, log_probs, b, y[b], acc, n_m, changes)
+            for mm in range(n_m):
+                partial[blk, ids[mm]] += sw[b] * changes[mm]
+    for m in prange(n_moves):
+        total = 0.0
+        for blk in range(n_blocks):
+            total += partial[blk, m]
+        out[m] = total / n_samples
+
+
 @njit(parallel=True, cache=True, fastmath=False)
 def _last_hidden_gains_signed(
     acts_t, pre_col, probs, log_probs, y, sw, rows, rows2, coef, coef2, cols, w_out, sigma, out
@@ -241,6 +397,13 @@ def flip_gains(
                 state.sample_weights(), rows, rows2, coef, coef2, cols, down[0], sigma, out,
             )  # fmt: skip
             return out
+    if len(down) == 2:
+        _two_below_gains(
+            state.acts_t[layer], pre_col, state.probs, state.log_probs, state.y,
+            state.sample_weights(), rows, rows2, coef, coef2, cols,
+            np.ascontiguousarray(down[0].T), _max_abs(down[0]), state.pre[layer + 1], down[1], out,
+        )  # fmt: skip
+        return out
     dims = np.array([down[0].shape[0]] + [w.shape[1] for w in down], dtype=np.int64)
     sizes = [w.size for w in down]
     w_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)

@@ -54,8 +54,11 @@ class FlipState:
     @property
     def loss(self) -> float:
         """Mean (weighted) cross-entropy of the current mask on the batch."""
-        losses = self.sample_losses if self.w is None else self.w * self.sample_losses
-        return float(losses.mean())
+        return float(self.mean(self.sample_losses))
+
+    def mean(self, per_sample: np.ndarray) -> np.ndarray:
+        """Mean over the batch (the last axis) of ``w · per_sample``, the weighted loss's normalisation."""
+        return np.mean(per_sample if self.w is None else self.w * per_sample, axis=-1)
 
     def sample_weights(self) -> np.ndarray:
         """The sample weights, ones when there are none (what the kernels take)."""
@@ -152,26 +155,33 @@ def flip_gains(
     """
     rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
     dz = _column_deltas(state, layer, rows, cols, rows2)  # (K, B)
+    return np.array(
+        [state.mean(sample_changes(state, layer, j, dz[k])) for k, j in enumerate(cols)]
+    )
+
+
+def sample_changes(state: FlipState, layer: int, unit: int, dz: np.ndarray) -> np.ndarray:
+    """Exact change of each sample's loss when unit ``unit``'s pre-activation in ``layer`` moves by ``dz``.
+
+    ``dz`` has one entry per sample of the batch. The change goes forward
+    through the unit's ReLU and every later layer; nothing is linearised.
+    """
     last = state.n_layers - 1
     y = state.y
-    out = np.empty(len(rows))
-    for k, j in enumerate(cols):
-        if layer == last:
-            delta = np.zeros_like(state.probs)
-            delta[:, j] = dz[k]
-        else:
-            z = state.pre[layer][:, j]
-            da = np.maximum(z + dz[k], 0.0) - np.maximum(z, 0.0)  # (B,)
-            delta = da[:, None] * state.masked[layer + 1][j][None, :]
-            for q in range(layer + 1, state.n_layers):
-                if q > layer + 1:
-                    delta = delta @ state.masked[q]
-                if q < last:
-                    zq = state.pre[q]
-                    delta = np.maximum(zq + delta, 0.0) - np.maximum(zq, 0.0)
-        change = _lse_change(state, delta) - delta[np.arange(len(y)), y]
-        out[k] = np.mean(change if state.w is None else state.w * change)
-    return out
+    if layer == last:
+        delta = np.zeros_like(state.probs)
+        delta[:, unit] = dz
+    else:
+        z = state.pre[layer][:, unit]
+        da = np.maximum(z + dz, 0.0) - np.maximum(z, 0.0)  # (B,)
+        delta = da[:, None] * state.masked[layer + 1][unit][None, :]
+        for q in range(layer + 1, state.n_layers):
+            if q > layer + 1:
+                delta = delta @ state.masked[q]
+            if q < last:
+                zq = state.pre[q]
+                delta = np.maximum(zq + delta, 0.0) - np.maximum(zq, 0.0)
+    return _lse_change(state, delta) - delta[np.arange(len(y)), y]
 
 
 def _lse_change(state: FlipState, delta: np.ndarray) -> np.ndarray:

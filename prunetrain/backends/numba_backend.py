@@ -16,13 +16,14 @@ Items run on one worker thread per core, each with single-threaded BLAS and
 ``nogil`` kernels on buffers it owns. The two cores then never alternate
 between a BLAS thread pool and a Numba parallel region (whose spinning
 threads slow each other down on two cores), and no item waits on a barrier.
+The items are planned for the machine's cores, not the worker count, and BLAS
+always runs on one thread, so the losses are the same floats whatever
+``NUMBA_NUM_THREADS`` or ``OPENBLAS_NUM_THREADS`` say.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ from prunetrain.backends.base import Backend
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import MaskPopulation
 from prunetrain.network import FrozenNetwork
+from prunetrain.threads import cpu_cores, one_blas_thread
 
 try:
     import numba
@@ -212,20 +214,12 @@ def plan_items(
 
 
 class _Workers:
-    """The helper threads of all Numba backends, and BLAS held to one thread while they run.
-
-    The limit is counted: the first evaluation to start caps BLAS, the last to
-    finish restores what it was, so concurrent evaluations cannot leave BLAS
-    capped (or uncap it under another's feet).
-    """
+    """The helper threads of all Numba backends."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._size = 0
-        self._controller = None
-        self._limiter = None
-        self._users = 0
 
     def submit(self, n_helpers: int, fn, *args):
         with self._lock:
@@ -249,25 +243,6 @@ class _Workers:
             for f in futures:
                 f.result()
 
-    @contextlib.contextmanager
-    def single_threaded_blas(self):
-        with self._lock:
-            if self._users == 0:
-                if self._controller is None:
-                    from threadpoolctl import ThreadpoolController
-
-                    self._controller = ThreadpoolController()
-                self._limiter = self._controller.limit(limits=1, user_api="blas")
-            self._users += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._users -= 1
-                if self._users == 0:
-                    self._limiter.restore_original_limits()
-                    self._limiter = None
-
 
 _WORKERS = _Workers()
 
@@ -275,9 +250,7 @@ _WORKERS = _Workers()
 def _default_workers() -> int:
     if numba is not None:
         return max(1, numba.get_num_threads())
-    return max(
-        1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    )
+    return cpu_cores()
 
 
 class _Item(NamedTuple):
@@ -331,9 +304,12 @@ class NumbaBackend(Backend):
 
     Notes
     -----
-    While the workers run, BLAS is capped at one thread per call, process-wide
-    (threadpoolctl), so that the workers never oversubscribe the cores. One
-    backend runs one evaluation at a time; concurrent calls wait their turn.
+    While it evaluates, BLAS is capped at one thread per call, process-wide
+    (:func:`prunetrain.threads.one_blas_thread`), so that the workers never
+    oversubscribe the cores. The work is split for the machine's cores, not
+    for the workers (unless there are more workers than cores), so any
+    ``n_workers`` up to the core count gives the same losses to the last bit.
+    One backend runs one evaluation at a time; concurrent calls wait their turn.
     Compiled kernels are cached on disk (``cache=True``): only the first call
     on a machine pays for compilation.
     """
@@ -410,11 +386,11 @@ class NumbaBackend(Backend):
     # 784-300-100-10, B=1024: 144 ms per accumulate step against 185 ms).
 
     def flip_state(self, mask: Sequence[np.ndarray], X, y, w=None):
-        with _WORKERS.single_threaded_blas():
+        with one_blas_thread():
             return super().flip_state(mask, X, y, w)
 
     def apply_flips(self, state, layer: int, rows, cols) -> None:
-        with _WORKERS.single_threaded_blas():
+        with one_blas_thread():
             super().apply_flips(state, layer, rows, cols)
 
     def flip_gains(self, state, layer: int, rows, cols, rows2=None) -> np.ndarray:
@@ -422,6 +398,14 @@ class NumbaBackend(Backend):
         from prunetrain.backends import flip_kernels
 
         return flip_kernels.flip_gains(state, layer, rows, cols, rows2)
+
+    def flip_screen(self, state, probe: float | None = None) -> list[np.ndarray]:
+        """The screen by the Numba kernels of :mod:`prunetrain.backends.screen_kernels` (float32 out)."""
+        from prunetrain.backends import screen, screen_kernels
+
+        probe = screen.PROBE if probe is None else probe
+        with one_blas_thread():
+            return screen_kernels.screen_gains(state, screen_kernels.probe_responses(state, probe))
 
     def logits(self, mask: Sequence[np.ndarray], X) -> np.ndarray:
         population = MaskPopulation.from_masks([mask], self.network.shapes)
@@ -460,18 +444,26 @@ class NumbaBackend(Backend):
         return X, y
 
     def _plan(self, n_masks: int, n_rows: int):
-        """Mask chunks, row blocks, and how many workers run them."""
+        """Mask chunks, row blocks, and how many workers run them.
+
+        The split is planned for the machine's cores, not for the worker
+        threads: a chunk's GEMM shapes and a mask's sum over row blocks then
+        do not change with ``NUMBA_NUM_THREADS``, and neither do the losses.
+        """
         spec = self.network.spec
-        workers = 1 if 2 * n_masks * n_rows * spec.n_weights < SMALL_FLOPS else self.n_workers
+        small = 2 * n_masks * n_rows * spec.n_weights < SMALL_FLOPS
+        # Each of up to `slots` workspaces may be in use: each gets its share of the budget.
+        slots = max(self.n_workers, cpu_cores())
         chunks, blocks = plan_items(
             n_masks,
             n_rows,
             spec.n_weights,
             sum(spec.layer_sizes[1:]),
-            self.n_workers,  # every workspace may be in use: each gets its share of the budget
+            slots,
             self.buffer_bytes,
-            min_items=workers,
+            min_items=1 if small else slots,
         )
+        workers = 1 if small else self.n_workers
         return chunks, blocks, min(workers, len(chunks) * len(blocks))
 
     def _run(self, items, workers, packed, X, y, loss, hits, logits_out) -> None:
@@ -492,12 +484,8 @@ class NumbaBackend(Backend):
                     return
                 self._run_item(ws, item, packed, X, y, loss, hits, logits_out)
 
-        with self._lock:
-            if workers == 1:
-                work(0)
-                return
-            with _WORKERS.single_threaded_blas():
-                _WORKERS.run(workers, work)
+        with self._lock, one_blas_thread():
+            _WORKERS.run(workers, work)
 
     def _run_item(self, ws: _Workspace, item: _Item, packed, Xw, y, loss, hits, logits_out) -> None:
         start, count, block, r0, n_rows = item

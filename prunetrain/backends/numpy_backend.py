@@ -63,5 +63,5 @@ class NumpyBackend(Backend):
             if net.biases is not None:
                 a = a + net.biases[layer]
             if layer < net.spec.n_layers - 1:
-                a = np.maximum(a, 0.0)
+                np.maximum(a, 0.0, out=a)  # a is this layer's own product: no second copy
         return a

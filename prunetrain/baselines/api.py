@@ -19,16 +19,17 @@ from prunetrain.api import (
     resolve_arch,
     resolve_out,
     split_metrics,
-    versions,
     write_curve,
 )
 from prunetrain.baselines.base import BaselineResult, make_baseline
 from prunetrain.baselines.weights import TrainedWeights
 from prunetrain.data import Dataset, load_dataset
-from prunetrain.files import write_json
+from prunetrain.files import write_folder, write_json
 from prunetrain.masks import KeepRule
 from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed
 from prunetrain.objective import Budget
+from prunetrain.provenance import record_provenance
+from prunetrain.threads import one_blas_thread
 from prunetrain.ticket import Ticket
 
 
@@ -63,7 +64,7 @@ class BaselineRun:
         r = self.result
         return {
             "config": self.config,
-            "versions": versions(),
+            **record_provenance(),  # versions, machine and BLAS, git commit, command, time
             "method": self.config["method"],
             "params": self.config["method_params"],
             "stopped_by": r.stopped_by,
@@ -87,19 +88,28 @@ class BaselineRun:
     def save(self, out: str | os.PathLike, force: bool = False) -> Path:
         """Write ``result.json``, ``curve.csv``, ``curve.png`` and ``ticket.npz`` or ``weights.npz``.
 
-        Refuses (:func:`~prunetrain.api.check_out`) to replace a finished run unless ``force``.
+        Refuses (:func:`~prunetrain.api.check_out`) to replace a finished run unless
+        ``force``. They are written as a unit: if any cannot be written, none is.
         """
-        out = Path(out)
-        check_out(out, force)
+        out = check_out(out, force)
         r = self.result
-        for name, model in (("ticket.npz", self.ticket), ("weights.npz", self.weights)):
-            if model is not None:
-                model.save(out / name)
-            else:
-                (out / name).unlink(missing_ok=True)  # another run's, replaced under --force
-        write_json(out / "result.json", self.record())
+        record = self.record()
         history = [{k: (np.nan if v is None else v) for k, v in row.items()} for row in r.history]
-        write_curve(out, history, title=f"{self.config['method']} on {self.config['dataset']}")
+        title = f"{self.config['method']} on {self.config['dataset']}"
+
+        models = {"ticket.npz": self.ticket, "weights.npz": self.weights}
+
+        def fill(folder: Path) -> None:
+            for name, model in models.items():
+                if model is not None:
+                    model.save(folder / name)
+            write_json(folder / "result.json", record)
+            write_curve(folder, history, title=title)
+
+        write_folder(out, fill)
+        for name, model in models.items():
+            if model is None:
+                (out / name).unlink(missing_ok=True)  # another run's, replaced under --force
         return out
 
 
@@ -205,14 +215,17 @@ def run_baseline(
         "baseline": True,
     }
     out = resolve_out(config, out, runs_dir, force)
-    result = baseline.fit(network, data, rule, seed=seed, budget=budget, progress=progress)
+    # One BLAS thread: the same record in a process of its own or on a worker of many threads.
+    with one_blas_thread():
+        result = baseline.fit(network, data, rule, seed=seed, budget=budget, progress=progress)
     meta = {**dataset_meta(data), "method": method, "seed": seed, "baseline": True}
     ticket = weights = None
     if type(baseline).produces == "ticket":
         ticket = Ticket(network, result.mask, rule, meta)
     elif result.weights is not None:
         weights = TrainedWeights(result.weights, result.biases, result.mask, meta)
-    metrics = evaluate_result(result, network, ticket, data)
+    with one_blas_thread():
+        metrics = evaluate_result(result, network, ticket, data)
     finished = BaselineRun(config, result, ticket, metrics, weights=weights, out=out)
     if out is not None:
         finished.save(out, force=force)

@@ -1,10 +1,16 @@
 """Comparisons of searches and baselines: configs, the resumable runner, the report.
 
-``prunetrain compare CONFIG.toml`` is a thin layer over :func:`run_comparison`.
+``prunetrain compare CONFIG.toml`` is a thin layer over :func:`run_comparison`,
+``prunetrain report DIR...`` over :func:`report_folders`.
 """
 
 from prunetrain.experiments.config import Comparison, RunSpec, load_config, parse_config
-from prunetrain.experiments.report import summarize, write_report
+from prunetrain.experiments.report import (
+    ReportOptions,
+    report_folders,
+    summarize,
+    write_report,
+)
 from prunetrain.experiments.runner import (
     ComparisonResult,
     execute_run,
@@ -15,11 +21,13 @@ from prunetrain.experiments.runner import (
 __all__ = [
     "Comparison",
     "ComparisonResult",
+    "ReportOptions",
     "RunSpec",
     "execute_run",
     "load_config",
     "parse_config",
     "read_results",
+    "report_folders",
     "run_comparison",
     "summarize",
     "write_report",

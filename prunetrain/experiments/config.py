@@ -14,12 +14,16 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import prunetrain
 from prunetrain.errors import PrunetrainError
-from prunetrain.network import check_keep, check_seed, parse_arch
+from prunetrain.network import NetworkSpec, check_keep, check_seed, parse_arch
 from prunetrain.objective import Budget
+
+if TYPE_CHECKING:
+    from prunetrain.experiments.report import ReportOptions
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,6 +47,7 @@ TOP_KEYS = {
     "search",
     "methods",
     "baselines",
+    "report",
 }
 #: Options of ``[search]``, shared by every search (``run_search``'s arguments).
 #: ``batch_size = "auto"`` becomes each method's preferred size when the config is read.
@@ -91,8 +96,15 @@ class RunSpec:
 
     @property
     def key(self) -> str:
-        """16 hex digits of the SHA-256 of the run's canonical JSON: its identity across reruns."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """16 hex digits of the SHA-256 of the run's canonical JSON: its identity across reruns.
+
+        The JSON holds what decides the result: every field of the run and
+        the prunetrain version that runs it. It leaves out what changes from
+        one rerun to the next (the time, the machine, the git commit, the
+        command line), so that a rerun finds the runs already done.
+        """
+        identity = {**self.to_dict(), "prunetrain": prunetrain.__version__}
+        text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
@@ -103,13 +115,14 @@ class RunSpec:
 
 @dataclasses.dataclass
 class Comparison:
-    """A parsed config: its runs in order, and where the data lives."""
+    """A parsed config: its runs in order, where the data lives, and what its report compares."""
 
     name: str
     runs: list[RunSpec]
     budget: str
     data_dir: str | None = None
     source: str | None = None
+    report: ReportOptions | None = None
 
 
 def load_config(path: str | os.PathLike) -> Comparison:
@@ -121,11 +134,19 @@ def load_config(path: str | os.PathLike) -> Comparison:
         raw = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise PrunetrainError(f"{path} is not valid TOML: {e}") from None
+    except RecursionError:
+        raise PrunetrainError(f"{path} is nested too deeply to be a config") from None
     return parse_config(raw, name=path.stem, source=str(path))
 
 
 def parse_config(raw: dict, name: str = "comparison", source: str | None = None) -> Comparison:
-    """Turn a config's dict (as TOML reads it) into a :class:`Comparison`.
+    """Turn a config's dict (as TOML reads it) into a :class:`Comparison`, checking all of it.
+
+    Every value is checked for type and range before any run exists: the
+    lists, the budget, the network options, the ``[search]`` options, and
+    each method's and baseline's hyperparameters (a searcher's are checked by
+    setting it up on a tiny problem). A name must be a plain file name, and
+    no run may appear twice (a repeated seed, say).
 
     Examples
     --------
@@ -136,58 +157,68 @@ def parse_config(raw: dict, name: str = "comparison", source: str | None = None)
     [('search', 'random', 0), ('search', 'random', 1), ('baseline', 'magnitude', 0), ('baseline', 'magnitude', 1)]
     """
     from prunetrain.baselines import make_baseline
+    from prunetrain.experiments.report import ReportOptions
     from prunetrain.search import SEARCHERS, make_searcher, resolve_batch_size
 
     where = source or name
+    if not isinstance(raw, dict):
+        raise PrunetrainError(f"{where}: a config is a table of keys")
     unknown = set(raw) - TOP_KEYS
     if unknown:
         raise PrunetrainError(
             f"{where}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(TOP_KEYS))}"
         )
-    datasets = _list(raw, "datasets", where, default=["digits"])
-    keeps = [check_keep(k) for k in _list(raw, "keeps", where, default=[0.5])]
-    seeds = [check_seed(s) for s in _list(raw, "seeds", where, default=[0])]
-    if "budget" not in raw:
-        raise PrunetrainError(
-            f'{where}: a budget for every search is required, e.g. budget = "2000evals"'
-        )
-    budget = str(Budget.parse(raw["budget"]))
-    network = {
-        "init": raw.get("init", "signed_constant"),
-        "scale": raw.get("scale", "keep"),
-        "keep_rule": raw.get("keep_rule", "layer"),
-    }
-    search_options = dict(SEARCH_OPTIONS)
-    extra = set(raw.get("search", {})) - set(SEARCH_OPTIONS)
-    if extra:
-        raise PrunetrainError(
-            f"{where}: unknown [search] option(s) {', '.join(sorted(extra))}; "
-            f"expected {', '.join(SEARCH_OPTIONS)}"
-        )
-    search_options.update(raw.get("search", {}))
+    report = ReportOptions.parse(
+        _table(raw.get("report", {}), "report", where), f"{where}: [report]"
+    )
+    try:
+        config_name = check_name(raw.get("name", name))
+        datasets = _list(raw, "datasets", where, default=["digits"], kind=str)
+        keeps = [check_keep(k) for k in _list(raw, "keeps", where, default=[0.5])]
+        seeds = [check_seed(s) for s in _list(raw, "seeds", where, default=[0])]
+        data_dir = raw.get("data_dir")
+        if data_dir is not None and not isinstance(data_dir, str):
+            raise PrunetrainError(f"data_dir must be a folder name, got {data_dir!r}")
+        all_methods = raw.get("all_methods", False)
+        if not isinstance(all_methods, bool):
+            raise PrunetrainError(f"all_methods must be true or false, got {all_methods!r}")
+        if "budget" not in raw:
+            raise PrunetrainError(
+                'a budget for every search is required, e.g. budget = "2000evals"'
+            )
+        budget = str(Budget.parse(raw["budget"]))
+        network = _network_options(raw)
+        search_options = _search_options(_table(raw.get("search", {}), "search", where))
+    except PrunetrainError as e:
+        raise PrunetrainError(f"{where}: {e}") from None
 
-    methods = dict(raw.get("methods", {}))
-    if raw.get("all_methods", False):
-        listed = {entry.get("method", label) for label, entry in methods.items()}
+    methods = dict(_table(raw.get("methods", {}), "methods", where))
+    if all_methods:
+        listed = {_table(e, f"methods.{k}", where).get("method", k) for k, e in methods.items()}
         for method in sorted(SEARCHERS):
             if method not in listed:
                 methods[method] = {}
     entries = []  # (kind, label, method, params, budget, batch size of a search)
     for label, entry in methods.items():
-        entry = _table(entry, f"methods.{label}", where)
+        entry = dict(_table(entry, f"methods.{label}", where))
         method = entry.pop("method", label)
         try:
+            if not isinstance(method, str):
+                raise PrunetrainError(f"method must be a method name, got {method!r}")
             searcher = make_searcher(method, **entry)
             batch = resolve_batch_size(search_options["batch_size"], searcher)
+            check_searcher(searcher, network["keep_rule"])
         except PrunetrainError as e:
             raise PrunetrainError(f"{where}: [methods.{label}]: {e}") from None
         # The resolved size is part of the run (and of its key), as if the config had said it.
         entries.append(("search", label, method, searcher.get_params(), budget, batch or 0))
-    for label, entry in dict(raw.get("baselines", {})).items():
-        entry = _table(entry, f"baselines.{label}", where)
+    for label, entry in dict(_table(raw.get("baselines", {}), "baselines", where)).items():
+        entry = dict(_table(entry, f"baselines.{label}", where))
         method = entry.pop("method", label)
         cap = entry.pop("budget", None)
         try:
+            if not isinstance(method, str):
+                raise PrunetrainError(f"method must be a baseline name, got {method!r}")
             baseline = make_baseline(method, **entry)
             baseline.check()
             params = baseline.get_params()
@@ -204,6 +235,12 @@ def parse_config(raw: dict, name: str = "comparison", source: str | None = None)
             f"{where}: {', '.join(twice)} names both a method and a baseline; rename one "
             f'and give its method inside, e.g. [baselines.random-init] method = "random"'
         )
+    for what, values in (("dataset", datasets), ("keep", keeps), ("seed", seeds)):
+        repeated = next((v for i, v in enumerate(values) if v in values[:i]), None)
+        if repeated is not None:
+            raise PrunetrainError(
+                f"{where}: {what} {repeated!r} twice in {what}s; each run must be listed once"
+            )
 
     archs = _archs(raw, where)
     runs = []
@@ -221,13 +258,114 @@ def parse_config(raw: dict, name: str = "comparison", source: str | None = None)
                                 run_budget, options,
                             )
                         )  # fmt: skip
+    keys = [r.key for r in runs]
+    if len(set(keys)) != len(keys):
+        repeated = next(r for i, r in enumerate(runs) if r.key in keys[:i])
+        raise PrunetrainError(
+            f"{where}: the run {repeated.label} {repeated.dataset} {repeated.arch} keep "
+            f"{repeated.keep:g} seed {repeated.seed} is listed twice (archs and hidden sizes "
+            "that name one network?)"
+        )
     return Comparison(
-        name=str(raw.get("name", name)),
+        name=config_name,
         runs=runs,
         budget=budget,
-        data_dir=raw.get("data_dir"),
+        data_dir=data_dir,
         source=source,
+        report=report,
     )
+
+
+def check_name(name) -> str:
+    """``name`` if it is a plain file name (results go to ``experiments/results/<name>``)."""
+    if (
+        not isinstance(name, str)
+        or name in ("", ".", "..")
+        or any(c in name for c in "/\\\0")
+        or name != name.strip()
+    ):
+        raise PrunetrainError(
+            f"name must be a plain file name (no folders, not . or ..), got {name!r}"
+        )
+    return name
+
+
+def _network_options(raw: dict) -> dict:
+    """``init``, ``scale`` and ``keep_rule``, checked as the network and the keep rule check them."""
+    from prunetrain.masks import KeepRule
+
+    options = {
+        "init": raw.get("init", "signed_constant"),
+        "scale": raw.get("scale", "keep"),
+        "keep_rule": raw.get("keep_rule", "layer"),
+    }
+    for key, value in options.items():
+        if not isinstance(value, str):
+            raise PrunetrainError(f"{key} must be a name, got {value!r}")
+    NetworkSpec((1, 1), init=options["init"], scale=options["scale"])
+    KeepRule(0.5, options["keep_rule"])
+    return options
+
+
+def _search_options(given: dict) -> dict:
+    """The ``[search]`` table with its defaults, each option checked."""
+    from prunetrain.backends import BACKEND_NAMES
+    from prunetrain.objective import SCHEDULES
+
+    extra = set(given) - set(SEARCH_OPTIONS)
+    if extra:
+        raise PrunetrainError(
+            f"unknown [search] option(s) {', '.join(sorted(extra))}; "
+            f"expected {', '.join(SEARCH_OPTIONS)}"
+        )
+    options = {**SEARCH_OPTIONS, **given}
+    batch, patience = options["batch_size"], options["patience"]
+    if batch != "auto" and (not _is_count(batch) or batch < 0):
+        raise PrunetrainError(
+            f"batch size must be a positive integer, 0 (the whole training set) or 'auto', "
+            f"got {batch!r}"
+        )
+    if patience is not None and (not _is_count(patience) or patience < 1):
+        raise PrunetrainError(f"patience must be a whole number >= 1, got {patience!r}")
+    if options["schedule"] not in SCHEDULES:
+        raise PrunetrainError(
+            f"unknown batch schedule {options['schedule']!r}; expected one of {', '.join(SCHEDULES)}"
+        )
+    if options["backend"] not in BACKEND_NAMES:
+        raise PrunetrainError(
+            f"unknown backend {options['backend']!r}; expected one of {', '.join(BACKEND_NAMES)}"
+        )
+    return options
+
+
+def check_searcher(searcher, keep_rule: str) -> None:
+    """Raise if ``searcher``'s hyperparameters are out of range: set it up on a tiny problem.
+
+    A searcher checks its hyperparameters in ``setup``; doing that here, on
+    a 6-4-2 network and 16 random samples, finds a bad value before any run
+    instead of in each run.
+    """
+    import copy
+
+    import numpy as np
+
+    from prunetrain.data import Dataset
+    from prunetrain.masks import KeepRule
+    from prunetrain.network import FrozenNetwork
+    from prunetrain.objective import Problem
+    from prunetrain.search.loop import searcher_rng
+
+    rng = np.random.default_rng(0)
+    X, y = rng.random((16, 6), dtype=np.float32), np.arange(16) % 2
+    data = Dataset("check", X, y, X[:4], y[:4], X[:0], y[:0], np.arange(2))
+    problem = Problem(
+        FrozenNetwork(NetworkSpec((6, 4, 2)), 0), data, KeepRule(0.5, keep_rule), "numpy", 8
+    )
+    copy.deepcopy(searcher).setup(problem, searcher_rng(0))
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def resolve_archs(comparison: Comparison, datasets: dict) -> Comparison:
@@ -248,6 +386,7 @@ def resolve_archs(comparison: Comparison, datasets: dict) -> Comparison:
 
 
 def _archs(raw: dict, where: str) -> list[str]:
+    """Full architectures (``"64-256-10"``) or hidden sizes only (``"*-256-*"``), checked."""
     if "archs" in raw and "hidden" in raw:
         raise PrunetrainError(
             f"{where}: give archs (full sizes) or hidden (hidden sizes), not both"
@@ -255,29 +394,41 @@ def _archs(raw: dict, where: str) -> list[str]:
     if "hidden" in raw:
         out = []
         for h in _list(raw, "hidden", where):
-            if (
-                not isinstance(h, Sequence)
-                or isinstance(h, str)
-                or not all(isinstance(x, int) for x in h)
-            ):
-                raise PrunetrainError(f"{where}: hidden must be lists of sizes, e.g. [[300, 100]]")
+            if not isinstance(h, list) or not all(_is_count(x) and x >= 1 for x in h):
+                raise PrunetrainError(
+                    f"{where}: hidden must be lists of positive sizes, e.g. [[300, 100]]; got {h!r}"
+                )
             out.append("-".join(["*", *map(str, h), "*"]))
         return out
     out = []
-    for a in _list(raw, "archs", where, default=["*-256-256-*"]):
-        if str(a).startswith("*"):  # hidden sizes only: inputs and classes from the data
-            out.append("-".join(["*", *map(str, parse_arch(str(a).strip("*-"))), "*"]))
+    for a in _list(raw, "archs", where, default=["*-256-256-*"], kind=str):
+        if a.startswith("*"):  # hidden sizes only: inputs and classes from the data
+            if not (a == "*-*" or (a.startswith("*-") and a.endswith("-*"))):
+                raise PrunetrainError(
+                    f"{where}: bad architecture {a!r}: hidden sizes only are written *-300-100-*"
+                )
+            hidden = a[2:-2]
+            try:
+                sizes = parse_arch(f"1-{hidden}-1")[1:-1] if hidden else ()
+            except PrunetrainError:
+                raise PrunetrainError(
+                    f"{where}: bad architecture {a!r}: hidden sizes must be positive "
+                    "integers, such as *-300-100-*"
+                ) from None
+            out.append("-".join(["*", *map(str, sizes), "*"]))
         else:
             out.append("-".join(map(str, parse_arch(a))))
     return out
 
 
-def _list(raw: dict, key: str, where: str, default=None) -> list:
+def _list(raw: dict, key: str, where: str, default=None, kind: type | None = None) -> list:
     value = raw.get(key, default)
     if value is None:
         raise PrunetrainError(f"{where}: {key} is required")
     if not isinstance(value, list) or not value:
         raise PrunetrainError(f"{where}: {key} must be a non-empty list, got {value!r}")
+    if kind is not None and not all(isinstance(v, kind) for v in value):
+        raise PrunetrainError(f"{where}: {key} must be a list of {kind.__name__}s, got {value!r}")
     return value
 
 

@@ -5,7 +5,9 @@ function of JSON-ready arguments, so it runs the same in this process, in a
 local process pool, or on a Dask cluster (``Client.get_executor()``, a
 ``concurrent.futures`` executor). Only this process writes files: each
 finished run becomes one line of ``results.jsonl`` at once, and a rerun skips
-every run whose key (a hash of its config) is already there.
+every run whose key (a hash of its config) is already there. Every write of
+``results.jsonl`` holds a lock, so several comparisons may share one folder.
+Ctrl-C stops the comparison at once; a run cut short is never recorded.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import functools
 import json
 import multiprocessing
 import os
+import shlex
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,8 +30,10 @@ import numpy as np
 
 from prunetrain.errors import PrunetrainError
 from prunetrain.experiments.config import Comparison, RunSpec, load_config, resolve_archs
-from prunetrain.files import atomic_write
+from prunetrain.files import atomic_write, check_writable_folder, file_lock
 from prunetrain.progress import format_seconds
+from prunetrain.provenance import command_line
+from prunetrain.threads import one_blas_thread
 
 #: At most this many history rows are kept per run in ``results.jsonl`` (evenly thinned).
 MAX_HISTORY_ROWS = 300
@@ -55,20 +62,22 @@ def execute_run(spec: dict, data_dir: str | None = None, threads: int | None = N
     Parameters
     ----------
     threads : int, optional
-        Cap BLAS (and Numba) threads while the run lasts, so parallel runs
-        do not oversubscribe the cores.
+        Cap Numba (and OpenMP) threads while the run lasts, so parallel runs
+        do not oversubscribe the cores. BLAS runs on one thread in any case
+        (:func:`prunetrain.threads.one_blas_thread`), so the record does not
+        depend on the executor.
     """
     run = RunSpec(**spec)
     limits = contextlib.nullcontext()
     if threads:
         from threadpoolctl import threadpool_limits
 
-        limits = threadpool_limits(limits=int(threads))
+        limits = threadpool_limits(limits=int(threads), user_api="openmp")
         with contextlib.suppress(Exception):
             import numba
 
             numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
-    with limits:
+    with limits, one_blas_thread():
         data = _dataset(run.dataset, data_dir)
         record = _run_search(run, data) if run.kind == "search" else _run_baseline(run, data)
     record["history"] = _thin(record["history"], MAX_HISTORY_ROWS)
@@ -119,6 +128,8 @@ def _run_search(run: RunSpec, data) -> dict:
 
     searcher.recommend = recording_recommend
     result = run_loop(problem, searcher, run.budget, seed=run.seed, patience=o["patience"])
+    if result.interrupted:  # a cut-short run is no result: stop the comparison
+        raise KeyboardInterrupt
     config = {
         "dataset": data.name,
         "arch": spec.arch,
@@ -210,8 +221,18 @@ def read_results(path: str | os.PathLike) -> dict[str, dict]:
     return out
 
 
+def _lock(path: Path):
+    """The lock every writer of ``path`` (``results.jsonl``) holds while it writes."""
+    return file_lock(path.with_name(f".{path.name}.lock"))
+
+
 def _append(path: Path, record: dict) -> None:
-    text = json.dumps(record, allow_nan=False) + "\n"
+    """Append one record as a line, under the lock (so two writers never interleave)."""
+    with _lock(path):
+        _append_unlocked(path, json.dumps(record, allow_nan=False) + "\n")
+
+
+def _append_unlocked(path: Path, text: str) -> None:
     if path.is_file() and path.stat().st_size:
         with path.open("rb") as f:
             f.seek(-1, os.SEEK_END)
@@ -223,9 +244,22 @@ def _append(path: Path, record: dict) -> None:
         os.fsync(f.fileno())
 
 
-def _rewrite(path: Path, records: list[dict]) -> None:
-    text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in records)
-    atomic_write(path, lambda f: f.write(text), binary=False)
+def _rewrite_in_order(path: Path, comparison: Comparison) -> list[dict]:
+    """Rewrite ``results.jsonl`` in config order; return this config's records.
+
+    Under the lock the file is read again, so a record another process
+    appended since this one started is kept (runs of other configs go after).
+    """
+    current = [r.key for r in comparison.runs]
+    with _lock(path):
+        done = read_results(path)
+        ordered = [done[key] for key in current if key in done]
+        mine = set(current)
+        others = [record for key, record in done.items() if key not in mine]
+        if done:
+            text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in ordered + others)
+            atomic_write(path, lambda f: f.write(text), binary=False)
+    return ordered
 
 
 # --- executors ------------------------------------------------------------------------------
@@ -250,13 +284,51 @@ def cpu_count() -> int:
     return os.cpu_count() or 1
 
 
+#: How long to wait for a Dask scheduler to answer.
+SCHEDULER_TIMEOUT = "20s"
+#: Seconds between a worker's checks that the process that started it is still alive.
+ORPHAN_POLL_SECONDS = 0.5
+
+
+def worker_init(parent: int) -> None:
+    """Set up a local worker process: leave Ctrl-C to the parent, exit when the parent dies.
+
+    Ctrl-C at a terminal reaches the whole process group; the parent alone
+    decides, so a worker ignores SIGINT (and the run loop then leaves it
+    ignored). A daemon thread ends the worker once ``os.getppid()`` is no
+    longer ``parent`` (a killed parent leaves its children to another), so no
+    worker outlives a ``compare`` killed with SIGKILL for more than a moment.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="prunetrain-orphan-watch", daemon=True).start()
+
+
+def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
+    """End a local pool's workers now, runs and all (after Ctrl-C or an error)."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(timeout=5)
+
+
 @contextlib.contextmanager
 def make_executor(
     jobs: int, scheduler: str | None
 ) -> Iterator[tuple[cf.Executor, int | None, int]]:
     """The executor for ``jobs`` local processes or a Dask ``scheduler`` address.
 
-    Yields ``(executor, threads per run, tasks to keep in flight)``.
+    Yields ``(executor, threads per run, tasks to keep in flight)``. If the
+    block raises (Ctrl-C included), local workers are ended at once rather
+    than waited for.
     """
     if scheduler:
         try:
@@ -266,9 +338,11 @@ def make_executor(
                 "--scheduler needs Dask: pip install 'prunetrain[distributed]'"
             ) from None
         try:
-            client = Client(scheduler, timeout="20s")
-        except (OSError, TimeoutError) as e:
-            raise PrunetrainError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
+        except Exception as e:  # noqa: BLE001  (OSError, TimeoutError, ValueError for a bad address, ...)
+            raise PrunetrainError(
+                f"cannot reach the Dask scheduler at {scheduler}: {' '.join(str(e).split())}"
+            ) from None
         try:
             slots = max(1, sum(client.nthreads().values()))
             yield client.get_executor(pure=False), None, 2 * slots
@@ -289,9 +363,17 @@ def make_executor(
     }
     saved = {v: os.environ.get(v) for v in env}
     os.environ.update(env)
-    pool = cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    pool = cf.ProcessPoolExecutor(
+        jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=worker_init,
+        initargs=(os.getpid(),),
+    )
     try:
         yield pool, threads, 2 * jobs
+    except BaseException:
+        _stop_workers(pool)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         for v, old in saved.items():
@@ -338,6 +420,7 @@ def run_comparison(
     scheduler: str | None = None,
     echo: Callable[[str], None] | None = print,
     report: bool = True,
+    command: str | None = None,
 ) -> ComparisonResult:
     """Run every run of a comparison not already in ``out/results.jsonl``, then write the report.
 
@@ -354,7 +437,10 @@ def run_comparison(
     echo : callable, optional
         Called with one line per finished run.
     report : bool
-        Write ``summary.md`` and the plots at the end.
+        Write ``summary.md``, ``summary.json``, the plots and ``report.html`` at the end.
+    command : str, optional
+        The command line to quote in the report's rerun line; by default
+        the ``prunetrain compare`` command equivalent to these arguments.
 
     Returns
     -------
@@ -366,68 +452,90 @@ def run_comparison(
     if scheduler is None and int(jobs) < 1:
         raise PrunetrainError(f"--jobs must be at least 1, got {jobs}")
     comparison, _ = prepare(config)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise PrunetrainError(f"--out {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    if scheduler is None:  # runs here: a backend that cannot run here would fail every run
+        from prunetrain.backends import resolve_backend
+
+        for name in sorted({r.options["backend"] for r in comparison.runs if r.kind == "search"}):
+            resolve_backend(name)
+    out = check_writable_folder(out)
     path = out / RESULTS
-    done = read_results(path)
+    with _lock(path) if out.is_dir() else contextlib.nullcontext():
+        done = read_results(path)
     todo = [r for r in comparison.runs if r.key not in done]
     skipped = [r.key for r in comparison.runs if r.key in done]
     say = echo or (lambda line: None)
-    say(
-        f"{comparison.name}: {len(comparison.runs)} runs, {len(skipped)} already in {path}, "
-        f"{len(todo)} to run"
-    )
     ran: list[str] = []
     failed: dict[str, str] = {}
-    if todo:
-        with make_executor(jobs, scheduler) as (executor, threads, in_flight):
-            pending: dict[cf.Future, RunSpec] = {}
-            queue = list(todo)
-            try:
-                while queue or pending:
-                    while queue and len(pending) < in_flight:
-                        run = queue.pop(0)
-                        future = executor.submit(
-                            execute_run, run.to_dict(), comparison.data_dir, threads
-                        )
-                        pending[future] = run
-                    finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                    for future in finished:
-                        run = pending.pop(future)
-                        try:
-                            record = future.result()
-                        except Exception as e:  # noqa: BLE001  (reported, the others go on)
-                            failed[run.key] = f"{type(e).__name__}: {e}"
-                            say(f"  FAILED {_describe(run)}: {failed[run.key]}")
-                            continue
-                        _append(path, record)
-                        done[run.key] = record
-                        ran.append(run.key)
-                        finished_runs = len(ran) + len(failed)
-                        eta = (time.perf_counter() - start) * (len(todo) / finished_runs - 1)
-                        say(
-                            f"  [{len(skipped) + len(ran)}/{len(comparison.runs)}] {_describe(run)}: "
-                            f"test {record['test_accuracy']:.4f} in {record['seconds']:.1f} s; "
-                            f"eta {format_seconds(eta)}"
-                        )
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                raise
-    ordered = [done[r.key] for r in comparison.runs if r.key in done]
-    current = {r.key for r in comparison.runs}
-    others = [rec for key, rec in done.items() if key not in current]
-    _rewrite(path, ordered + others)  # config order; runs of other configs kept after
+    with (
+        make_executor(jobs, scheduler) if todo else _no_executor() as (executor, threads, in_flight)
+    ):
+        # Only now, with an executor that works, does the output folder appear.
+        out.mkdir(parents=True, exist_ok=True)
+        say(
+            f"{comparison.name}: {len(comparison.runs)} runs, {len(skipped)} already in {path}, "
+            f"{len(todo)} to run"
+        )
+        pending: dict[cf.Future, RunSpec] = {}
+        queue = list(todo)
+        try:
+            while queue or pending:
+                while queue and len(pending) < in_flight:
+                    run = queue.pop(0)
+                    future = executor.submit(
+                        execute_run, run.to_dict(), comparison.data_dir, threads
+                    )
+                    pending[future] = run
+                finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for future in finished:
+                    run = pending.pop(future)
+                    try:
+                        record = future.result()
+                    except Exception as e:  # noqa: BLE001  (reported, the others go on)
+                        failed[run.key] = f"{type(e).__name__}: {e}"
+                        say(f"  FAILED {_describe(run)}: {failed[run.key]}")
+                        continue
+                    # A worker's own command line says nothing: record the comparison's.
+                    record["provenance"].update(command=command_line(), cwd=os.getcwd())
+                    _append(path, record)
+                    ran.append(run.key)
+                    finished_runs = len(ran) + len(failed)
+                    eta = (time.perf_counter() - start) * (len(todo) / finished_runs - 1)
+                    say(
+                        f"  [{len(skipped) + len(ran)}/{len(comparison.runs)}] {_describe(run)}: "
+                        f"test {record['test_accuracy']:.4f} in {record['seconds']:.1f} s; "
+                        f"eta {format_seconds(eta)}"
+                    )
+        except BaseException:  # Ctrl-C (a KeyboardInterrupt from a run, too): keep what is done
+            for future in pending:
+                future.cancel()
+            raise
+    ordered = _rewrite_in_order(path, comparison)  # config order; other configs' runs kept
     result = ComparisonResult(
         comparison, ordered, ran, skipped, failed, time.perf_counter() - start, out
     )
     if report and ordered:
         from prunetrain.experiments.report import write_report
 
-        write_report(comparison, ordered, out)
+        write_report(
+            ordered,
+            out,
+            name=comparison.name,
+            commands=[command or compare_command(comparison, out, jobs, scheduler)],
+            options=comparison.report,
+        )
     return result
+
+
+@contextlib.contextmanager
+def _no_executor():
+    yield None, None, 0
+
+
+def compare_command(comparison: Comparison, out: Path, jobs: int, scheduler: str | None) -> str:
+    """The ``prunetrain compare`` command line that runs ``comparison`` as these arguments do."""
+    where = f"--scheduler {shlex.quote(scheduler)}" if scheduler else f"--jobs {int(jobs)}"
+    config = shlex.quote(comparison.source) if comparison.source else "CONFIG.toml"
+    return f"prunetrain compare {config} {where} --out {shlex.quote(str(out))}"
 
 
 def _describe(run: RunSpec) -> str:

@@ -25,6 +25,28 @@ class Searcher(Hyperparameters, abc.ABC):
     calls :meth:`step` until the budget is spent and asks :meth:`recommend`
     for the mask to validate. The loop, not the searcher, owns the budget,
     progress, validation, early stopping and interruption.
+
+    Checkpoints (``prunetrain search --resume``) need nothing from a searcher
+    but this: **keep every attribute picklable**. The run loop pickles the
+    searcher whole, between two :meth:`step` calls, with its random
+    generator ``self.rng`` and everything :meth:`setup` and :meth:`step` have
+    stored (arrays, counters, other searchers, caches); the problem, its
+    network, backend, keep rule and data arrays, and the loop's
+    :meth:`budget_used` meter are stored as references and bound to the
+    resumed run's own. The resumed searcher then gets :meth:`step` calls
+    only — :meth:`setup` is not called again — and must continue exactly as
+    the uninterrupted one would (``tests/test_checkpoint.py`` checks every
+    registered searcher for a byte-identical ticket). So:
+
+    - store no lambdas, closures, open files, locks or modules as attributes
+      (a callable attribute can be a small class with ``__call__``, as
+      :class:`~prunetrain.search.pipeline.StageBudget`);
+    - keep state that must survive a checkpoint in attributes, not in
+      generators or iterators held across steps;
+    - if something cannot be pickled or should not be stored (a device
+      handle, a cache that is cheap to rebuild), override ``__getstate__`` to
+      leave it out and ``__setstate__`` to rebuild it (the Python pickle
+      protocol), calling the base implementation for the rest.
     """
 
     name: ClassVar[str]
@@ -122,6 +144,13 @@ class SearchResult:
     compile_seconds : float
         Time spent compiling (or loading) kernels before the clock started;
         not part of ``seconds`` nor of the budget.
+    budget_overshoot : float
+        How far the search went past its budget, in the budget's unit
+        (evaluations, or seconds): the loop checks the budget before each step,
+        so this is less than :attr:`last_step`. 0 unless ``stopped_by="budget"``.
+    last_step : float
+        What the last step used, in the same unit (with the validation after
+        it; the setup, if no step ran).
     """
 
     mask: Mask
@@ -136,6 +165,8 @@ class SearchResult:
     method: str
     params: dict
     compile_seconds: float = 0.0
+    budget_overshoot: float = 0.0
+    last_step: float = 0.0
 
     @property
     def interrupted(self) -> bool:

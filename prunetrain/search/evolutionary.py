@@ -43,7 +43,7 @@ import numpy as np
 
 from prunetrain.backends.topk import gumbel_top_k, top_k_rows
 from prunetrain.errors import PrunetrainError
-from prunetrain.hyperparams import check_choice, check_number
+from prunetrain.hyperparams import check_choice, check_flag, check_number
 from prunetrain.masks import KeepRule, Mask, MaskPopulation, check_mask
 from prunetrain.search.base import Searcher, register
 
@@ -566,8 +566,7 @@ class EvolutionSearcher(PopulationSearcher):
         check_number("mutation", self.mutation, 0)
         check_number("adapt", self.adapt, 1)
         check_number("tau", self.tau, 0, open_low=False)
-        if not isinstance(self.confirm, (bool, np.bool_)):
-            raise PrunetrainError(f"confirm must be True or False, got {self.confirm!r}")
+        check_flag("confirm", self.confirm)
         cap = check_number("max_mutation", self.max_mutation, 0, optional=True)
         self.cap = cap if cap is not None else max(1.0, 0.01 * self.layout.n)
         sigma0 = min(max(float(self.mutation), 1.0), self.cap)

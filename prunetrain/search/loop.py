@@ -1,10 +1,16 @@
-"""The one run loop every searcher shares: budget, validation, early stopping, progress, Ctrl-C."""
+"""The one run loop every searcher shares: budget, validation, early stopping, progress,
+Ctrl-C, checkpoints and resuming from one."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import pickle
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -15,6 +21,8 @@ from prunetrain.network import check_seed
 from prunetrain.objective import Budget, Problem
 from prunetrain.progress import Progress
 from prunetrain.search.base import Searcher, SearchResult
+from prunetrain.search.checkpoint import Checkpoint, bound_objects, dumps_state, loads_state
+from prunetrain.threads import one_blas_thread
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +38,10 @@ def searcher_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng([check_seed(seed), 0x5EA4C4])
 
 
+@one_blas_thread()  # the same floats with any number of threads (prunetrain.threads)
 def run(
     problem: Problem,
-    searcher: Searcher,
+    searcher: Searcher | None,
     budget: str | float | Budget,
     *,
     seed: int = 0,
@@ -41,6 +50,8 @@ def run(
     validation_interval: float | None = None,
     callbacks: Sequence[Callback] = (),
     progress: bool = False,
+    checkpoint: Checkpoint | None = None,
+    resume: bytes | None = None,
 ) -> SearchResult:
     """Run ``searcher`` on ``problem`` until ``budget`` is spent.
 
@@ -48,15 +59,16 @@ def run(
     ----------
     problem : Problem
         Network, training/validation data, keep rule, backend.
-    searcher : Searcher
-        An unbound searcher (``make_searcher(name, **params)``).
+    searcher : Searcher or None
+        An unbound searcher (``make_searcher(name, **params)``); ``None``
+        with ``resume``, which holds the searcher.
     budget : str, float or Budget
         ``"30s"``, ``"10m"``, ``"1h"``, ``"20000evals"``, or seconds. With an
         evaluation budget the same seed gives the same mask.
     seed : int
         Seed of the searcher's random stream.
     init_mask : mask, optional
-        Start from this mask (a warm start or a resumed search).
+        Start from this mask (a warm start).
     patience : int, optional
         Stop after this many validations in a row without a better
         validation accuracy. ``None`` never stops early.
@@ -73,24 +85,40 @@ def run(
         Show progress on stderr (:class:`~prunetrain.progress.Progress`: a
         bar on a terminal, plain lines otherwise): evaluations, best train
         loss, validation accuracy, evaluations/s.
+    checkpoint : Checkpoint, optional
+        Write the search's whole state there once it has started, every
+        ``checkpoint.every`` seconds at a step boundary, and on Ctrl-C.
+    resume : bytes, optional
+        The state of a checkpoint (:func:`~prunetrain.search.checkpoint.read_checkpoint`)
+        to continue from, on a problem rebuilt as the checkpointed one was
+        (same network, data, keep rule, batch schedule and seed, same backend).
+        With the same evaluation budget the result is that of the
+        uninterrupted search, exactly.
 
     Returns
     -------
     SearchResult
         The best mask on validation among those the searcher recommended.
         Ctrl-C ends the search early and still returns the best so far
-        (``stopped_by="interrupted"``).
+        (``stopped_by="interrupted"``): the first at the end of the current
+        step (after writing a checkpoint), a second at once.
 
     Notes
     -----
+    The whole search runs with BLAS on one thread
+    (:func:`prunetrain.threads.one_blas_thread`): with an evaluation budget
+    the same seed gives the same ticket whatever the thread settings.
+
     Before the clock starts, every kernel of the backend runs once on a few
     rows (:func:`prunetrain.backends.warm_up`), so Numba or CUDA compilation
     is not charged to the budget; its time is ``compile_seconds`` of the
-    result.
+    result (of this process, when resuming).
     """
     budget = Budget.parse(budget)
     if patience is not None and patience < 1:
         raise PrunetrainError(f"patience must be >= 1 validations, got {patience}")
+    if (searcher is None) == (resume is None):
+        raise PrunetrainError("run needs a searcher or a checkpoint state to resume, not both")
     if init_mask is not None:
         init_mask = check_mask(init_mask, problem.shapes)
     interval = (
@@ -106,22 +134,38 @@ def run(
             problem.backend.name,
             compile_seconds,
         )
+    state = {  # everything of the loop a checkpoint holds besides the searcher and problem
+        "history": [],
+        "best": {},
+        "since_better": 0,
+        "last_validation": 0.0,
+        "step_start": 0.0,  # budget usage when the latest step (or the setup) began
+        "seconds": 0.0,  # used before this process took over (by a checkpointed run)
+        "start_evaluations": problem.n_evaluations,
+        "start_sample_forwards": problem.n_sample_forwards,
+    }
     start = time.perf_counter()
-    start_evals, start_forwards = problem.n_evaluations, problem.n_sample_forwards
-    history: list[dict] = []
-    best: dict = {}
-    since_better = 0
     stopped_by = "budget"
 
     def elapsed() -> float:
-        return time.perf_counter() - start
+        return state["seconds"] + time.perf_counter() - start
 
     def used() -> float:
-        return problem.n_evaluations - start_evals
+        return problem.n_evaluations - state["start_evaluations"]
+
+    def budget_used() -> float:
+        return budget.fraction_used(used(), elapsed())
+
+    bound = bound_objects(problem, budget_used)
+    if resume is not None:
+        saved = loads_state(resume, bound)
+        searcher = saved["searcher"]
+        problem.set_state(saved["problem"])
+        state.update(saved["loop"])
+    history, best = state["history"], state["best"]
 
     def validate() -> bool:
         """Validate the recommended mask, record it; True if it is the best so far."""
-        nonlocal since_better
         mask, train_loss = searcher.recommend()
         # Before its first step a searcher has no training loss yet (inf): record None.
         train_loss = float(train_loss) if np.isfinite(train_loss) else None
@@ -134,13 +178,13 @@ def run(
                 val_loss=val_loss,
                 val_accuracy=val_acc,
             )
-            since_better = 0
+            state["since_better"] = 0
         else:
-            since_better += 1
+            state["since_better"] += 1
         history.append(
             {
                 "evaluations": used(),
-                "sample_forwards": problem.n_sample_forwards - start_forwards,
+                "sample_forwards": problem.n_sample_forwards - state["start_sample_forwards"],
                 "seconds": elapsed(),
                 "train_loss": train_loss,
                 "val_loss": val_loss,
@@ -151,12 +195,34 @@ def run(
         )
         return better
 
-    def spent() -> bool:
-        if budget.evaluations is not None:
-            return used() >= budget.evaluations
-        return elapsed() >= budget.seconds
+    last_checkpoint = time.perf_counter()
+
+    def save_checkpoint() -> None:
+        nonlocal checkpoint, last_checkpoint
+        last_checkpoint = time.perf_counter()
+        loop = {**state, "seconds": elapsed()}
+        snapshot = {"searcher": searcher, "problem": problem.get_state(), "loop": loop}
+        try:
+            data = dumps_state(snapshot, bound)
+        except (pickle.PicklingError, TypeError, AttributeError) as e:
+            warnings.warn(
+                f"searcher {searcher.name!r} cannot be checkpointed ({e}); this search "
+                "continues without checkpoints (see the Searcher docstring)",
+                stacklevel=3,
+            )
+            checkpoint = None
+            return
+        checkpoint.write(data)
+
+    def usage() -> float:
+        """What the budget counts: evaluations, or seconds."""
+        return used() if budget.evaluations is not None else elapsed()
 
     total = budget.evaluations if budget.evaluations is not None else budget.seconds
+
+    def spent() -> bool:
+        return usage() >= total
+
     bar = Progress(
         total,
         unit="eval" if budget.evaluations is not None else "s",
@@ -174,31 +240,54 @@ def run(
             "evals_s": f"{used() / max(seconds, 1e-9):.0f}",
         }
 
+    # A step cannot be stopped halfway, so the budget is checked before each: a search
+    # overshoots it by less than its last step (with the validation after it; setup counts
+    # as a step), and records by how much.
+    overshoot = last_step = 0.0
     try:
-        searcher.budget_used = lambda: budget.fraction_used(used(), elapsed())
-        searcher.setup(problem, searcher_rng(seed), init_mask)
-        validate()
-        last_validation = problem.n_sample_forwards
-        while not spent():
-            searcher.step()
-            if searcher.finished:
-                stopped_by = "finished"
-                break
-            if problem.n_sample_forwards - last_validation >= interval:
-                last_validation = problem.n_sample_forwards
+        with deferred_interrupt() as interrupt:
+            searcher.budget_used = budget_used
+            if resume is None:
+                state["step_start"] = usage()
+                searcher.setup(problem, searcher_rng(seed), init_mask)
                 validate()
-                if any(cb(history[-1]) for cb in callbacks):
-                    stopped_by = "callback"
+                state["last_validation"] = problem.n_sample_forwards
+                if checkpoint is not None:
+                    save_checkpoint()
+            while not spent():
+                state["step_start"] = usage()
+                searcher.step()
+                if searcher.finished:
+                    stopped_by = "finished"
                     break
-                if patience is not None and since_better >= patience:
-                    stopped_by = "early_stopping"
+                if problem.n_sample_forwards - state["last_validation"] >= interval:
+                    state["last_validation"] = problem.n_sample_forwards
+                    validate()
+                    if any(cb(history[-1]) for cb in callbacks):
+                        stopped_by = "callback"
+                        break
+                    if patience is not None and state["since_better"] >= patience:
+                        stopped_by = "early_stopping"
+                        break
+                if interrupt.is_set():
+                    stopped_by = "interrupted"
+                    if checkpoint is not None:
+                        save_checkpoint()
                     break
-            if progress:
-                done, fields = shown()
-                bar.update(done, **fields)
-        if history[-1]["evaluations"] != used():
-            validate()
-    except KeyboardInterrupt:
+                if (
+                    checkpoint is not None
+                    and time.perf_counter() - last_checkpoint >= checkpoint.every
+                ):
+                    save_checkpoint()
+                if progress:
+                    done, fields = shown()
+                    bar.update(done, **fields)
+            now = usage()
+            last_step = now - state["step_start"]
+            overshoot = max(0.0, now - total) if stopped_by == "budget" else 0.0
+            if history[-1]["evaluations"] != used():
+                validate()
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread
         stopped_by = "interrupted"
         if not best:
             raise
@@ -214,10 +303,40 @@ def run(
         val_accuracy=best["val_accuracy"],
         history=history,
         evaluations=used(),
-        sample_forwards=problem.n_sample_forwards - start_forwards,
+        sample_forwards=problem.n_sample_forwards - state["start_sample_forwards"],
         seconds=elapsed(),
         stopped_by=stopped_by,
         method=searcher.name,
         params=searcher.get_params(),
         compile_seconds=compile_seconds,
+        budget_overshoot=float(overshoot),
+        last_step=float(last_step),
     )
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[threading.Event]:
+    """While the block runs, a first Ctrl-C only sets the event it yields; a second raises.
+
+    The run loop checks the event after each step, so an interrupted search
+    stops at a step boundary, where its state is whole and can be
+    checkpointed. Outside the main thread, or where SIGINT is not Python's
+    default handler (ignored in a worker process, say), nothing changes.
+    """
+    event = threading.Event()
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield event
+        return
+
+    def first_interrupt(signum, frame) -> None:
+        event.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, first_interrupt)
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

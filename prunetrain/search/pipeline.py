@@ -49,7 +49,7 @@ class Pipeline(Searcher):
         if any(isinstance(s, Pipeline) for s in self.stages):
             raise PrunetrainError("a pipeline's stages cannot be pipelines")
         first = self.stages[0]
-        first.budget_used = lambda: min(1.0, self.budget_used() / share)
+        first.budget_used = StageBudget(self, 0.0, share)
         first.setup(problem, rng, init_mask)
         self.current = first
         self.switched_at: float | None = None
@@ -77,7 +77,7 @@ class Pipeline(Searcher):
         if self.current is first and (first.finished or self.budget_used() >= self.share):
             start = [m.copy() for m in first.recommend()[0]]
             at = self.switched_at = self.budget_used()
-            then.budget_used = lambda: min(1.0, (self.budget_used() - at) / max(1 - at, 1e-12))
+            then.budget_used = StageBudget(self, at, 1.0 - at)
             then.setup(self.problem, self.rng, start)
             self.current = then
         self.current.step()
@@ -85,3 +85,14 @@ class Pipeline(Searcher):
 
     def recommend(self) -> tuple[Mask, float]:
         return self.current.recommend()
+
+
+class StageBudget:
+    """A stage's budget meter: the fraction of its share ``[start, start + share)`` of the
+    pipeline's budget spent so far. An object, not a closure, so a checkpoint can pickle it."""
+
+    def __init__(self, pipeline: Pipeline, start: float, share: float) -> None:
+        self.pipeline, self.start, self.share = pipeline, start, share
+
+    def __call__(self) -> float:
+        return min(1.0, (self.pipeline.budget_used() - self.start) / max(self.share, 1e-12))

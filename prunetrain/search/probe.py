@@ -1,0 +1,279 @@
+"""Every weight a candidate on every batch: evidence from forward probes, flips confirmed exactly.
+
+Local search that samples candidate flips (``accumulate``, ``steepest``) can
+afford a few hundred exact flip evaluations per batch, a sliver of a large
+first layer. ``probe`` looks at every weight of every layer on every batch:
+
+1. **Screen.** The backend's :meth:`~prunetrain.backends.base.Backend.flip_screen`
+   pushes every unit's pre-activation a little, forwards the push to the loss
+   (one-sided finite differences, batched into GEMMs), and turns the
+   responses into a first-order loss change for flipping each weight — for
+   about three forward passes (:mod:`prunetrain.backends.screen`).
+2. **Evidence.** Each weight keeps a *score* ``s``: the keep rule's best mask
+   for the scores (the top-``k`` per layer under ``"layer"``) is where the
+   search is heading. A batch's screen gives each weight its estimated loss
+   change per unit of mask ``u`` (``+gain`` for a pruned weight, ``-gain``
+   for a kept one); it is averaged across batches with momentum,
+   ``v ← μ·v + u + λ·s``, and integrated, ``s ← s - η_t·v``. A single batch
+   moves a score by ``η_t·|v|``, small against the margins that decide a
+   flip, so no one noisy batch decides anything; ``η_t`` follows a cosine
+   from ``lr`` to zero over the budget, so the flip rate falls as the
+   search converges.
+3. **Confirmation.** Weights on the wrong side of the scores' threshold are
+   *proposals*. Each proposed flip is evaluated exactly on the current batch
+   (:meth:`~prunetrain.backends.base.Backend.flip_gains`, at most
+   ``max_checks`` per layer, the clearest first) and only flips whose exact
+   loss change is negative are made — as many switched on as off in each
+   layer under ``"layer"`` (in the network under ``"global"``), the best of
+   each side, so counts stay exact. A rejected proposal keeps its score and
+   is tried again on later batches while its evidence holds.
+
+Information used: loss differences of forward passes only (the probes'
+finite differences and the exact flip gains); no backward pass, no
+derivative formula. The screen carries the same first-order information as
+edge-popup's straight-through gradient, estimated by finite differences.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from prunetrain.backends.flips import flip_cost
+from prunetrain.backends.screen import PROBE, screen_cost
+from prunetrain.hyperparams import check_choice, check_flag, check_number
+from prunetrain.masks import Mask
+from prunetrain.search.base import Searcher, register
+
+SCHEDULES = ("cosine", "constant")
+#: Forward passes' worth of exact checks each layer may spend per batch, by default.
+CHECK_WORK = 2.0
+#: Velocities below this are flushed to zero now and then, so they never turn subnormal.
+TINY = 1e-30
+FLUSH_EVERY = 256
+
+
+@register
+class ProbeSearcher(Searcher):
+    """Scores of every weight from forward-probe screens; exact flip gains confirm each flip.
+
+    Parameters
+    ----------
+    lr : float
+        Initial step size of the scores (they start at ``±U(0, 0.5)/sqrt(fan_in)``,
+        positive for kept weights).
+    momentum : float
+        Decay of the averaged evidence ``v``, in [0, 1).
+    weight_decay : float
+        Pull of every score toward zero, ``λ`` (keeps scores near the threshold
+        and able to move).
+    schedule : {"cosine", "constant"}
+        Step size over the budget: a cosine from ``lr`` to zero, or constant.
+    probe : float
+        Probe size relative to each layer's rms pre-activation.
+    confirm : bool
+        Flip only proposals whose exact loss change on the batch is negative.
+        ``False`` flips every proposal (up to ``max_checks``) unchecked.
+    max_checks : int, optional
+        Most proposals per layer evaluated exactly per batch; by default about
+        two forward passes' worth per layer (all of a small layer).
+    """
+
+    name = "probe"
+    summary = "every weight screened on every batch by forward probes; exact gains confirm flips"
+    preferred_batch_size = 256
+
+    def __init__(
+        self,
+        lr: float = 0.2,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        schedule: str = "cosine",
+        probe: float = PROBE,
+        confirm: bool = True,
+        max_checks: int | None = None,
+    ) -> None:
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.schedule = schedule
+        self.probe = probe
+        self.confirm = confirm
+        self.max_checks = max_checks
+
+    def setup(self, problem, rng, init_mask: Mask | None = None) -> None:
+        super().setup(problem, rng, init_mask)
+        check_number("lr", self.lr, 0)
+        check_number("momentum", self.momentum, 0, 1, open_low=False, open_high=True)
+        check_number("weight_decay", self.weight_decay, 0, open_low=False)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_number("probe", self.probe, 0, 1)
+        check_flag("confirm", self.confirm)
+        check_number("max_checks", self.max_checks, 0, integer=True, optional=True)
+        shapes = problem.shapes
+        self.mask = [
+            np.array(m, dtype=bool)
+            for m in (init_mask if init_mask is not None else problem.random_mask(rng))
+        ]
+        self.scores = [
+            (np.where(m, 1.0, -1.0) * rng.uniform(0.0, 0.5, m.shape) / math.sqrt(m.shape[0]))
+            .astype(np.float32)
+            .ravel()
+            for m in self.mask
+        ]
+        self.velocity = [np.zeros_like(s) for s in self.scores]
+        self.flip_costs = [flip_cost(shapes, layer) for layer in range(len(shapes))]
+        self.checks = [
+            min(a * b, int(self.max_checks) if self.max_checks else math.ceil(CHECK_WORK / c))
+            for (a, b), c in zip(shapes, self.flip_costs)
+        ]
+        self.screen_cost = screen_cost(shapes)
+        self.steps = 0
+        self.loss = np.inf
+        #: Per layer, over the whole search: proposals (counted each batch they stand),
+        #: proposals evaluated exactly, and flips made.
+        self.n_proposed = [0] * len(shapes)
+        self.n_checked = [0] * len(shapes)
+        self.n_flipped = [0] * len(shapes)
+
+    def step_size(self) -> float:
+        """``η_t``: ``lr`` times the schedule at the budget used so far."""
+        if self.schedule == "constant":
+            return float(self.lr)
+        return float(self.lr) * 0.5 * (1.0 + math.cos(math.pi * self.budget_used()))
+
+    def step(self) -> None:
+        problem = self.problem
+        backend = problem.backend
+        batch = problem.next_batch()
+        state = backend.flip_state(self.mask, batch.X, batch.y)
+        screen = backend.flip_screen(state, float(self.probe))
+        B = len(batch)
+        problem.charge(1.0 + self.screen_cost, (1.0 + self.screen_cost) * B)
+        self.loss = state.loss
+        self._update_scores(screen)
+        self.last_flips = self._confirm(state, self._proposals(), B)
+        for layer, (flat_index, _) in enumerate(self.last_flips):
+            flat = self.mask[layer].reshape(-1)
+            flat[flat_index] = ~flat[flat_index]
+            self.n_flipped[layer] += len(flat_index)
+        self.steps += 1
+
+    def _update_scores(self, screen) -> None:
+        eta = np.float32(self.step_size())
+        mu, decay = np.float32(self.momentum), np.float32(self.weight_decay)
+        flush = self.steps % FLUSH_EVERY == FLUSH_EVERY - 1
+        for m, gain, s, v in zip(self.mask, screen, self.scores, self.velocity):
+            # Loss change per unit of mask: a pruned weight's gain, a kept one's with its sign turned.
+            u = np.where(m.reshape(-1), -gain.reshape(-1), gain.reshape(-1))
+            v *= mu
+            v += u
+            v += decay * s
+            if flush:
+                v[np.abs(v) < TINY] = 0.0
+            s -= eta * v
+
+    def _proposals(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per layer: flat indices to switch off and on to reach the scores' best mask, clearest first."""
+        rule = self.problem.rule
+        masks = [m.reshape(-1) for m in self.mask]
+        if rule.kind == "free":
+            wants = [s > 0 for s in self.scores]
+        else:
+            wants = _top_k(self.scores, masks, rule.kind)
+        out = []
+        for m, want, s in zip(masks, wants, self.scores):
+            off = np.flatnonzero(m & ~want)
+            on = np.flatnonzero(~m & want)
+            off = off[np.argsort(s[off], kind="stable")]
+            on = on[np.argsort(-s[on], kind="stable")]
+            out.append((off, on))
+        return out
+
+    def _confirm(self, state, proposals, B: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per layer, the flips to make now and their exact gains on the batch.
+
+        Exactly confirmed proposals (gain < 0), balanced as the keep rule needs;
+        without ``confirm`` every proposal up to ``max_checks``, gains NaN.
+        """
+        backend = self.problem.backend
+        checked = []
+        for layer, (off, on) in enumerate(proposals):
+            self.n_proposed[layer] += len(off) + len(on)
+            cap = self.checks[layer]
+            off, on = off[:cap], on[:cap]
+            both = np.concatenate([off, on])
+            if self.confirm and len(both):
+                g = backend.flip_gains(state, layer, *np.divmod(both, self.mask[layer].shape[1]))
+                cost = len(both) * self.flip_costs[layer]
+                self.problem.charge(cost, cost * B)
+                self.n_checked[layer] += len(both)
+            else:
+                g = np.full(len(both), np.nan if len(both) else 0.0)
+            checked.append((off, g[: len(off)], on, g[len(off) :]))
+        kind = self.problem.rule.kind
+        if kind == "free":
+            pairs = [
+                _confirmed(off, g_off) + _confirmed(on, g_on) for off, g_off, on, g_on in checked
+            ]
+        elif kind == "layer":
+            pairs = [_best_pairs(*c) for c in checked]
+        else:
+            pairs = _best_pairs_global(checked)
+        return [(np.concatenate([a, c]), np.concatenate([b, d])) for a, b, c, d in pairs]
+
+    def recommend(self) -> tuple[Mask, float]:
+        return self.mask, self.loss
+
+
+def _top_k(scores, masks, kind: str) -> list[np.ndarray]:
+    """Where the scores' best mask keeps weights: each layer's (or the network's) current count."""
+    if kind == "layer":
+        return [_top(s, int(m.sum())) for s, m in zip(scores, masks)]
+    flat = _top(np.concatenate(scores), int(sum(int(m.sum()) for m in masks)))
+    return np.split(flat, np.cumsum([s.size for s in scores])[:-1])
+
+
+def _top(values: np.ndarray, k: int) -> np.ndarray:
+    keep = np.zeros(values.size, dtype=bool)
+    if k >= values.size:
+        keep[:] = True
+    elif k > 0:
+        keep[np.argpartition(values, values.size - k)[values.size - k :]] = True
+    return keep
+
+
+def _confirmed(index: np.ndarray, gains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The moves whose exact gain is negative (all of them when unchecked, NaN), best first."""
+    good = np.flatnonzero(~(gains >= 0))
+    good = good[np.argsort(gains[good], kind="stable")]
+    return index[good], gains[good]
+
+
+def _best_pairs(off, g_off, on, g_on):
+    """As many confirmed flips off as on (the best of each side), so a layer keeps its count."""
+    off, g_off = _confirmed(off, g_off)
+    on, g_on = _confirmed(on, g_on)
+    n = min(len(off), len(on))
+    return off[:n], g_off[:n], on[:n], g_on[:n]
+
+
+def _best_pairs_global(checked):
+    """As many confirmed flips off as on in the whole network, the best of each side."""
+
+    def side(index, gains):
+        layers = np.concatenate([np.full(len(i), layer) for layer, i in enumerate(index)])
+        index, gains = np.concatenate(index), np.concatenate(gains)
+        order = np.flatnonzero(~(gains >= 0))
+        order = order[np.argsort(gains[order], kind="stable")]
+        return layers[order], index[order], gains[order]
+
+    l_off, i_off, g_off = side([c[0] for c in checked], [c[1] for c in checked])
+    l_on, i_on, g_on = side([c[2] for c in checked], [c[3] for c in checked])
+    n = min(len(g_off), len(g_on))
+    l_off, i_off, g_off, l_on, i_on, g_on = (a[:n] for a in (l_off, i_off, g_off, l_on, i_on, g_on))
+    return [
+        (i_off[l_off == k], g_off[l_off == k], i_on[l_on == k], g_on[l_on == k])
+        for k in range(len(checked))
+    ]
