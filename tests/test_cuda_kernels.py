@@ -343,6 +343,10 @@ def backend_weighted_losses_and_gains_equal_duplicated_rows():
                 rtol=1e-5,
                 atol=1e-13,
             )
+        # The screen scores by the weighted mean over samples, as the loss does.
+        for got, want in zip(backend.flip_screen(state), NumpyBackend(net).flip_screen(ref)):
+            scale = max(np.abs(want).max(), 1e-3)
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale)
 
 
 @check

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from prunetrain.backends import BACKENDS, flips, make_backend
+from prunetrain.backends import BACKENDS, NumpyBackend, flips, make_backend
 from prunetrain.data import Dataset
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KeepRule, MaskPopulation, random_mask
@@ -52,6 +52,10 @@ def test_integer_weights_equal_duplicated_rows(backend_name, init):
             rtol=1e-9,
             atol=1e-15,
         )
+    # The probe searcher's screen: the weighted mean over samples, as the loss takes it
+    # (float32 scores on numba: close to each layer's largest magnitude).
+    for got, want in zip(backend.flip_screen(state), NumpyBackend(net).flip_screen(ref)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * max(np.abs(want).max(), 1e-3))
 
 
 @pytest.mark.parametrize("backend_name", CPU)
@@ -69,6 +73,8 @@ def test_unit_weights_change_nothing(backend_name):
     np.testing.assert_array_equal(
         backend.flip_gains(plain, 0, rows, cols), backend.flip_gains(weighted, 0, rows, cols)
     )
+    for got, want in zip(backend.flip_screen(weighted), backend.flip_screen(plain)):
+        np.testing.assert_array_equal(got, want)
 
 
 def split(X, y):
@@ -104,7 +110,7 @@ def test_searches_accept_weights_and_hebbian_rules_say_they_do_not():
     net, X, y, _, _, _ = case(n=60)
     data = split(X, y)
     w = (np.linspace(0.5, 2, len(data.y_train)), np.ones(len(data.y_val)))
-    for method in ("accumulate", "ga", "random"):
+    for method in ("accumulate", "probe", "ga", "random"):
         problem = Problem(net, data, backend="numpy", sample_weight=w)
         assert run(problem, make_searcher(method), "20evals").evaluations >= 20
     problem = Problem(net, data, backend="numpy", sample_weight=w)

@@ -110,8 +110,9 @@ class Backend(abc.ABC):
         self.evaluate(population, X, y)
         self.evaluate(population, X, y, w)
         self.logits(mask, X)
-        self.flip_state(mask, X, y, w)
+        self.flip_screen(self.flip_state(mask, X, y, w))
         state = self.flip_state(mask, X, y)
+        self.flip_screen(state)
         for layer, (fan_in, _) in enumerate(shapes):
             one = np.zeros(1, dtype=np.int64)
             self.flip_gains(state, layer, one, one)

@@ -485,8 +485,8 @@ class CupyBackend(Backend):
 
         Responses by the numba.cuda kernels (one thread per probed sample and
         unit, its push carried exactly through every later layer), scores by
-        one float64 cuBLAS GEMM per layer, ``Aᵀ R / B``; the same maths as
-        :mod:`prunetrain.backends.screen`.
+        one float64 cuBLAS GEMM per layer, ``Aᵀ R / B`` (``R`` times the
+        sample weights, if any); the same maths as :mod:`prunetrain.backends.screen`.
         """
         xp, kernels = self.xp, self._kernels
         probe = screen.PROBE if probe is None else probe
@@ -505,6 +505,8 @@ class CupyBackend(Backend):
                 kernels.hidden_responses(
                     z, eps, state.probs, state.log_probs, state.y, *downstream, scratch, R
                 )
+            if state.w is not None:  # the weighted mean over samples, as the loss takes it
+                R *= state.w[:, None]
             slope = (state.acts_t[layer] @ R) / state.batch_size
             # The flip's signed weight: -w for a kept weight, +w for a pruned one (exact).
             coef = self._w64[layer] - 2.0 * state.masked[layer]
