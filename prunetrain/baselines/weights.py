@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from prunetrain.baselines.backprop import logits_of
-from prunetrain.errors import TicketError
+from prunetrain.errors import PrunetrainError, TicketError
 from prunetrain.files import atomic_write
+from prunetrain.ticket import check_meta
 
 FORMAT = "prunetrain-weights"
 
@@ -122,6 +123,10 @@ class TrainedWeights:
             raise TicketError(f"{path} is damaged: {len(weights)} weights but {len(biases)} biases")
         if meta is None:
             meta = _meta_from_result(path)
+        try:
+            meta = check_meta(meta)  # the keys prunetrain reads, typed as for a ticket
+        except PrunetrainError as e:
+            raise TicketError(f"{path} is damaged ({e})") from None
         return cls(weights, biases or None, mask or None, meta)
 
 
