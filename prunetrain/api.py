@@ -650,6 +650,7 @@ def resume_search(
         if data_dir is None:
             data_dir = saved["data_dir"]
         data = source if isinstance(source, Dataset) else load_dataset(source, data_dir=data_dir)
+        _check_same_data(config.get("data_source"), data, dataset is None)
         spec = NetworkSpec(
             resolve_arch(config["arch"], data),
             init=config["init"],
@@ -676,6 +677,19 @@ def resume_search(
         resume=state,
     )  # fmt: skip
     return _finish_search(config, data, network, rule, result, out, force)
+
+
+def _check_same_data(recorded: dict | None, data: Dataset, from_checkpoint: bool) -> None:
+    """Raise if the data file a checkpointed search ran on has changed since (by its SHA-256)."""
+    if not from_checkpoint or not recorded or "sha256" not in recorded:
+        return
+    now = (data.source or {}).get("sha256")
+    if now != recorded["sha256"]:
+        raise DataError(
+            f"the data file {recorded['path']} has changed since the search was checkpointed "
+            f"(SHA-256 now {str(now)[:12]}…, recorded {recorded['sha256'][:12]}…); restore it "
+            "to resume the search"
+        )
 
 
 def _finish_search(

@@ -142,6 +142,64 @@ def test_an_interrupted_run_may_be_replaced_by_the_search_that_resumes_it(tmp_pa
     assert json.loads((out / "result.json").read_text())["stopped_by"] == "budget"
 
 
+def interrupt_at(monkeypatch, evaluations):
+    """Ctrl-C (a real SIGINT) once a search has used ``evaluations``, in the middle of a step."""
+    import signal
+
+    from prunetrain.objective import Problem
+
+    next_batch = Problem.next_batch
+
+    def interrupting(self):
+        if self.n_evaluations >= evaluations:
+            monkeypatch.setattr(Problem, "next_batch", next_batch)
+            signal.raise_signal(signal.SIGINT)
+        return next_batch(self)
+
+    monkeypatch.setattr(Problem, "next_batch", interrupting)
+
+
+def test_resume_writes_into_an_interrupted_run_but_not_over_a_finished_one(
+    tmp_path, capsys, monkeypatch
+):
+    args = ["search", "--method", "accumulate", "--budget", "200evals", "--arch", "64-16-10"]
+    out = tmp_path / "run"
+    interrupt_at(monkeypatch, 100)
+    code, _, err = cli(capsys, *args, "-q", "--out", out)
+    assert code == 130 and (out / "checkpoint.pkl").is_file(), err
+    checkpoint = (out / "checkpoint.pkl").read_bytes()
+    # The folder holds an interrupted run: --resume replaces it without --force.
+    code, stdout, err = cli(capsys, "search", "--resume", out, "--json")
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["out"] == str(out) and summary["stopped_by"] == "budget"
+    assert not (out / "checkpoint.pkl").exists()
+    # A checkpoint left beside a finished run (say, a copy): refused unless --force.
+    (out / "checkpoint.pkl").write_bytes(checkpoint)
+    before = files(out)
+    code, stdout, err = cli(capsys, "search", "--resume", out, "-q")
+    assert code == 2 and err.count("\n") == 1 and "already holds a finished run" in err
+    assert files(out) == before
+    code, _, err = cli(capsys, "search", "--resume", out, "-q", "--force")
+    assert code == 0, err
+    assert json.loads((out / "result.json").read_text())["evaluations"] == summary["evaluations"]
+
+
+def test_resume_refuses_a_data_file_that_changed(tmp_path, capsys, monkeypatch, iris_csv):
+    monkeypatch.chdir(tmp_path)
+    interrupt_at(monkeypatch, 100)
+    args = ["--method", "accumulate", "--budget", "400evals", "--arch", "4-16-3", "-q"]
+    code, _, err = cli(capsys, "search", "--dataset", "iris.csv", *args, "--out", "D")
+    assert code == 130, err
+    with iris_csv.open("a") as f:
+        f.write("5.0,3.0,1.0,0.5,setosa\n")
+    before = files(tmp_path / "D")
+    code, _, err = cli(capsys, "search", "--resume", "D")
+    assert code == 2 and err.count("\n") == 1
+    assert "iris.csv has changed since the search was checkpointed" in err
+    assert files(tmp_path / "D") == before
+
+
 def test_default_folders_tell_runs_apart_and_a_rerun_gets_its_own(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     variants = [
