@@ -12,7 +12,7 @@ Examples
 True
 """
 
-__version__ = "0.1.0"
+import importlib.metadata
 
 from prunetrain.api import SearchRun, evaluate_ticket, resume_search, run_search
 from prunetrain.data import Dataset, load_dataset
@@ -22,6 +22,17 @@ from prunetrain.network import FrozenNetwork, NetworkSpec
 from prunetrain.objective import Budget, Problem
 from prunetrain.search import SEARCHERS, Searcher, SearchResult, make_searcher, run
 from prunetrain.ticket import Ticket
+
+
+def _installed_version() -> str:
+    """The version pip installed (pyproject.toml is its one source), or ``0+unknown`` if none."""
+    try:
+        return importlib.metadata.version("prunetrain")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree never installed
+        return "0+unknown"
+
+
+__version__ = _installed_version()
 
 __all__ = [
     "SEARCHERS",

@@ -7,16 +7,65 @@ and exits with code 2, never a traceback.
 from __future__ import annotations
 
 import json
+import logging
 import sys
-from pathlib import Path
 
 import click
 
+from prunetrain.backends import BACKENDS, backend_names
+from prunetrain.baselines import BASELINES
 from prunetrain.errors import PrunetrainError
-from prunetrain.search import DEFAULT_METHOD
+from prunetrain.masks import KEEP_KINDS
+from prunetrain.network import INIT_SCHEMES, SCALE_RULES
+from prunetrain.objective import SCHEDULES
+from prunetrain.search import DEFAULT_METHOD, SEARCHERS
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+
+#: Where the run folders go when --out is not given.
+RUNS_DIR = "runs"
+
+logger = logging.getLogger("prunetrain")
+_handler: logging.Handler | None = None
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Send prunetrain's log messages to stderr, one plain line each (the CLI's messages)."""
+    global _handler
+    if _handler is not None:
+        logger.removeHandler(_handler)
+    _handler = logging.StreamHandler(sys.stderr)
+    _handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(_handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def set_verbosity(quiet: bool = False, verbose: bool = False) -> None:
+    """``--verbose``: debug messages too (even with ``--quiet``); ``--quiet``: warnings only."""
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+
+
+def choice(values) -> click.Choice:
+    """A ``click.Choice`` of a registry's names, so ``--help`` and shell completion list them."""
+    return click.Choice(list(values))
+
+
+def json_option(command):
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")(
+        command
+    )
+
+
+def force_option(command):
+    return click.option(
+        "--force", is_flag=True, help="Overwrite a finished run in the --out folder."
+    )(command)
+
+
+def echo_json(obj: object) -> None:
+    click.echo(json.dumps(obj, allow_nan=False))
 
 
 def parse_method_params(pairs: tuple[str, ...]) -> dict:
@@ -55,13 +104,15 @@ def network_options(command):
             "init",
             default="signed_constant",
             show_default=True,
-            help="signed_constant, kaiming_normal, kaiming_uniform, binary.",
+            type=choice(INIT_SCHEMES),
+            help="How the frozen weights are drawn.",
         ),
         click.option(
             "--scale",
             default="keep",
             show_default=True,
-            help="keep (scale weights by 1/sqrt(keep)) or none.",
+            type=choice(SCALE_RULES),
+            help="keep: scale weights by 1/sqrt(keep); none.",
         ),
     ]
     for option in reversed(options):
@@ -88,12 +139,14 @@ def cli() -> None:
     "--keep-rule",
     default="layer",
     show_default=True,
-    help="layer (exact per layer), global, or free.",
+    type=choice(KEEP_KINDS),
+    help="layer: exact count per layer; global: exact over the network; free.",
 )
 @click.option(
     "--method",
     default=DEFAULT_METHOD,
     show_default=True,
+    type=choice(sorted(SEARCHERS)),
     help="Search method; see `prunetrain methods`.",
 )
 @click.option(
@@ -120,9 +173,16 @@ def cli() -> None:
     "--schedule",
     default="rotate",
     show_default=True,
-    help="rotate (fresh minibatch each step), fixed, or full.",
+    type=choice(SCHEDULES),
+    help="rotate: a fresh minibatch each step; fixed: one subset; full: the whole set.",
 )
-@click.option("--backend", default="auto", show_default=True, help="auto, numpy, numba or cupy.")
+@click.option(
+    "--backend",
+    default="auto",
+    show_default=True,
+    type=choice(backend_names()),
+    help="Where the search runs; auto: the fastest that works here.",
+)
 @click.option(
     "--seed",
     default=0,
@@ -146,7 +206,10 @@ def cli() -> None:
     help="Most of the budget an --init-mask searcher may use.",
 )
 @click.option(
-    "--out", type=click.Path(), help="Output folder. Default: runs/DATASET-METHOD-keepK-seedS."
+    "--out",
+    type=click.Path(),
+    help="Output folder. Default: runs/DATASET-METHOD-ARCH-keepK-BUDGET-seedS-HASH "
+    "(HASH: of the whole config; a rerun writes beside it, into ...-2).",
 )
 @click.option(
     "--resume",
@@ -155,39 +218,39 @@ def cli() -> None:
     help="Continue the interrupted search in DIR exactly where it stopped (its "
     "checkpoint.pkl); takes every setting from the checkpoint.",
 )
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@force_option
+@json_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress or summary.")
 @click.option("--verbose", "-v", is_flag=True, help="Say which backend `auto` chose and why.")
 def search(**opts) -> None:
     """Search a frozen random network for a mask; write ticket.npz, result.json and the curve.
 
+    A folder that holds a finished run is not overwritten without --force.
     Ctrl-C stops at the end of the current step, writes the best ticket so far
     and a checkpoint, and exits with code 130; `--resume DIR` continues it.
     """
     from prunetrain.api import resume_search, run_search
     from prunetrain.backends import backend_notice
 
+    set_verbosity(opts["quiet"], opts["verbose"])
     if opts["resume"] is not None:
         ctx = click.get_current_context()
         given = [
             f"--{name.replace('_', '-')}"
             for name in opts
-            if name not in ("resume", "quiet", "verbose")
+            if name not in ("resume", "quiet", "verbose", "force", "as_json")
             and ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
         ]
         if given:
             raise PrunetrainError(
                 f"--resume takes every setting from its checkpoint; drop {', '.join(given)}"
             )
-        out = opts["resume"]
-        finished = resume_search(out, progress=not opts["quiet"])
-        _report_search(finished, out, opts["quiet"])
+        finished = resume_search(opts["resume"], progress=not opts["quiet"], force=opts["force"])
+        _report_search(finished, opts)
         return
-    if opts["verbose"] and (notice := backend_notice(opts["backend"])):
-        click.echo(notice, err=True)
+    if notice := backend_notice(opts["backend"]):
+        logger.debug(notice)
 
-    out = opts["out"] or (
-        f"runs/{Path(opts['dataset']).stem}-{opts['method']}-keep{opts['keep']:g}-seed{opts['seed']}"
-    )
     finished = run_search(
         opts["dataset"],
         opts["arch"],
@@ -207,17 +270,17 @@ def search(**opts) -> None:
         patience=opts["patience"],
         init_mask=opts["init_mask"],
         init_share=opts["init_share"],
-        progress=not opts["quiet"],
-        out=out,
+        **_output_options(opts),
     )
-    _report_search(finished, out, opts["quiet"])
+    _report_search(finished, opts)
 
 
-def _report_search(finished, out: str, quiet: bool) -> None:
-    """The summary of a search; an interrupted one says how to resume and exits with 130."""
-    r = finished.result
-    if not quiet:
-        _print_summary(finished, out)
+def _report_search(finished, opts: dict) -> None:
+    """The summary of a search (or its ``--json``); an interrupted one says how to resume
+    and exits with 130."""
+    r, out = finished.result, finished.out
+    if not _reported_as_json(finished, opts):
+        _print_summary(finished)
     if r.interrupted:
         click.echo(
             f"prunetrain: interrupted after {r.evaluations:.0f} evaluations; the best ticket "
@@ -227,16 +290,15 @@ def _report_search(finished, out: str, quiet: bool) -> None:
         raise click.exceptions.Exit(EXIT_INTERRUPTED)
 
 
-def _print_summary(finished, out: str) -> None:
-    r, m, c = finished.result, finished.metrics, finished.config
+def _print_summary(finished) -> None:
+    r, m, c, out = finished.result, finished.metrics, finished.config, finished.out
+    compiled = (
+        f"; {r.compile_seconds:.1f} s compiling before it" if r.compile_seconds >= 0.1 else ""
+    )
     lines = [
         f"{c['method']} on {c['dataset']}  arch {c['arch']}  keep {c['keep']:g} ({c['keep_rule']})  backend {c['backend']}",
-        f"  {r.evaluations:.0f} evaluations in {r.seconds:.1f} s ({r.evaluations / max(r.seconds, 1e-9):.0f}/s), stopped by {r.stopped_by}",
-        "  accuracy  train {:.4f}  val {}  test {:.4f}".format(
-            m["train"]["accuracy"],
-            f"{m['val']['accuracy']:.4f}" if "val" in m else "-",
-            m["test"]["accuracy"],
-        ),
+        f"  {r.evaluations:.0f} evaluations in {r.seconds:.1f} s ({r.evaluations / max(r.seconds, 1e-9):.0f}/s), stopped by {r.stopped_by}{compiled}",
+        _accuracy_line(m),
         f"  wrote {out}/ticket.npz, result.json, curve.csv, curve.png",
     ]
     click.echo("\n".join(lines))
@@ -255,13 +317,15 @@ def _print_summary(finished, out: str) -> None:
     "--keep-rule",
     default="layer",
     show_default=True,
-    help="layer (exact per layer), global, or free (treated as global).",
+    type=choice(KEEP_KINDS),
+    help="layer: exact count per layer; global; free (treated as global).",
 )
 @click.option(
     "--method",
     default="dense",
     show_default=True,
-    help="dense, dense-sklearn, edge-popup, imp, random, magnitude or synflow.",
+    type=choice(BASELINES),
+    help="Baseline; see `prunetrain methods`.",
 )
 @click.option(
     "--param",
@@ -285,16 +349,21 @@ def _print_summary(finished, out: str) -> None:
 )
 @click.option("--network-seed", type=int, help="Seed of the frozen weights, if other than --seed.")
 @click.option(
-    "--out", type=click.Path(), help="Output folder. Default: runs/DATASET-METHOD-keepK-seedS."
+    "--out",
+    type=click.Path(),
+    help="Output folder. Default: runs/DATASET-METHOD-ARCH-keepK-seedS-HASH (a rerun: ...-2).",
 )
+@force_option
+@json_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress or summary.")
 def baseline(**opts) -> None:
-    """Run a gradient-trained or data-free baseline; write result.json, the curve and a ticket or weights."""
+    """Run a gradient-trained or data-free baseline; write result.json, the curve and a ticket or weights.
+
+    A folder that holds a finished run is not overwritten without --force.
+    """
     from prunetrain.baselines import run_baseline
 
-    out = opts["out"] or (
-        f"runs/{Path(opts['dataset']).stem}-{opts['method']}-keep{opts['keep']:g}-seed{opts['seed']}"
-    )
+    set_verbosity(opts["quiet"])
     finished = run_baseline(
         opts["dataset"],
         opts["arch"],
@@ -309,28 +378,20 @@ def baseline(**opts) -> None:
         batch_size=opts["batch_size"],
         seed=opts["seed"],
         network_seed=opts["network_seed"],
-        progress=not opts["quiet"],
-        out=out,
+        **_output_options(opts),
     )
-    if opts["quiet"]:
+    if _reported_as_json(finished, opts):
         return
-    r, m, c = finished.result, finished.metrics, finished.config
+    r, m, c, out = finished.result, finished.metrics, finished.config, finished.out
     wrote = "ticket.npz" if finished.ticket is not None else "weights.npz"
-    click.echo(
-        "\n".join(
-            [
-                f"{c['method']} on {c['dataset']}  arch {c['arch']}  keep {finished.keep_fraction:.4g} ({c['keep_rule']})",
-                f"  {r.epochs:g} epochs, {r.steps} gradient steps in {r.seconds:.1f} s, stopped by {r.stopped_by}",
-                "  accuracy  train {:.4f}  val {}  test {:.4f}".format(
-                    m["train"]["accuracy"],
-                    f"{m['val']['accuracy']:.4f}" if "val" in m else "-",
-                    m["test"]["accuracy"],
-                ),
-                f"  {r.note}",
-                f"  wrote {out}/{wrote}, result.json, curve.csv, curve.png",
-            ]
-        )
-    )
+    lines = [
+        f"{c['method']} on {c['dataset']}  arch {c['arch']}  keep {finished.keep_fraction:.4g} ({c['keep_rule']})",
+        f"  {r.epochs:g} epochs, {r.steps} gradient steps in {r.seconds:.1f} s, stopped by {r.stopped_by}",
+        _accuracy_line(m),
+        f"  {r.note}",
+        f"  wrote {out}/{wrote}, result.json, curve.csv, curve.png",
+    ]
+    click.echo("\n".join(lines))
 
 
 @cli.command()
@@ -349,7 +410,10 @@ def baseline(**opts) -> None:
     help="Output folder. Default: experiments/results/<config name>.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Only the final summary line.")
-def compare(config: str, jobs: int, scheduler: str | None, out: str | None, quiet: bool) -> None:
+@json_option
+def compare(
+    config: str, jobs: int, scheduler: str | None, out: str | None, quiet: bool, as_json: bool
+) -> None:
     """Run every method and baseline of CONFIG.toml over its seeds; resume what is missing.
 
     Writes results.jsonl, summary.md, summary.json, report.html and plots into --out;
@@ -364,7 +428,7 @@ def compare(config: str, jobs: int, scheduler: str | None, out: str | None, quie
     out = out or f"experiments/results/{comparison.name}"
     try:
         result = run_comparison(
-            comparison, out, jobs=jobs, scheduler=scheduler, echo=None if quiet else click.echo
+            comparison, out, jobs=jobs, scheduler=scheduler, echo=None if quiet else logger.info
         )
     except KeyboardInterrupt:
         click.echo(
@@ -373,11 +437,25 @@ def compare(config: str, jobs: int, scheduler: str | None, out: str | None, quie
             err=True,
         )
         raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
-    click.echo(
-        f"{len(result.ran)} runs done, {len(result.skipped)} skipped (already done), "
-        f"{len(result.failed)} failed in {result.seconds:.0f} s; wrote {out}/results.jsonl, summary.md, "
-        "report.html and plots"
-    )
+    if as_json:
+        echo_json(
+            {
+                "config": config,
+                "out": out,
+                "runs": len(comparison.runs),
+                "ran": len(result.ran),
+                "skipped": len(result.skipped),
+                "failed": result.failed,
+                "seconds": result.seconds,
+                "files": ["results.jsonl", "summary.md", "summary.json", "report.html"],
+            }
+        )
+    else:
+        click.echo(
+            f"{len(result.ran)} runs done, {len(result.skipped)} skipped (already done), "
+            f"{len(result.failed)} failed in {result.seconds:.0f} s; wrote {out}/results.jsonl, "
+            "summary.md, report.html and plots"
+        )
     if result.failed:
         raise PrunetrainError(
             f"{len(result.failed)} run(s) failed; rerun to retry them "
@@ -447,9 +525,11 @@ def report(
 
 
 @cli.command()
-@click.argument("ticket", type=click.Path(dir_okay=False))
+@click.argument("model", metavar="MODEL", type=click.Path(dir_okay=False))
 @click.option(
-    "--dataset", help="Dataset to evaluate on. Default: the one the ticket was searched on."
+    "--dataset",
+    help="Dataset to evaluate on. Default: the one the run used, found again by its "
+    "recorded path and checked by its content hash.",
 )
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder of the IDX files.")
 @click.option(
@@ -459,25 +539,29 @@ def report(
     type=click.Choice(["train", "val", "test"]),
     help="Splits to report (default: all).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 def evaluate(
-    ticket: str, dataset: str | None, data_dir: str | None, splits: tuple[str, ...], as_json: bool
+    model: str, dataset: str | None, data_dir: str | None, splits: tuple[str, ...], as_json: bool
 ) -> None:
-    """Accuracy and loss of a saved TICKET on a dataset."""
-    from prunetrain.api import SPLITS, evaluate_ticket
+    """Accuracy and loss of a saved MODEL (a ticket.npz or a baseline's weights.npz) on a dataset."""
+    from prunetrain.api import SPLITS, evaluate_model, load_model, load_recorded_dataset
     from prunetrain.data import load_dataset
     from prunetrain.ticket import Ticket
 
-    t = Ticket.load(ticket)
-    name = dataset or t.meta.get("dataset")
-    if not name:
-        raise PrunetrainError("the ticket does not name its dataset; pass --dataset")
-    data = load_dataset(name, data_dir=data_dir)
-    metrics = evaluate_ticket(t, data, splits or SPLITS)
+    loaded = load_model(model)
+    if dataset:
+        data = load_dataset(dataset, data_dir=data_dir)
+    else:
+        data = load_recorded_dataset(loaded.meta, data_dir)
+    metrics = evaluate_model(loaded, data, splits or SPLITS)
     if as_json:
-        click.echo(json.dumps({"ticket": ticket, "dataset": data.name, "metrics": metrics}))
+        echo_json({"model": model, "ticket": model, "dataset": data.name, "metrics": metrics})
         return
-    click.echo(f"{ticket}: {t.spec.arch} keep {t.keep_fraction:.4f} on {data.name}")
+    if isinstance(loaded, Ticket):
+        what = f"{loaded.spec.arch} keep {loaded.keep_fraction:.4f}"
+    else:
+        what = f"trained weights {loaded.arch}"
+    click.echo(f"{model}: {what} on {data.name}")
     for split, row in metrics.items():
         click.echo(
             f"  {split:<5} accuracy {row['accuracy']:.4f}  loss {row['loss']:.4f}  (n={row['n']})"
@@ -485,66 +569,192 @@ def evaluate(
 
 
 @cli.command()
-def methods() -> None:
-    """List the search methods and their hyperparameters."""
+@click.argument("model", metavar="TICKET", type=click.Path(dir_okay=False))
+@click.argument("data", metavar="DATA", type=click.Path(dir_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="Write the predictions to this CSV file (default: stdout).",
+)
+@click.option("--proba", is_flag=True, help="Add one probability column per class.")
+def predict(model: str, data: str, out: str | None, proba: bool) -> None:
+    """Predict the class of every sample of DATA (.npz with X, or .csv) with TICKET.
+
+    Raw features go through the feature scaling the search used (recorded in
+    the ticket). A CSV file's feature columns are found by the names the
+    ticket recorded, else every column but a label column is a feature.
+    Also takes a baseline's weights.npz.
+    """
+    from prunetrain.api import load_model, model_arch
+    from prunetrain.api import predict as predict_classes
+    from prunetrain.data import read_features
+    from prunetrain.files import atomic_write
+
+    loaded = load_model(model)
+    X = read_features(data, model_arch(loaded)[0], loaded.meta.get("feature_names"))
+    labels, probabilities, classes = predict_classes(loaded, X)
+    header = ["prediction"] + ([f"proba_{c}" for c in classes.tolist()] if proba else [])
+
+    def write(f) -> None:
+        import csv
+
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        for i, label in enumerate(labels.tolist()):
+            writer.writerow([label] + ([repr(float(p)) for p in probabilities[i]] if proba else []))
+
+    if out is None:
+        write(sys.stdout)
+    else:
+        atomic_write(out, write, binary=False)
+        logger.info("wrote %d predictions to %s", len(labels), out)
+
+
+def _options(cls) -> dict:
+    """A registered class's hyperparameters and their defaults (its constructor's)."""
     import inspect
 
-    from prunetrain.search import SEARCHERS
+    names = cls.param_names()
+    return {
+        p.name: p.default
+        for p in inspect.signature(cls.__init__).parameters.values()
+        if p.name in names
+    }
 
-    for name in sorted(SEARCHERS):
-        cls = SEARCHERS[name]
-        sig = inspect.signature(cls.__init__)
-        defaults = ", ".join(
-            f"{p.name}={p.default!r}"
-            for p in sig.parameters.values()
-            if p.name in cls.param_names()
-        )
-        click.echo(f"{name:<12} {cls.summary}")
-        if defaults:
-            click.echo(f"{'':<12}   options: {defaults}")
+
+@cli.command()
+@json_option
+def methods(as_json: bool) -> None:
+    """List the search methods and the baselines, with their options (-p NAME=VALUE)."""
+    listing = {
+        "default": DEFAULT_METHOD,
+        "search": {
+            name: {"summary": SEARCHERS[name].summary, "options": _options(SEARCHERS[name])}
+            for name in sorted(SEARCHERS)
+        },
+        "baselines": {
+            name: {
+                "summary": cls.summary,
+                "produces": cls.produces,
+                "options": _options(cls),
+            }
+            for name, cls in BASELINES.items()
+        },
+    }
+    if as_json:
+        click.echo(json.dumps(listing, default=repr))
+        return
+    width = max(map(len, [*SEARCHERS, *BASELINES]))
+    for title, kind in (
+        (
+            "search methods (prunetrain search --method NAME)",
+            "search",
+        ),
+        ("baselines (prunetrain baseline --method NAME)", "baselines"),
+    ):
+        click.echo(title)
+        for name, entry in listing[kind].items():
+            marker = " (default)" if kind == "search" and name == DEFAULT_METHOD else ""
+            click.echo(f"  {name:<{width}}  {entry['summary']}{marker}")
+            if entry["options"]:
+                options = ", ".join(f"{k}={v!r}" for k, v in entry["options"].items())
+                click.echo(f"  {'':<{width}}  options: {options}")
 
 
 @cli.command()
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder of the IDX files.")
-def datasets(data_dir: str | None) -> None:
+@json_option
+def datasets(data_dir: str | None, as_json: bool) -> None:
     """List the named datasets and whether they can be loaded here."""
     from prunetrain.data import DATASETS, load_dataset
 
+    rows = {}
     for name in DATASETS:
         try:
-            status = load_dataset(name, data_dir=data_dir).describe()
+            data = load_dataset(name, data_dir=data_dir)
         except PrunetrainError as e:
-            status = f"not available: {e}"
+            rows[name] = {"available": False, "reason": str(e)}
+            continue
+        rows[name] = {
+            "available": True,
+            "description": data.describe(),
+            "n_train": len(data.y_train),
+            "n_val": len(data.y_val),
+            "n_test": len(data.y_test),
+            "n_features": data.n_features,
+            "n_classes": data.n_classes,
+        }
+    files = "your own data (X/y or X_train/y_train/X_test/y_test; csv with a label column)"
+    if as_json:
+        echo_json({"datasets": rows, "files": files})
+        return
+    for name, row in rows.items():
+        status = row["description"] if row["available"] else f"not available: {row['reason']}"
         click.echo(f"{name:<14} {status}")
-    click.echo(
-        f"{'FILE.npz/.csv':<14} your own data (X/y or X_train/y_train/X_test/y_test; csv with a label column)"
-    )
+    click.echo(f"{'FILE.npz/.csv':<14} {files}")
 
 
 @cli.command()
 @click.option("--arch", default="784-300-100-10", show_default=True, help="Network to evaluate.")
 @click.option("--population", default=64, show_default=True, type=int, help="Masks per evaluation.")
-@click.option("--batch", default=1024, show_default=True, type=int, help="Samples per evaluation.")
+@click.option(
+    "--batch-size", default=1024, show_default=True, type=int, help="Samples per evaluation."
+)
+@click.option("--batch", "old_batch", type=int, hidden=True)  # deprecated name of --batch-size
 @click.option(
     "--backend",
     "backends",
     multiple=True,
+    type=choice(BACKENDS),
     help="Backend to measure; repeatable (default: all that run here).",
 )
 @click.option(
     "--repeats", default=5, show_default=True, type=int, help="Timed rounds; medians are reported."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 def bench(
-    arch: str, population: int, batch: int, backends: tuple[str, ...], repeats: int, as_json: bool
+    arch: str,
+    population: int,
+    batch_size: int,
+    old_batch: int | None,
+    backends: tuple[str, ...],
+    repeats: int,
+    as_json: bool,
 ) -> None:
     """Mask evaluations per second of each backend, against this machine's fp32 GEMM peak."""
     from prunetrain.bench import format_bench, run_bench
 
-    if population < 1 or batch < 1 or repeats < 1:
-        raise PrunetrainError("--population, --batch and --repeats must be at least 1")
-    result = run_bench(arch, population, batch, list(backends) or None, repeats)
+    if old_batch is not None:
+        logger.warning("--batch is deprecated: use --batch-size (as search and baseline do)")
+        batch_size = old_batch
+    if population < 1 or batch_size < 1 or repeats < 1:
+        raise PrunetrainError("--population, --batch-size and --repeats must be at least 1")
+    result = run_bench(arch, population, batch_size, list(backends) or None, repeats)
     click.echo(json.dumps(result) if as_json else format_bench(result))
+
+
+def _output_options(opts: dict) -> dict:
+    """What search and baseline pass on about output: progress, the folder, --force."""
+    return {
+        "progress": not opts["quiet"],
+        "out": opts["out"],
+        "runs_dir": None if opts["out"] else RUNS_DIR,
+        "force": opts["force"],
+    }
+
+
+def _reported_as_json(finished, opts: dict) -> bool:
+    """Print the ``--json`` of a search or baseline (its record without the history, and the
+    folder); True when the caller should print nothing more (``--json`` or ``--quiet``)."""
+    if opts["as_json"]:
+        summary = {k: v for k, v in finished.record().items() if k != "history"}
+        echo_json({"out": None if finished.out is None else str(finished.out), **summary})
+    return opts["as_json"] or opts["quiet"]
+
+
+def _accuracy_line(m: dict) -> str:
+    val = f"{m['val']['accuracy']:.4f}" if "val" in m else "-"
+    return f"  accuracy  train {m['train']['accuracy']:.4f}  val {val}  test {m['test']['accuracy']:.4f}"
 
 
 def _one_line(message: object) -> str:
@@ -553,6 +763,7 @@ def _one_line(message: object) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and exit code 2."""
+    configure_logging()
     try:
         code = cli.main(args=argv, prog_name="prunetrain", standalone_mode=False)
     except click.exceptions.Exit as e:

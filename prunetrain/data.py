@@ -14,11 +14,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import gzip
+import hashlib
 import math
 import os
 import zipfile
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +63,108 @@ LABEL_COLUMNS = ("label", "target", "class", "y")
 _IDX_UBYTE = 0x08
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class FeatureScaling:
+    """How raw features become the features a network sees: ``clip((x - offset) · factor)``.
+
+    Computed in float64, per feature (or one number for all), then cast to
+    float32; ``clip`` bounds the result to [0, 1]. Every loader scales its
+    features through :meth:`transform`, and tickets store :meth:`to_dict`, so
+    ``prunetrain predict`` sends raw data through exactly the search's
+    preprocessing.
+
+    Parameters
+    ----------
+    offset, factor : float or ndarray of shape (n_features,)
+        Subtracted, then multiplied.
+    clip : bool
+        Clip the result to [0, 1] (the min-max scaling of user files, whose
+        validation and test values may fall outside the train range).
+
+    Examples
+    --------
+    >>> s = FeatureScaling(offset=np.array([0.0, 10.0]), factor=np.array([0.5, 0.1]), clip=True)
+    >>> s.transform(np.array([[1.0, 15.0], [4.0, 0.0]]))
+    array([[0.5, 0.5],
+           [1. , 0. ]], dtype=float32)
+    >>> FeatureScaling.from_dict(s.to_dict()).transform([[1.0, 15.0]])
+    array([[0.5, 0.5]], dtype=float32)
+    """
+
+    offset: float | np.ndarray = 0.0
+    factor: float | np.ndarray = 1.0
+    clip: bool = False
+
+    def transform(self, X) -> np.ndarray:
+        """Scaled features, float32, C-contiguous."""
+        X = np.asarray(X, dtype=np.float64)
+        offset = np.asarray(self.offset, dtype=np.float64)
+        factor = np.asarray(self.factor, dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            shifted = X - offset
+            out = shifted * factor
+            # Where x - offset overflows (a feature spanning more than the largest float),
+            # halving both sides cannot overflow; elsewhere it would round the same.
+            over = np.isinf(shifted) & np.isfinite(X)
+            if over.any():
+                out[over] = ((X / 2 - offset / 2) * (2.0 * factor))[over]
+        if self.clip:
+            np.clip(out, 0.0, 1.0, out=out)
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (floats round-trip exactly through JSON)."""
+
+        def plain(v):
+            v = np.asarray(v, dtype=np.float64)
+            return float(v) if v.ndim == 0 else v.tolist()
+
+        return {"offset": plain(self.offset), "factor": plain(self.factor), "clip": bool(self.clip)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FeatureScaling:
+        """Inverse of :meth:`to_dict`."""
+
+        def array(v):
+            v = np.asarray(v, dtype=np.float64)
+            return float(v) if v.ndim == 0 else v
+
+        return cls(array(d["offset"]), array(d["factor"]), bool(d.get("clip", False)))
+
+    def check(self, n_features: int) -> None:
+        """Raise :class:`DataError` unless this scaling applies to ``n_features`` features."""
+        for name in ("offset", "factor"):
+            size = np.size(getattr(self, name))
+            if size not in (1, n_features):
+                raise DataError(
+                    f"the feature scaling has {size} {name}s but the data has {n_features} features"
+                )
+
+
+def file_source(path: str | os.PathLike) -> dict:
+    """Where a data file came from: the path as given, the resolved path, its content hash.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.csv"
+    >>> _ = p.write_bytes(b"x,label")
+    >>> info = file_source(p)
+    >>> info["path"] == str(p), info["sha256"][:12]
+    (True, '5ce860bd9c91')
+    """
+    path = Path(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {
+        "path": os.fspath(path),
+        "resolved": os.fspath(path.resolve()),
+        "sha256": digest.hexdigest(),
+    }
+
+
 @dataclasses.dataclass(eq=False, repr=False)
 class Dataset:
     """Train, validation and test splits of one dataset.
@@ -79,6 +181,13 @@ class Dataset:
     classes : np.ndarray
         The original label values, sorted; ``classes[k]`` is the label encoded
         as ``k``.
+    source : dict, optional
+        Where the data came from: ``{"name": ...}`` for a named dataset;
+        ``{"path", "resolved", "sha256"}`` for a file (:func:`file_source`).
+    scaling : FeatureScaling, optional
+        How the raw features were scaled into ``X_*``.
+    feature_names : list of str, optional
+        The feature columns of a CSV file, in order.
 
     Examples
     --------
@@ -97,6 +206,9 @@ class Dataset:
     X_test: np.ndarray
     y_test: np.ndarray
     classes: np.ndarray
+    source: dict | None = None
+    scaling: FeatureScaling | None = None
+    feature_names: list[str] | None = None
 
     @property
     def n_features(self) -> int:
@@ -182,17 +294,18 @@ def load_dataset(
     name = os.fspath(name)
     if name in DATASETS:
         if name == "digits":
-            return _load_digits(validation_fraction)
-        return _load_idx_dataset(name, data_dir, validation_fraction)
+            data = _load_digits(validation_fraction)
+        else:
+            data = _load_idx_dataset(name, data_dir, validation_fraction)
+        return dataclasses.replace(data, source={"name": name})
     path = Path(name)
     suffix = path.suffix.lower()
     if suffix in FILE_SUFFIXES or path.exists():
         if not path.is_file():
             raise DataError(f"dataset file {str(path)!r} does not exist or is not a file")
-        if suffix == ".npz":
-            return _load_npz(path, validation_fraction)
-        if suffix == ".csv":
-            return _load_csv(path, validation_fraction)
+        if suffix in (".npz", ".csv"):
+            load = _load_npz if suffix == ".npz" else _load_csv
+            return dataclasses.replace(load(path, validation_fraction), source=file_source(path))
         raise DataError(
             f"dataset file {str(path)!r} has suffix {path.suffix!r}: expected a file ending "
             f"{' or '.join(FILE_SUFFIXES)}"
@@ -283,13 +396,15 @@ def _load_digits(validation_fraction: float) -> Dataset:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    X = (bunch.data / 16.0).astype(np.float32)
+    scaling = FeatureScaling(factor=1 / 16)  # pixels 0..16
+    X = scaling.transform(bunch.data)
     y = bunch.target.astype(np.int64)
     X_rest, X_test, y_rest, y_test = _split(X, y, TEST_FRACTION, "digits")
     X_train, X_val, y_train, y_val = _split(X_rest, y_rest, validation_fraction, "digits")
-    return _make_dataset(
+    data = _make_dataset(
         "digits", X_train, y_train, X_val, y_val, X_test, y_test, np.arange(10, dtype=np.int64)
     )
+    return dataclasses.replace(data, scaling=scaling)
 
 
 def _resolve_data_dir(name: str, data_dir: str | os.PathLike | None) -> Path:
@@ -358,8 +473,10 @@ def _load_idx_dataset(
     order = np.random.default_rng(SPLIT_RANDOM_STATE).permutation(n)
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
 
+    scaling = FeatureScaling(factor=1 / 255)  # pixels 0..255
+
     def pixels(images: np.ndarray) -> np.ndarray:
-        return images.reshape(len(images), -1).astype(np.float32) / np.float32(255)
+        return scaling.transform(images.reshape(len(images), -1))
 
     classes = _classes(train_labels, "train labels", str(folder))
     _check_subset(classes, test_labels, "test labels", str(folder))
@@ -371,7 +488,7 @@ def _load_idx_dataset(
             (test_labels, "test"),
         )
     )
-    return _make_dataset(
+    data = _make_dataset(
         name,
         pixels(train_images[train_idx]),
         y_train,
@@ -381,6 +498,7 @@ def _load_idx_dataset(
         y_test,
         classes.astype(np.int64),
     )
+    return dataclasses.replace(data, scaling=scaling)
 
 
 # --- user files ---------------------------------------------------------------------
@@ -441,6 +559,99 @@ def _load_npz(path: Path, validation_fraction: float) -> Dataset:
 
 def _load_csv(path: Path, validation_fraction: float) -> Dataset:
     source = path.name
+    header, body, lines = _read_csv(path)
+    if len(header) < 2:
+        raise DataError(
+            f"{source} has {len(header)} column: expected at least one feature column "
+            "and a label column"
+        )
+    lowered = [cell.lower() for cell in header]
+    label_col = next(
+        (lowered.index(name) for name in LABEL_COLUMNS if name in lowered), len(header) - 1
+    )
+    feature_cols = [j for j in range(len(header)) if j != label_col]
+    table = np.char.strip(np.array(body, dtype=str))
+    X = _numeric_columns(
+        table, feature_cols, header, lines, f" (the label column is {header[label_col]!r})", source
+    )
+    data = _from_unsplit(
+        path.stem,
+        X,
+        _parse_labels(table[:, label_col]),
+        validation_fraction,
+        source,
+        ("features", "labels"),
+    )
+    return dataclasses.replace(data, feature_names=[header[j] for j in feature_cols])
+
+
+def read_features(
+    path: str | os.PathLike, n_features: int, feature_names: list[str] | None = None
+) -> np.ndarray:
+    """Raw features of new samples from a ``.npz`` (key ``X``) or ``.csv`` file, for prediction.
+
+    A CSV file's columns are chosen by ``feature_names`` when its header has
+    them all (the columns a model was trained on, in that order); otherwise
+    every column but a label column (``label``, ``target``, ``class``, ``y``)
+    must be a feature, ``n_features`` of them.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, n_features), float64
+        Unscaled: a model applies its own feature scaling.
+
+    Raises
+    ------
+    DataError
+        Missing or damaged file, no ``X``, wrong number of features, a
+        non-numeric value, NaN or infinite values.
+    """
+    path = Path(path)
+    source = path.name
+    suffix = path.suffix.lower()
+    if suffix not in FILE_SUFFIXES:
+        raise DataError(
+            f"cannot read {str(path)!r}: expected a file ending {' or '.join(FILE_SUFFIXES)}"
+        )
+    if not path.is_file():
+        raise DataError(f"data file {str(path)!r} does not exist or is not a file")
+    if suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                if "X" not in archive.files:
+                    raise DataError(
+                        f"{source} holds keys {sorted(archive.files)}: expected 'X' (samples × features)"
+                    )
+                X = archive["X"]
+        except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+            if isinstance(exc, DataError):
+                raise
+            raise DataError(f"cannot read {str(path)!r} as .npz: {exc}") from None
+    else:
+        header, body, lines = _read_csv(path)
+        table = np.char.strip(np.array(body, dtype=str))
+        if feature_names and set(feature_names) <= set(header):
+            cols = [header.index(name) for name in feature_names]
+        else:
+            lowered = [cell.lower() for cell in header]
+            cols = [j for j in range(len(header)) if lowered[j] not in LABEL_COLUMNS]
+        X = _numeric_columns(table, cols, header, lines, "", source)
+    X = _check_features(X, "X", source)
+    if X.shape[1] != n_features:
+        named = (
+            f" (its columns: {', '.join(feature_names[:5])}{' ...' if len(feature_names) > 5 else ''})"
+            if feature_names
+            else ""
+        )
+        raise DataError(
+            f"{source} has {X.shape[1]} feature columns: the model takes {n_features}{named}"
+        )
+    return X
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
+    """The header, the data rows and their line numbers of a CSV file, checked for shape."""
+    source = path.name
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
@@ -459,11 +670,6 @@ def _load_csv(path: Path, validation_fraction: float) -> Dataset:
             f"{source}: the first row {header[:5]} looks numeric: expected a header row naming "
             "the columns"
         )
-    if len(header) < 2:
-        raise DataError(
-            f"{source} has {len(header)} column: expected at least one feature column "
-            "and a label column"
-        )
     body = rows[1:]
     if not body:
         raise DataError(f"{source} holds no samples: expected data rows after the header")
@@ -472,18 +678,16 @@ def _load_csv(path: Path, validation_fraction: float) -> Dataset:
             raise DataError(
                 f"{source} line {line} has {len(row)} fields: expected {len(header)} like the header"
             )
+    return header, body, lines
 
-    lowered = [cell.lower() for cell in header]
-    label_col = next(
-        (lowered.index(name) for name in LABEL_COLUMNS if name in lowered), len(header) - 1
-    )
-    table = np.array(body, dtype=str)
-    table = np.char.strip(table)
-    labels = table[:, label_col]
-    feature_cols = [j for j in range(len(header)) if j != label_col]
-    cells = table[:, feature_cols]
+
+def _numeric_columns(
+    table: np.ndarray, cols: list[int], header: list[str], lines: list[int], hint: str, source: str
+) -> np.ndarray:
+    """Columns ``cols`` of a CSV table as float64; a clear error names the first bad cell."""
+    cells = table[:, cols]
     try:
-        X = cells.astype(np.float64)
+        return cells.astype(np.float64)
     except ValueError:
         bad = next(
             (i, j)
@@ -492,13 +696,9 @@ def _load_csv(path: Path, validation_fraction: float) -> Dataset:
             if not _is_number(cells[i, j])
         )
         raise DataError(
-            f"{source} line {lines[bad[0] + 1]}, column {header[feature_cols[bad[1]]]!r}: "
-            f"value {str(cells[bad])!r} is not a number: expected numeric features "
-            f"(the label column is {header[label_col]!r})"
+            f"{source} line {lines[bad[0] + 1]}, column {header[cols[bad[1]]]!r}: "
+            f"value {str(cells[bad])!r} is not a number: expected numeric features{hint}"
         ) from None
-    return _from_unsplit(
-        path.stem, X, _parse_labels(labels), validation_fraction, source, ("features", "labels")
-    )
 
 
 def _is_number(text: str) -> bool:
@@ -546,13 +746,14 @@ def _finish_user_data(
     X_test: np.ndarray,
     y_test: np.ndarray,
 ) -> Dataset:
-    scale = _minmax(X_train)
-    scaled = [scale(X) for X in (X_train, X_val, X_test)]
+    low, scale = _minmax(X_train)
+    scaling = FeatureScaling(low, scale, clip=True)
+    scaled = [scaling.transform(X) for X in (X_train, X_val, X_test)]
     encoded = [
         _encode_with(classes, y, split, source)
         for y, split in ((y_train, "train"), (y_val, "validation"), (y_test, "test"))
     ]
-    return _make_dataset(
+    data = _make_dataset(
         name,
         scaled[0],
         encoded[0],
@@ -562,31 +763,24 @@ def _finish_user_data(
         encoded[2],
         classes,
     )
+    return dataclasses.replace(data, scaling=scaling)
 
 
-def _minmax(X_train: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """The per-feature map of train values onto [0, 1] (constant features to 0), clipping the rest.
+def _minmax(X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature offset and factor mapping train values onto [0, 1]; constant features to 0.
 
     Any finite features scale without overflow: where ``max - min`` exceeds the
-    largest float (say -1e308 and 1e308) both sides are halved first, which
-    cannot overflow; ordinary features get the plain ``(x - min) / (max - min)``.
+    largest float (say -1e308 and 1e308) the factor is ``0.5 / (max/2 - min/2)``,
+    which cannot overflow, and :meth:`FeatureScaling.transform` halves both
+    sides wherever ``x - min`` would overflow.
     """
     low, high = X_train.min(axis=0), X_train.max(axis=0)
     with np.errstate(over="ignore"):
         span = high - low
     wide = ~np.isfinite(span)
-    span[wide] = high[wide] / 2 - low[wide] / 2
     factor = np.divide(1.0, span, out=np.zeros_like(span), where=span > 0)
-
-    def scale(X: np.ndarray) -> np.ndarray:
-        with np.errstate(over="ignore", invalid="ignore"):
-            shifted = X - low
-            shifted[:, wide] = X[:, wide] / 2 - low[wide] / 2
-            out = shifted * factor
-        out[np.isnan(out)] = 0.0  # an infinite offset times a constant feature's 0
-        return np.clip(out, 0.0, 1.0)
-
-    return scale
+    factor[wide] = 0.5 / (high[wide] / 2 - low[wide] / 2)
+    return low, factor
 
 
 # --- checks, splits, encoding ------------------------------------------------------

@@ -12,17 +12,21 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def cross_entropy(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+def cross_entropy(logits: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
     """Mean cross-entropy of ``logits (..., B, C)`` against labels ``y (B,)``.
 
-    Returns one value per leading index (a scalar for 2-D logits), float64.
+    With sample weights ``w (B,)``, the mean of ``w · loss`` (weights scaled
+    to mean 1 give the weighted mean). Returns one value per leading index (a
+    scalar for 2-D logits), float64.
     """
     logp = log_softmax(logits)
     y = np.asarray(y)
     picked = np.take_along_axis(logp, np.broadcast_to(y[:, None], logp.shape[:-1] + (1,)), axis=-1)
-    return -picked[..., 0].mean(axis=-1)
+    losses = -picked[..., 0]
+    return (losses if w is None else losses * w).mean(axis=-1)
 
 
-def accuracy(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Fraction of rows whose arg-max (first on ties) equals the label."""
-    return (np.argmax(logits, axis=-1) == np.asarray(y)).mean(axis=-1)
+def accuracy(logits: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+    """Fraction of rows whose arg-max (first on ties) equals the label (the mean of ``w · hit``)."""
+    hits = np.argmax(logits, axis=-1) == np.asarray(y)
+    return (hits if w is None else hits * np.asarray(w, dtype=np.float64)).mean(axis=-1)

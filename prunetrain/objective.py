@@ -118,6 +118,7 @@ class Batch:
     y: object
     index: np.ndarray  # rows of the training split
     number: int  # 0, 1, 2, ... in the order batches were handed out
+    w: object = None  # sample weights (mean 1 over the training split) or None
 
     def __len__(self) -> int:
         return len(self.index)
@@ -146,6 +147,12 @@ class Problem:
         subset of ``batch_size`` samples, always; ``"full"``: the whole set.
     seed : int
         Seed of the batch order.
+    sample_weight : (array, array), optional
+        Weights of the training and of the validation samples (non-negative,
+        not all zero). The objective becomes the weighted mean cross-entropy:
+        each split's weights are scaled to mean 1 and every loss and accuracy
+        is the mean of ``w · value`` over its batch (exact on a whole split,
+        an unbiased estimate on a minibatch).
 
     Attributes
     ----------
@@ -167,6 +174,7 @@ class Problem:
         batch_size: int | None = 1024,
         schedule: str = "rotate",
         seed: int = 0,
+        sample_weight: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.network = network
         self.rule = rule if rule is not None else KeepRule(network.spec.keep)
@@ -197,6 +205,14 @@ class Problem:
         self.X_train, self.y_train = b.asarray(data.X_train), b.aslabels(data.y_train)
         self.X_val, self.y_val = b.asarray(data.X_val), b.aslabels(data.y_val)
         self.n_train, self.n_val = n, len(data.y_val)
+        self.w_train = self.w_val = None
+        if sample_weight is not None:
+            w_train, w_val = (
+                _mean_one(w, len(y), split)
+                for w, y, split in zip(sample_weight, (data.y_train, data.y_val), ("train", "val"))
+            )
+            self.w_train = b.asweights(w_train)
+            self.w_val = None if w_val is None else b.asweights(w_val)
         self._batch_rng = np.random.default_rng([seed, 0xBA7C])
         self._order = np.arange(n)
         self._position = 0
@@ -225,7 +241,11 @@ class Problem:
     def _make_batch(self, index: np.ndarray) -> Batch:
         b = self.backend
         batch = Batch(
-            b.take(self.X_train, index), b.take(self.y_train, index), index, self._batches_handed
+            b.take(self.X_train, index),
+            b.take(self.y_train, index),
+            index,
+            self._batches_handed,
+            None if self.w_train is None else b.take(self.w_train, index),
         )
         self._batches_handed += 1
         return batch
@@ -299,7 +319,7 @@ class Problem:
         if not isinstance(population, MaskPopulation):
             population = self.population(population)
         batch = self._batch if batch is None else batch
-        loss, acc = self.backend.evaluate(population, batch.X, batch.y)
+        loss, acc = self.backend.evaluate(population, batch.X, batch.y, batch.w)
         self.charge(len(population), len(population) * len(batch))
         return loss, acc
 
@@ -314,7 +334,25 @@ class Problem:
         With an empty validation split the whole training split stands in.
         """
         mask = check_mask(mask, self.shapes)
-        X, y = (self.X_val, self.y_val) if self.n_val else (self.X_train, self.y_train)
-        loss, acc = self.backend.evaluate(self.population([mask]), X, y)
+        if self.n_val:
+            X, y, w = self.X_val, self.y_val, self.w_val
+        else:
+            X, y, w = self.X_train, self.y_train, self.w_train
+        loss, acc = self.backend.evaluate(self.population([mask]), X, y, w)
         self.n_validations += 1
         return float(loss[0]), float(acc[0])
+
+
+def _mean_one(w, n: int, split: str) -> np.ndarray | None:
+    """Sample weights of one split checked and scaled to mean 1 (None for an empty split)."""
+    w = np.asarray(w, dtype=np.float64)
+    if w.shape != (n,):
+        raise PrunetrainError(f"{split} sample weights have shape {w.shape}, expected ({n},)")
+    if n == 0:
+        return None
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise PrunetrainError(f"{split} sample weights must be finite and non-negative")
+    total = w.sum()
+    if total <= 0:
+        raise PrunetrainError(f"{split} sample weights are all zero")
+    return w * (n / total)

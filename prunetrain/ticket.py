@@ -274,6 +274,32 @@ def _is_label_dtype(v) -> bool:
     )
 
 
+def _is_data_source(v) -> bool:
+    """``{"name": str}`` for a named dataset, or a file's ``path``, ``resolved`` and ``sha256``."""
+    if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
+        return False
+    if "sha256" in v:
+        return {"path", "resolved"} <= set(v) and re.fullmatch(
+            r"[0-9a-f]{64}", v["sha256"]
+        ) is not None
+    return "name" in v
+
+
+def _is_scaling(v) -> bool:
+    """A :class:`~prunetrain.data.FeatureScaling` as ``to_dict`` writes it."""
+
+    def numbers(x) -> bool:
+        return _is_number(x) or _is_list_of(_is_number)(x)
+
+    return (
+        isinstance(v, dict)
+        and {"offset", "factor"} <= set(v) <= {"offset", "factor", "clip"}
+        and numbers(v["offset"])
+        and numbers(v["factor"])
+        and isinstance(v.get("clip", False), bool)
+    )
+
+
 #: The keys of ``meta`` that prunetrain reads, each with its check and what it must be.
 #: Other keys are kept as they are (a ticket may carry facts a newer prunetrain wrote).
 #: Add a key here when code starts reading it.
@@ -293,6 +319,14 @@ META_FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
     "best_validation_score": (lambda v: v is None or _is_number(v), "a number or null"),
     "loss_curve": (_is_list_of(_is_number), "a list of numbers"),
     "validation_scores": (_is_list_of(_is_number), "a list of numbers"),
+    "loss": (lambda v: v is None or _is_number(v), "a number or null"),
+    "best_loss": (lambda v: v is None or _is_number(v), "a number or null"),
+    "data_source": (
+        _is_data_source,
+        "an object with a dataset 'name', or a file's 'path', 'resolved' and 'sha256'",
+    ),
+    "scaling": (_is_scaling, "an object with numbers (or lists of numbers) 'offset' and 'factor'"),
+    "feature_names": (_is_list_of(lambda x: isinstance(x, str)), "a list of strings"),
 }
 
 

@@ -170,15 +170,18 @@ def test_hebbian_initialisation_then_the_method(tmp_path, capsys):
     [
         (["search", "--keep", "0"], "keep must lie in (0, 1]"),
         (["search", "--keep", "1.5"], "keep must lie in (0, 1]"),
-        (["search", "--method", "nope"], "unknown method 'nope'"),
+        (["search", "--method", "nope"], "Invalid value for '--method': 'nope' is not one of"),
         (["search", "--dataset", "nope"], "unknown dataset"),
-        (["search", "--backend", "tpu"], "unknown backend 'tpu'"),
-        (["search", "--init", "xavier"], "unknown init 'xavier'"),
+        (["search", "--backend", "tpu"], "Invalid value for '--backend': 'tpu' is not one of"),
+        (["search", "--init", "xavier"], "Invalid value for '--init': 'xavier' is not one of"),
         (["search", "--arch", "64-x-10"], "bad architecture"),
         (["search", "--arch", "60-32-10"], "takes 60 inputs"),
         (["search", "--arch", "64-32-3"], "has 3 outputs"),
         (["search", "--budget", "ten"], "bad budget"),
-        (["search", "--keep-rule", "neuron"], "unknown keep rule"),
+        (
+            ["search", "--keep-rule", "neuron"],
+            "Invalid value for '--keep-rule': 'neuron' is not one of",
+        ),
         (["search", "-p", "population"], "expected NAME=VALUE"),
         (["search", "-p", "lr=3"], "takes no option lr"),
         (["search", "--seed", "-1"], "seed must be"),
@@ -266,7 +269,7 @@ def test_bench_json(capsys):
         "16-8-4",
         "--population",
         "3",
-        "--batch",
+        "--batch-size",
         "32",
         "--repeats",
         "1",
@@ -279,7 +282,7 @@ def test_bench_json(capsys):
     row = result["backends"]["numpy"]
     assert result["gemm_peak_gflops"] > 0 and row["evals_per_second"] > 0
     assert row["ratio_to_peak"] == pytest.approx(row["gflops"] / result["gemm_peak_gflops"])
-    code, _, err = cli(capsys, "bench", "--batch", "0")
+    code, _, err = cli(capsys, "bench", "--batch-size", "0")
     assert code == 2 and err.count("\n") == 1
 
 
@@ -489,9 +492,10 @@ def test_outputs_are_written_as_a_unit(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(
         prunetrain.api.SearchRun, "record", lambda self: {**record(self), "x": float("nan")}
     )
-    for out in (fresh, kept):
+    # kept holds a finished run: only --force may replace it, and a failed write keeps it whole.
+    for out, force in ((fresh, []), (kept, ["--force"])):
         with pytest.raises(ValueError, match="JSON"):
-            main([*args, "--out", str(out)])
+            main([*args, "--out", str(out), *force])
     # No ticket.npz alone: only the search's checkpoint, to resume it from.
     assert [p.name for p in fresh.iterdir()] == ["checkpoint.pkl"]
     after = {p.name: p.read_bytes() for p in kept.iterdir() if p.name != "checkpoint.pkl"}

@@ -43,7 +43,7 @@ method = "random"
 
 # Results that must agree between executors for evaluation budgets (not timings, not where
 # and when they ran).
-TIMING = {"seconds", "versions", "provenance", "history"}
+TIMING = {"seconds", "compile_seconds", "versions", "provenance", "history"}
 
 
 def write_config(tmp_path, text=TINY, name="tiny.toml"):
@@ -234,9 +234,9 @@ def test_killed_compare_resumes_with_only_the_missing_runs(tmp_path, capsys):
     assert 1 <= len(before) < 10, "the comparison was not interrupted midway"
     with results.open("a") as f:
         f.write('{"key": "cut off in the midd')  # as if killed while writing a line
-    code, stdout, _ = cli(capsys, "compare", config, "--out", out)
+    code, stdout, err = cli(capsys, "compare", config, "--out", out)
     assert code == 0
-    assert f"{len(before)} already in" in stdout and f"{10 - len(before)} to run" in stdout
+    assert f"{len(before)} already in" in err and f"{10 - len(before)} to run" in err
     assert f"{10 - len(before)} runs done, {len(before)} skipped" in stdout
     after = read_results(results)
     assert len(after) == 10 and len(results.read_text().splitlines()) == 10

@@ -310,6 +310,46 @@ def backend_evaluate_and_logits_equal_the_numpy_backend():
 
 
 @check
+def backend_weighted_losses_and_gains_equal_duplicated_rows():
+    kernels()
+    from prunetrain.backends import NumpyBackend
+    from prunetrain.backends.cupy_backend import CupyBackend
+
+    for init in ("signed_constant", "kaiming_normal"):
+        net, mask, X, y, rng = flip_case((6, 5, 4, 3), 8, 7, init=init)
+        X = X.astype(np.float32)
+        counts = rng.integers(0, 4, len(y))
+        counts[0] = 2
+        w = counts * len(y) / counts.sum()  # mean 1, as the Problem scales them
+        rep = np.repeat(np.arange(len(y)), counts)
+        population = MaskPopulation.from_masks(
+            [mask, random_mask(net.shapes, KeepRule(0.5), rng)], net.shapes
+        )
+        backend = CupyBackend(net, array_module=np)
+        loss, acc = backend.evaluate(
+            population, backend.asarray(X), backend.aslabels(y), backend.asweights(w)
+        )
+        ref_loss, ref_acc = NumpyBackend(net).evaluate(population, X[rep], y[rep])
+        np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
+        np.testing.assert_allclose(acc, ref_acc, rtol=1e-12)
+        state = backend.flip_state(mask, backend.asarray(X), backend.aslabels(y), w)
+        ref = flips.build_state(net, mask, X[rep], y[rep])
+        assert abs(state.loss - ref.loss) <= 1e-9 * abs(ref.loss)
+        for layer in range(net.spec.n_layers):
+            rows, cols, rows2 = random_moves(rng, net.shapes[layer], 6)
+            np.testing.assert_allclose(
+                backend.flip_gains(state, layer, rows, cols, rows2),
+                flips.flip_gains(ref, layer, rows, cols, rows2),
+                rtol=1e-5,
+                atol=1e-13,
+            )
+        # The screen scores by the weighted mean over samples, as the loss does.
+        for got, want in zip(backend.flip_screen(state), NumpyBackend(net).flip_screen(ref)):
+            scale = max(np.abs(want).max(), 1e-3)
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale)
+
+
+@check
 def backend_flip_state_gains_and_updates_equal_the_reference():
     kernels()
     from prunetrain.backends.cupy_backend import CupyBackend

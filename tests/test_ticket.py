@@ -484,3 +484,38 @@ print("PEAK_MB", peak_kb / 1024)
     assert "Traceback" not in proc.stderr
     peak = float(proc.stdout.split("PEAK_MB")[1])
     assert peak < 300, f"peak RSS {peak:.0f} MB"
+
+
+def test_data_identity_and_scaling_in_meta_are_checked(tmp_path):
+    """The meta keys a search ticket records for evaluate and predict (issue 19) load well typed."""
+    good = {
+        "dataset": "iris",
+        "data_source": {"path": "iris.csv", "resolved": "/d/iris.csv", "sha256": "ab" * 32},
+        "scaling": {"offset": [0.0, 1.5], "factor": [0.5, 2.0], "clip": True},
+        "feature_names": ["a", "b"],
+        "loss": 0.25,
+        "best_loss": None,
+    }
+    path = with_fields(tmp_path, "good.npz", meta=np.array(json.dumps(good)))
+    assert Ticket.load(path).meta == good
+    named = {"data_source": {"name": "digits"}, "scaling": {"offset": 0.0, "factor": 0.0625}}
+    path = with_fields(tmp_path, "named.npz", meta=np.array(json.dumps(named)))
+    assert Ticket.load(path).meta == named
+    source = good["data_source"]
+    bad = {
+        "source-list": {"data_source": ["iris.csv"]},
+        "source-no-hash-no-name": {"data_source": {"path": "iris.csv"}},
+        "source-short-hash": {"data_source": {**source, "sha256": "ab"}},
+        "source-no-resolved": {"data_source": {"path": "a", "sha256": "ab" * 32}},
+        "source-number": {"data_source": {**source, "path": 5}},
+        "scaling-no-factor": {"scaling": {"offset": 0.0}},
+        "scaling-text": {"scaling": {"offset": "0", "factor": 1.0}},
+        "scaling-nested": {"scaling": {"offset": [[0.0]], "factor": 1.0}},
+        "scaling-extra": {"scaling": {"offset": 0.0, "factor": 1.0, "eval": "x"}},
+        "scaling-clip-int": {"scaling": {"offset": 0.0, "factor": 1.0, "clip": 1}},
+        "feature-names-numbers": {"feature_names": [1, 2]},
+        "loss-text": {"loss": "0.25"},
+    }
+    for name, meta in bad.items():
+        message = load_fails(with_fields(tmp_path, f"{name}.npz", meta=np.array(json.dumps(meta))))
+        assert repr(next(iter(meta))) in message

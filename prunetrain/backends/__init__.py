@@ -6,6 +6,8 @@ network. ``"auto"`` picks the fastest backend that works here.
 
 from __future__ import annotations
 
+import time
+
 from prunetrain.backends.base import Backend
 from prunetrain.backends.cupy_backend import CupyBackend
 from prunetrain.backends.numba_backend import NumbaBackend
@@ -63,6 +65,21 @@ def backend_notice(name: str) -> str | None:
     return f"backend auto: GPU backend 'cupy' not used ({reason}); using {resolve_backend('auto').name!r}"
 
 
+def warm_up(backend: Backend, X, y) -> float:
+    """Compile (or load from Numba's cache) every kernel a search may call; return the seconds taken.
+
+    Runs :meth:`Backend.warm_up` on a few rows of ``(X, y)`` and the mask
+    sampling kernels of :mod:`prunetrain.backends.topk`. Called by the run
+    loop before its clock starts.
+    """
+    from prunetrain.backends import topk
+
+    start = time.perf_counter()
+    backend.warm_up(X, y)
+    topk.warm_up()
+    return time.perf_counter() - start
+
+
 def make_backend(name: str, network: FrozenNetwork) -> Backend:
     """A backend of kind ``name`` (or ``"auto"``) bound to ``network``."""
     return resolve_backend(name)(network)
@@ -78,4 +95,5 @@ __all__ = [
     "backend_notice",
     "make_backend",
     "resolve_backend",
+    "warm_up",
 ]

@@ -43,13 +43,22 @@ class Backend(abc.ABC):
         """Integer labels as this backend's device array."""
         return np.ascontiguousarray(y, dtype=np.int64)
 
+    def asweights(self, w: np.ndarray):
+        """Sample weights as this backend's float64 device array."""
+        return np.ascontiguousarray(w, dtype=np.float64)
+
     def take(self, array, index: np.ndarray):
         """Rows ``index`` of a device array (a minibatch)."""
         return array[index]
 
     @abc.abstractmethod
-    def evaluate(self, population: MaskPopulation, X, y) -> tuple[np.ndarray, np.ndarray]:
+    def evaluate(self, population: MaskPopulation, X, y, w=None) -> tuple[np.ndarray, np.ndarray]:
         """Mean cross-entropy and accuracy of every mask of ``population`` on ``(X, y)``.
+
+        ``w`` (optional, float64 device array of shape ``(B,)``) weights each
+        sample: the results are the means of ``w · loss`` and ``w · hit``, the
+        weighted means when the weights average 1 (the
+        :class:`~prunetrain.objective.Problem` scales them so).
 
         Returns
         -------
@@ -61,9 +70,12 @@ class Backend(abc.ABC):
         """Logits ``(B, C)`` of one mask on ``X``, float32 on the host."""
 
     # --- exact incremental evaluation of weight flips (local search) -------------------
-    def flip_state(self, mask: Sequence[np.ndarray], X, y) -> flips.FlipState:
-        """Forward ``mask`` on the batch ``(X, y)`` and cache what :meth:`flip_gains` needs."""
-        return flips.build_state(self.network, mask, X, y)
+    def flip_state(self, mask: Sequence[np.ndarray], X, y, w=None) -> flips.FlipState:
+        """Forward ``mask`` on the batch ``(X, y)`` and cache what :meth:`flip_gains` needs.
+
+        ``w``: sample weights, as for :meth:`evaluate`.
+        """
+        return flips.build_state(self.network, mask, X, y, w)
 
     def flip_gains(
         self,
@@ -81,6 +93,31 @@ class Backend(abc.ABC):
     ) -> None:
         """Flip weights of ``layer`` and update the caches (see :func:`~prunetrain.backends.flips.apply_flips`)."""
         flips.apply_flips(state, layer, rows, cols)
+
+    def warm_up(self, X, y) -> None:
+        """Run every kernel once on a few rows of ``(X, y)``, compiling what is compiled lazily.
+
+        The run loop calls this before its clock starts, so a budget measures
+        search, not Numba or CUDA compilation. ``X`` and ``y`` are device
+        arrays (as :meth:`asarray` makes them); nothing is charged or kept.
+        """
+        rows = np.arange(min(8, len(y)))
+        X, y = self.take(X, rows), self.take(y, rows)
+        shapes = self.network.shapes
+        mask = [np.add.outer(np.arange(a), np.arange(b)) % 2 == 0 for a, b in shapes]
+        population = MaskPopulation.from_masks([mask, [~m for m in mask]], shapes)
+        w = self.asweights(np.ones(len(rows)))
+        self.evaluate(population, X, y)
+        self.evaluate(population, X, y, w)
+        self.logits(mask, X)
+        self.flip_screen(self.flip_state(mask, X, y, w))
+        state = self.flip_state(mask, X, y)
+        self.flip_screen(state)
+        for layer, (fan_in, _) in enumerate(shapes):
+            one = np.zeros(1, dtype=np.int64)
+            self.flip_gains(state, layer, one, one)
+            self.flip_gains(state, layer, one, one, np.full(1, min(1, fan_in - 1), dtype=np.int64))
+            self.apply_flips(state, layer, one, one)
 
     def flip_screen(self, state: flips.FlipState, probe: float = screen.PROBE) -> list[np.ndarray]:
         """First-order loss change of flipping each weight, every layer, from forward probes.

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import cuda
 from numba.core import config
 
@@ -228,7 +229,7 @@ def _lse_change_row(probs, log_probs, b, delta, row):  # pragma: no cover - devi
 
 @cuda.jit
 def _output_gains(
-    acts_t, probs, log_probs, y, rows, rows2, coef, coef2, cols, partial
+    acts_t, probs, log_probs, y, sw, rows, rows2, coef, coef2, cols, partial
 ):  # pragma: no cover - kernel
     n_moves, lanes = partial.shape
     n_samples = acts_t.shape[1]
@@ -244,13 +245,16 @@ def _output_gains(
             if i2 >= 0:
                 d += coef2[k] * acts_t[i2, b]
             if d != 0.0:
-                total += _lse_change_one(probs, log_probs, b, d, j)
+                change = _lse_change_one(probs, log_probs, b, d, j)
                 if y[b] == j:
-                    total -= d
+                    change -= d
+                total += sw[b] * change
         partial[k, lane] = total
 
 
-def output_gains(acts_t, probs, log_probs, y, rows, rows2, coef, coef2, cols, partial, out) -> None:
+def output_gains(
+    acts_t, probs, log_probs, y, rows, rows2, coef, coef2, cols, partial, out, sw=None
+) -> None:
     """Exact mean-loss change of moves in the output layer (see :func:`flips.flip_gains`).
 
     Parameters
@@ -269,10 +273,12 @@ def output_gains(acts_t, probs, log_probs, y, rows, rows2, coef, coef2, cols, pa
         Scratch: lane ``s`` of move ``k`` sums samples ``s, s + lanes, …``.
     out : float64 array (K,)
         The gains, ``Σ partial[k] / B``.
+    sw : float64 array (B,), optional
+        Sample weights (mean 1): each sample's change counts ``sw[b]`` times.
     """
     n_moves, lanes = partial.shape
     _output_gains[_blocks(n_moves * lanes), THREADS](
-        acts_t, probs, log_probs, y, rows, rows2, coef, coef2, cols, partial
+        acts_t, probs, log_probs, y, _weights(sw, acts_t), rows, rows2, coef, coef2, cols, partial
     )
     sum_rows(partial, acts_t.shape[1], out)
 
@@ -319,6 +325,7 @@ def _hidden_gains(
     probs,
     log_probs,
     y,
+    sw,
     rows,
     rows2,
     coef,
@@ -355,7 +362,7 @@ def _hidden_gains(
             da = max(z + dz, 0.0) - max(z, 0.0)
             if da == 0.0:  # the unit stays off: nothing downstream moves
                 continue
-            total += _push_change(
+            total += sw[b] * _push_change(
                 b, j, da, w_flat, w_off, dims, z_flat, z_off, probs, log_probs, y, scratch, worker
             )
         partial[k, lane] = total
@@ -380,6 +387,7 @@ def hidden_gains(
     scratch,
     partial,
     out,
+    sw=None,
 ) -> None:
     """Exact mean-loss change of moves in a hidden layer (see :func:`flips.flip_gains`).
 
@@ -395,10 +403,17 @@ def hidden_gains(
     """
     n_moves, lanes = partial.shape
     _hidden_gains[-(-scratch.shape[0] // THREADS), THREADS](
-        acts_t, pre_col, probs, log_probs, y, rows, rows2, coef, coef2, cols,
-        w_flat, w_off, dims, z_flat, z_off, scratch, partial,
+        acts_t, pre_col, probs, log_probs, y, _weights(sw, acts_t), rows, rows2, coef, coef2,
+        cols, w_flat, w_off, dims, z_flat, z_off, scratch, partial,
     )  # fmt: skip
     sum_rows(partial, acts_t.shape[1], out)
+
+
+def _weights(sw, acts_t):
+    """Sample weights for the gain kernels: ones (on the device) when there are none."""
+    if sw is not None:
+        return sw
+    return cuda.to_device(np.ones(acts_t.shape[1]))
 
 
 def plan_gains(n_moves: int, n_samples: int, widest: int) -> tuple[int, int]:

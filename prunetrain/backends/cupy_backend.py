@@ -288,12 +288,15 @@ class CupyBackend(Backend):
             raise PrunetrainError(f"labels must lie in [0, {n_classes}), got {y.min()}..{y.max()}")
         return self._device(y, self.xp.int64)
 
+    def asweights(self, w):
+        return self._device(w, self.xp.float64)
+
     def take(self, array, index: np.ndarray):
         return array[self.xp.asarray(index)]
 
     # --- population evaluation --------------------------------------------------------
 
-    def evaluate(self, population: MaskPopulation, X, y) -> tuple[np.ndarray, np.ndarray]:
+    def evaluate(self, population: MaskPopulation, X, y, w=None) -> tuple[np.ndarray, np.ndarray]:
         xp, kernels = self.xp, self._kernels
         if [tuple(s) for s in population.shapes] != [tuple(s) for s in self.network.shapes]:
             raise PrunetrainError(
@@ -318,6 +321,9 @@ class CupyBackend(Backend):
             losses = xp.empty((count, B), dtype=xp.float64)
             hits = xp.empty((count, B), dtype=xp.int32)
             kernels.cross_entropy_rows(logits, self._b32[-1], y, losses, hits)
+            if w is not None:
+                losses *= w[None, :]
+                hits = hits * w[None, :]
             kernels.sum_rows(losses, B, loss[start : start + count])
             kernels.sum_rows(hits, B, acc[start : start + count])
         return self._to_host(loss), self._to_host(acc)
@@ -365,7 +371,7 @@ class CupyBackend(Backend):
 
     # --- exact incremental evaluation of weight flips ---------------------------------
 
-    def flip_state(self, mask: Sequence[np.ndarray], X, y) -> flips.FlipState:
+    def flip_state(self, mask: Sequence[np.ndarray], X, y, w=None) -> flips.FlipState:
         """Forward ``mask`` on ``(X, y)`` in float64 on the GPU and cache what flip gains need."""
         xp = self.xp
         mask = [np.array(m, dtype=bool) for m in check_mask(mask, self.network.shapes)]
@@ -380,6 +386,7 @@ class CupyBackend(Backend):
             log_probs=xp.empty(0),
             y=self.aslabels(y),
             sample_losses=xp.empty(0),
+            w=None if w is None else self.asweights(w),
         )
         self._forward_from(state, 0)
         return state
@@ -429,8 +436,9 @@ class CupyBackend(Backend):
             lanes, _ = kernels.plan_gains(n_moves, B, 1)
             partial = xp.empty((n_moves, lanes), dtype=xp.float64)
             kernels.output_gains(
-                state.acts_t[layer], state.probs, state.log_probs, state.y, *moves, partial, out
-            )
+                state.acts_t[layer], state.probs, state.log_probs, state.y, *moves, partial, out,
+                state.w,
+            )  # fmt: skip
             return self._to_host(out)
         downstream, widest = self._downstream(state, layer)
         lanes, workers = kernels.plan_gains(n_moves, B, widest)
@@ -445,6 +453,7 @@ class CupyBackend(Backend):
             xp.empty((workers, 2 * widest), dtype=xp.float64),
             xp.empty((n_moves, lanes), dtype=xp.float64),
             out,
+            state.w,
         )
         return self._to_host(out)
 
@@ -476,8 +485,8 @@ class CupyBackend(Backend):
 
         Responses by the numba.cuda kernels (one thread per probed sample and
         unit, its push carried exactly through every later layer), scores by
-        one float64 cuBLAS GEMM per layer, ``Aᵀ R / B``; the same maths as
-        :mod:`prunetrain.backends.screen`.
+        one float64 cuBLAS GEMM per layer, ``Aᵀ R / B`` (``R`` times the
+        sample weights, if any); the same maths as :mod:`prunetrain.backends.screen`.
         """
         xp, kernels = self.xp, self._kernels
         probe = screen.PROBE if probe is None else probe
@@ -496,6 +505,8 @@ class CupyBackend(Backend):
                 kernels.hidden_responses(
                     z, eps, state.probs, state.log_probs, state.y, *downstream, scratch, R
                 )
+            if state.w is not None:  # the weighted mean over samples, as the loss takes it
+                R *= state.w[:, None]
             slope = (state.acts_t[layer] @ R) / state.batch_size
             # The flip's signed weight: -w for a kept weight, +w for a pruned one (exact).
             coef = self._w64[layer] - 2.0 * state.masked[layer]

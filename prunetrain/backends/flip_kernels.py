@@ -101,7 +101,7 @@ def _unit_change(acts_t, pre_col, c1, c2, i1, i2, j, b):  # pragma: no cover
 
 @njit(parallel=True, cache=True, fastmath=False)
 def _output_gains(
-    acts_t, probs, log_probs, y, rows, rows2, coef, coef2, cols, out
+    acts_t, probs, log_probs, y, sw, rows, rows2, coef, coef2, cols, out
 ):  # pragma: no cover
     n_moves = cols.shape[0]
     n_samples = acts_t.shape[1]
@@ -119,9 +119,10 @@ def _output_gains(
                 d += c2 * acts_t[i2, b]
             if d != 0.0:
                 one[0] = d
-                total += _lse_change(probs, log_probs, b, one, j)
+                change = _lse_change(probs, log_probs, b, one, j)
                 if y[b] == j:
-                    total -= d
+                    change -= d
+                total += sw[b] * change
         out[k] = total / n_samples
 
 
@@ -132,6 +133,7 @@ def _hidden_gains(
     probs,
     log_probs,
     y,
+    sw,
     rows,
     rows2,
     coef,
@@ -190,7 +192,7 @@ def _hidden_gains(
                             nxt[q] += dp * w_flat[base + q]
                 for q in range(width_out):
                     cur[q] = nxt[q]
-            total += _lse_change(probs, log_probs, b, cur[:n_classes], -1) - cur[y[b]]
+            total += sw[b] * (_lse_change(probs, log_probs, b, cur[:n_classes], -1) - cur[y[b]])
         out[k] = total / n_samples
 
 
@@ -244,6 +246,7 @@ def _two_below_gains(
     probs,
     log_probs,
     y,
+    sw,
     rows,
     rows2,
     coef,
@@ -257,8 +260,9 @@ def _two_below_gains(
 ):  # pragma: no cover
     """Moves two layers below the logits, all moves of one sample at once (:func:`_push_through`).
 
-    ``w_max`` is the largest next-layer weight magnitude. Samples go in fixed
-    blocks whose partial sums are added in order.
+    ``w_max`` is the largest next-layer weight magnitude. Each sample's change
+    counts ``sw[b]`` times (the sample weights, ones without). Samples go in
+    fixed blocks whose partial sums are added in order.
     """
     n_moves = cols.shape[0]
     n_samples = acts_t.shape[1]
@@ -291,7 +295,7 @@ def _two_below_gains(
             )
             _block_loss_changes(probs, log_probs, b, y[b], acc, n_m, changes)
             for mm in range(n_m):
-                partial[blk, ids[mm]] += changes[mm]
+                partial[blk, ids[mm]] += sw[b] * changes[mm]
     for m in prange(n_moves):
         total = 0.0
         for blk in range(n_blocks):
@@ -301,7 +305,7 @@ def _two_below_gains(
 
 @njit(parallel=True, cache=True, fastmath=False)
 def _last_hidden_gains_signed(
-    acts_t, pre_col, probs, log_probs, y, rows, rows2, coef, coef2, cols, w_out, sigma, out
+    acts_t, pre_col, probs, log_probs, y, sw, rows, rows2, coef, coef2, cols, w_out, sigma, out
 ):  # pragma: no cover
     """Moves in the last hidden layer when every kept output weight is ``±sigma``.
 
@@ -336,7 +340,7 @@ def _last_hidden_gains_signed(
                 for c in range(n_classes):
                     delta[c] = da * w_out[j, c]
                 change = _lse_change(probs, log_probs, b, delta, -1)
-            total += change - da * w_out[j, y[b]]
+            total += sw[b] * (change - da * w_out[j, y[b]])
         out[k] = total / n_samples
 
 
@@ -374,6 +378,7 @@ def flip_gains(
             state.probs,
             state.log_probs,
             state.y,
+            state.sample_weights(),
             rows,
             rows2,
             coef,
@@ -389,13 +394,13 @@ def flip_gains(
         if sigma > 0.0:  # signed-constant or binary output weights
             _last_hidden_gains_signed(
                 state.acts_t[layer], pre_col, state.probs, state.log_probs, state.y,
-                rows, rows2, coef, coef2, cols, down[0], sigma, out,
+                state.sample_weights(), rows, rows2, coef, coef2, cols, down[0], sigma, out,
             )  # fmt: skip
             return out
     if len(down) == 2:
         _two_below_gains(
             state.acts_t[layer], pre_col, state.probs, state.log_probs, state.y,
-            rows, rows2, coef, coef2, cols,
+            state.sample_weights(), rows, rows2, coef, coef2, cols,
             np.ascontiguousarray(down[0].T), _max_abs(down[0]), state.pre[layer + 1], down[1], out,
         )  # fmt: skip
         return out
@@ -413,7 +418,7 @@ def flip_gains(
     else:
         z_flat = np.zeros((state.batch_size, 1))
     _hidden_gains(
-        state.acts_t[layer], pre_col, state.probs, state.log_probs, state.y, rows, rows2, coef, coef2, cols,
-        w_flat, w_off, dims, z_flat, z_off, out,
+        state.acts_t[layer], pre_col, state.probs, state.log_probs, state.y, state.sample_weights(),
+        rows, rows2, coef, coef2, cols, w_flat, w_off, dims, z_flat, z_off, out,
     )  # fmt: skip
     return out

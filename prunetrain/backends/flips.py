@@ -48,11 +48,21 @@ class FlipState:
     log_probs: np.ndarray
     y: np.ndarray
     sample_losses: np.ndarray
+    #: Sample weights (mean 1) or None: every mean over the batch is then the mean of ``w · x``.
+    w: np.ndarray | None = None
 
     @property
     def loss(self) -> float:
-        """Mean cross-entropy of the current mask on the batch."""
-        return float(self.sample_losses.mean())
+        """Mean (weighted) cross-entropy of the current mask on the batch."""
+        return float(self.mean(self.sample_losses))
+
+    def mean(self, per_sample: np.ndarray) -> np.ndarray:
+        """Mean over the batch (the last axis) of ``w · per_sample``, the weighted loss's normalisation."""
+        return np.mean(per_sample if self.w is None else self.w * per_sample, axis=-1)
+
+    def sample_weights(self) -> np.ndarray:
+        """The sample weights, ones when there are none (what the kernels take)."""
+        return np.ones(self.batch_size) if self.w is None else self.w
 
     @property
     def n_layers(self) -> int:
@@ -68,8 +78,10 @@ class FlipState:
         return np.where(self.mask[layer][rows, cols], -w, w)
 
 
-def build_state(network: FrozenNetwork, mask: Sequence[np.ndarray], X, y) -> FlipState:
-    """Forward ``mask`` on the batch ``(X, y)`` and cache what flip gains need."""
+def build_state(
+    network: FrozenNetwork, mask: Sequence[np.ndarray], X, y, w: np.ndarray | None = None
+) -> FlipState:
+    """Forward ``mask`` on the batch ``(X, y)`` (sample weights ``w``) and cache what flip gains need."""
     weights = [w.astype(np.float64) for w in network.weights]
     biases = None if network.biases is None else [b.astype(np.float64) for b in network.biases]
     mask = [np.array(m, dtype=bool) for m in mask]
@@ -85,6 +97,7 @@ def build_state(network: FrozenNetwork, mask: Sequence[np.ndarray], X, y) -> Fli
         log_probs=np.empty(0),
         y=np.ascontiguousarray(y, dtype=np.int64),
         sample_losses=np.empty(0),
+        w=None if w is None else np.ascontiguousarray(w, dtype=np.float64),
     )
     _forward_from(state, 0)
     return state
@@ -121,7 +134,7 @@ def flip_gains(
     cols: np.ndarray,
     rows2: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Exact change of the mean loss for each move, the NumPy reference.
+    """Exact change of the mean (weighted) loss for each move, the NumPy reference.
 
     Parameters
     ----------
@@ -142,7 +155,9 @@ def flip_gains(
     """
     rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
     dz = _column_deltas(state, layer, rows, cols, rows2)  # (K, B)
-    return np.array([np.mean(sample_changes(state, layer, j, dz[k])) for k, j in enumerate(cols)])
+    return np.array(
+        [state.mean(sample_changes(state, layer, j, dz[k])) for k, j in enumerate(cols)]
+    )
 
 
 def sample_changes(state: FlipState, layer: int, unit: int, dz: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ class NumpyBackend(Backend):
 
     name = "numpy"
 
-    def evaluate(self, population: MaskPopulation, X, y) -> tuple[np.ndarray, np.ndarray]:
+    def evaluate(self, population: MaskPopulation, X, y, w=None) -> tuple[np.ndarray, np.ndarray]:
         P = len(population)
         per_mask = 4 * self.network.spec.n_weights
         chunk = max(1, CHUNK_BYTES // per_mask)
@@ -32,8 +32,8 @@ class NumpyBackend(Backend):
         for start in range(0, P, chunk):
             rows = slice(start, min(P, start + chunk))
             logits = self._population_logits(population, rows, X)
-            losses[rows] = cross_entropy(logits, y)
-            accs[rows] = accuracy(logits, y)
+            losses[rows] = cross_entropy(logits, y, w)
+            accs[rows] = accuracy(logits, y, w)
         return losses, accs
 
     def _population_logits(

@@ -15,7 +15,10 @@ sample, how much the loss moves when that pre-activation moves:
 2. **Score every weight.** A flip moves ``z_bj`` by ``c · a_bi``, so to
    first order it changes the mean loss by
    ``c · (1/B) Σ_b a_bi R_l[b, j]`` — for a whole layer one GEMM of the
-   layer's input with the responses, ``c ⊙ (Aᵀ R / B)``.
+   layer's input with the responses, ``c ⊙ (Aᵀ R / B)``. With sample
+   weights ``w`` (the batch's :attr:`~prunetrain.backends.flips.FlipState.w`)
+   it is the weighted mean the weighted cross-entropy takes,
+   ``c · (1/B) Σ_b w_b a_bi R_l[b, j]``.
 
 No backward pass and no derivative formula of the network is used: the
 responses are loss differences of forward passes. The score is only a
@@ -23,8 +26,8 @@ screen. It is linear in the flip's size, so it misses what a flip does past a
 ReLU's kink; searchers confirm what it proposes with the exact flip gains.
 
 ``ε_l = probe · rms(z_l)`` (``probe`` relative to the layer's pre-activation
-scale, :data:`PROBE` by default) keeps the probe small against every unit's
-margin, on any input scale.
+scale, :data:`PROBE` by default; over samples weighted as the loss is) keeps
+the probe small against every unit's margin, on any input scale.
 """
 
 from __future__ import annotations
@@ -40,10 +43,19 @@ PROBE = 1e-3
 
 
 def probe_sizes(state: FlipState, probe: float = PROBE) -> list[float]:
-    """``ε_l`` of every layer: ``probe`` times the layer's rms pre-activation on the batch."""
+    """``ε_l`` of every layer: ``probe`` times the layer's rms pre-activation on the batch.
+
+    With sample weights the mean over samples is weighted (:meth:`FlipState.mean`),
+    so integer weights give the probe of repeated samples.
+    """
     out = []
     for z in state.pre:
-        rms = float(np.sqrt(np.mean(np.square(z)))) if z.size else 0.0
+        if not z.size:
+            rms = 0.0
+        elif state.w is None:
+            rms = float(np.sqrt(np.mean(np.square(z))))
+        else:
+            rms = float(np.sqrt(state.mean(np.mean(np.square(z), axis=1))))
         out.append(probe * rms if rms > 0 and np.isfinite(rms) else probe)
     return out
 
@@ -74,15 +86,23 @@ def screen_gains(state: FlipState, responses: Sequence[np.ndarray]) -> list[np.n
     Returns
     -------
     list of ndarray, one ``(fan_in, fan_out)`` float64 array per layer
-        ``c_ij · (1/B) Σ_b a_bi R[b, j]`` with ``c = -w`` for a kept weight and
-        ``+w`` for a pruned one: the predicted ``loss(after) - loss(now)``.
+        ``c_ij · (1/B) Σ_b w_b a_bi R[b, j]`` with ``c = -w`` for a kept weight and
+        ``+w`` for a pruned one, ``w_b`` the sample weights (ones without): the
+        predicted ``loss(after) - loss(now)`` of the (weighted) mean loss.
     """
     out = []
-    for layer, R in enumerate(responses):
+    for layer, R in enumerate(weighted_responses(state, responses)):
         w = state.weights[layer]
         slope = (state.acts_t[layer] @ R) / state.batch_size
         out.append(np.where(state.mask[layer], -w, w) * slope)
     return out
+
+
+def weighted_responses(state: FlipState, responses: Sequence[np.ndarray]) -> list:
+    """The responses with each sample's row times its weight ``w_b`` (as they are without weights)."""
+    if state.w is None:
+        return list(responses)
+    return [state.w[:, None] * R for R in responses]
 
 
 def screen_cost(shapes: Sequence[tuple[int, int]]) -> float:

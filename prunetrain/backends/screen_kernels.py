@@ -28,7 +28,7 @@ from prunetrain.backends.flip_kernels import (
     _push_through,
 )
 from prunetrain.backends.flips import FlipState
-from prunetrain.backends.screen import PROBE, probe_sizes
+from prunetrain.backends.screen import PROBE, probe_sizes, weighted_responses
 
 #: Rows of one probe chunk times the widest downstream layer stay under this many floats.
 CHUNK_FLOATS = 1 << 22
@@ -174,7 +174,8 @@ def _deep_responses(state: FlipState, layer: int, eps: float, R: np.ndarray) -> 
     rows_b, rows_j = np.nonzero(da)
     widest = max(w.shape[1] for w in state.masked[layer + 1 :])
     step = max(1, CHUNK_FLOATS // widest)
-    for start in range(0, len(rows_b), step):
+    # At least one chunk, if empty: the kernels then compile in the warm-up whatever its batch.
+    for start in range(0, max(1, len(rows_b)), step):
         b = rows_b[start : start + step]
         j = rows_j[start : start + step]
         R[b, j] = _forward_rows(state, layer, b, j, da[b, j]) / eps
@@ -201,7 +202,7 @@ def _forward_rows(state, layer, rows_b, rows_j, rows_da) -> np.ndarray:
 def screen_gains(state: FlipState, responses: Sequence[np.ndarray]) -> list[np.ndarray]:
     """:func:`prunetrain.backends.screen.screen_gains` with float32 GEMMs (float32 out)."""
     out = []
-    for layer, R in enumerate(responses):
+    for layer, R in enumerate(weighted_responses(state, responses)):
         a = np.asarray(state.acts_t[layer], dtype=np.float32)
         slope = a @ np.asarray(R, dtype=np.float32)
         slope *= np.float32(1.0 / state.batch_size)

@@ -123,3 +123,11 @@ def gumbel_top_k(
     np.log(key, out=key)  # -E, E standard exponential: the k largest of -E · exp(-θ)
     key *= np.exp(-np.asarray(theta, dtype=np.float64)).astype(np.float32)
     return top_k_rows(key, k, fast=fast)
+
+
+def warm_up() -> None:
+    """Compile the sampling kernels (float32 and float64 keys) on a tiny problem."""
+    rng = np.random.default_rng(0)
+    gumbel_top_k(np.zeros(16), 4, 2, rng)
+    for dtype in (np.float32, np.float64):
+        top_k_rows(np.arange(16, dtype=dtype)[None], 4)

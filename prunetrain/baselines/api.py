@@ -12,13 +12,20 @@ from pathlib import Path
 
 import numpy as np
 
-from prunetrain.api import SPLITS, evaluate_ticket, resolve_arch, write_curve
-from prunetrain.baselines.backprop import logits_of
+from prunetrain.api import (
+    check_out,
+    dataset_meta,
+    evaluate_ticket,
+    resolve_arch,
+    resolve_out,
+    split_metrics,
+    write_curve,
+)
 from prunetrain.baselines.base import BaselineResult, make_baseline
+from prunetrain.baselines.weights import TrainedWeights
 from prunetrain.data import Dataset, load_dataset
-from prunetrain.files import atomic_write, check_writable_folder, write_folder, write_json
+from prunetrain.files import write_folder, write_json
 from prunetrain.masks import KeepRule
-from prunetrain.metrics import accuracy, cross_entropy
 from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed
 from prunetrain.objective import Budget
 from prunetrain.provenance import record_provenance
@@ -34,6 +41,8 @@ class BaselineRun:
     result: BaselineResult
     ticket: Ticket | None
     metrics: dict[str, dict[str, float]]
+    weights: TrainedWeights | None = None
+    out: Path | None = None
 
     @property
     def keep_fraction(self) -> float:
@@ -62,6 +71,7 @@ class BaselineRun:
             "evaluations": r.steps,
             "sample_forwards": r.sample_forwards,
             "seconds": r.seconds,
+            "compile_seconds": 0.0,  # nothing is compiled: NumPy only
             "epochs": r.epochs,
             "keep_fraction": self.keep_fraction,
             "train_accuracy": self.metrics["train"]["accuracy"],
@@ -75,29 +85,32 @@ class BaselineRun:
             "history": r.history,
         }
 
-    def save(self, out: str | os.PathLike) -> Path:
+    def save(self, out: str | os.PathLike, force: bool = False) -> Path:
         """Write ``result.json``, ``curve.csv``, ``curve.png`` and ``ticket.npz`` or ``weights.npz``.
 
-        They are written as a unit: if any cannot be written, none is.
+        Refuses (:func:`~prunetrain.api.check_out`) to replace a finished run unless
+        ``force``. They are written as a unit: if any cannot be written, none is.
         """
+        out = check_out(out, force)
         r = self.result
         record = self.record()
         history = [{k: (np.nan if v is None else v) for k, v in row.items()} for row in r.history]
         title = f"{self.config['method']} on {self.config['dataset']}"
 
+        models = {"ticket.npz": self.ticket, "weights.npz": self.weights}
+
         def fill(folder: Path) -> None:
-            if self.ticket is not None:
-                self.ticket.save(folder / "ticket.npz")
-            if r.weights is not None:
-                arrays = {f"weight_{i}": w for i, w in enumerate(r.weights)}
-                arrays.update({f"bias_{i}": b for i, b in enumerate(r.biases or [])})
-                if r.mask is not None:
-                    arrays.update({f"mask_{i}": m for i, m in enumerate(r.mask)})
-                atomic_write(folder / "weights.npz", lambda f: np.savez(f, **arrays))
+            for name, model in models.items():
+                if model is not None:
+                    model.save(folder / name)
             write_json(folder / "result.json", record)
             write_curve(folder, history, title=title)
 
-        return write_folder(out, fill)
+        write_folder(out, fill)
+        for name, model in models.items():
+            if model is None:
+                (out / name).unlink(missing_ok=True)  # another run's, replaced under --force
+        return out
 
 
 def evaluate_result(
@@ -107,23 +120,8 @@ def evaluate_result(
     if ticket is not None:
         return evaluate_ticket(ticket, data)
     if result.logits is not None:
-        logits = result.logits
-    else:
-
-        def logits(X):
-            return logits_of(result.weights, result.biases, X)
-
-    out = {}
-    for split in SPLITS:
-        X, y = getattr(data, f"X_{split}"), getattr(data, f"y_{split}")
-        if len(y):
-            z = logits(X)
-            out[split] = {
-                "accuracy": float(accuracy(z, y)),
-                "loss": float(cross_entropy(z, y)),
-                "n": len(y),
-            }
-    return out
+        return split_metrics(result.logits, data)
+    return split_metrics(TrainedWeights(result.weights, result.biases, None, {}).logits, data)
 
 
 def run_baseline(
@@ -143,6 +141,8 @@ def run_baseline(
     network_seed: int | None = None,
     progress: bool = False,
     out: str | os.PathLike | None = None,
+    runs_dir: str | os.PathLike | None = None,
+    force: bool = False,
 ) -> BaselineRun:
     """Run a gradient-trained or data-free baseline on the network a search would get.
 
@@ -169,10 +169,16 @@ def run_baseline(
     network_seed : int, optional
         Seed of the frozen weights, if other than ``seed``.
     progress : bool
-        Print one line per epoch on stderr.
+        Show progress on stderr (a bar on a terminal, plain lines otherwise):
+        epochs, training loss, validation accuracy. The test split is scored
+        once, after training.
     out : path, optional
         Folder for ``result.json``, the curve, and ``ticket.npz`` (baselines that
         prune the frozen network) or ``weights.npz`` (trained weights).
+    runs_dir : path, optional
+        Without ``out``: write into ``runs_dir/<run_name(config)>`` (a rerun: ``…-2``).
+    force : bool
+        Overwrite a finished run in the folder (else an error, before training).
 
     Examples
     --------
@@ -184,7 +190,7 @@ def run_baseline(
     network_seed = seed if network_seed is None else check_seed(network_seed)
     budget = None if budget is None else Budget.parse(budget)
     if out is not None:
-        check_writable_folder(out)
+        check_out(out, force)
     baseline = make_baseline(method, **(method_params or {}))
     if batch_size is not None and "batch_size" in baseline.param_names():
         baseline.batch_size = batch_size
@@ -195,6 +201,7 @@ def run_baseline(
     network = FrozenNetwork(spec, network_seed)
     config = {
         "dataset": data.name,
+        "data_source": data.source,
         "arch": spec.arch,
         "init": init,
         "scale": scale,
@@ -207,22 +214,19 @@ def run_baseline(
         "network_seed": network_seed,
         "baseline": True,
     }
+    out = resolve_out(config, out, runs_dir, force)
     # One BLAS thread: the same record in a process of its own or on a worker of many threads.
     with one_blas_thread():
         result = baseline.fit(network, data, rule, seed=seed, budget=budget, progress=progress)
-    ticket = None
+    meta = {**dataset_meta(data), "method": method, "seed": seed, "baseline": True}
+    ticket = weights = None
     if type(baseline).produces == "ticket":
-        meta = {
-            "dataset": data.name,
-            "classes": np.asarray(data.classes).tolist(),
-            "method": method,
-            "seed": seed,
-            "baseline": True,
-        }
         ticket = Ticket(network, result.mask, rule, meta)
+    elif result.weights is not None:
+        weights = TrainedWeights(result.weights, result.biases, result.mask, meta)
     with one_blas_thread():
         metrics = evaluate_result(result, network, ticket, data)
-    finished = BaselineRun(config=config, result=result, ticket=ticket, metrics=metrics)
+    finished = BaselineRun(config, result, ticket, metrics, weights=weights, out=out)
     if out is not None:
-        finished.save(out)
+        finished.save(out, force=force)
     return finished

@@ -88,11 +88,13 @@ class PruneAtInit(Baseline):
             sample_forwards=0,
             seconds=seconds,
         )
+        log.close()
         return BaselineResult(
             mask=mask,
             weights=None,
             biases=None,
             history=log.rows,
+            snapshots=log.snapshots,
             seconds=seconds,
             steps=0,
             sample_forwards=0,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
@@ -16,6 +15,7 @@ from prunetrain.masks import KeepRule, Mask
 from prunetrain.metrics import accuracy, cross_entropy
 from prunetrain.network import FrozenNetwork
 from prunetrain.objective import Budget
+from prunetrain.progress import Progress
 
 if TYPE_CHECKING:
     from prunetrain.data import Dataset
@@ -37,7 +37,9 @@ class BaselineResult:
         (gradient steps so far), ``sample_forwards``, ``seconds`` (training
         time, evaluation excluded), ``train_loss`` (mean over the epoch's
         batches), ``val_loss``, ``val_accuracy``, ``best_val_accuracy``,
-        ``test_accuracy``. The test split is only recorded, never used to choose.
+        ``best_val_accuracy``. Training never touches the test split: the
+        final model is scored on it once, after training (and ``compare``
+        scores the ``snapshots`` on it afterwards for its curves).
     seconds : float
         Training (or pruning) time.
     steps, sample_forwards : int
@@ -51,6 +53,9 @@ class BaselineResult:
     logits : callable, optional
         ``logits(X)`` of the trained model when it is not ``weights``/``biases``
         through the frozen architecture.
+    snapshots : list of callable, optional
+        ``logits(X)`` of the model at each history row, kept (not saved) so
+        that a caller can score the rows on held-out data after training.
     """
 
     mask: Mask | None
@@ -64,6 +69,7 @@ class BaselineResult:
     stopped_by: str
     note: str
     logits: Callable[[np.ndarray], np.ndarray] | None = None
+    snapshots: list[Callable[[np.ndarray], np.ndarray]] | None = None
 
 
 class Baseline(Hyperparameters, abc.ABC):
@@ -127,12 +133,27 @@ def budget_caps(budget: Budget | None) -> tuple[float | None, int | None]:
 
 
 class EpochLog:
-    """Builds a baseline's history: validation and test metrics of a model at each epoch end."""
+    """Builds a baseline's history: the validation metrics of the model at each epoch end.
 
-    def __init__(self, data: Dataset, progress: str | None = None) -> None:
+    Only the validation split is evaluated during training; each row's model
+    is kept as a snapshot (:attr:`snapshots`) for scoring after training.
+
+    Parameters
+    ----------
+    data : Dataset
+        The splits (only validation is used here).
+    label : str, optional
+        Show progress under this label (a bar on a terminal, plain lines in a
+        log; :class:`~prunetrain.progress.Progress`); ``None`` shows nothing.
+    epochs : int
+        Epochs the training will run, for the progress display.
+    """
+
+    def __init__(self, data: Dataset, label: str | None = None, epochs: int = 0) -> None:
         self.data = data
-        self.progress = progress  # a label: print one line per epoch on stderr
         self.rows: list[dict] = []
+        self.snapshots: list[Callable[[np.ndarray], np.ndarray]] = []
+        self.display = Progress(epochs, unit="epoch", label=label or "", enabled=label is not None)
 
     def add(
         self,
@@ -144,13 +165,16 @@ class EpochLog:
         sample_forwards: int,
         seconds: float,
     ) -> None:
-        """Record the model ``logits`` after ``epoch`` epochs (``steps`` gradient steps)."""
+        """Record the model ``logits`` after ``epoch`` epochs (``steps`` gradient steps).
+
+        ``logits`` must stay the model of this epoch after training goes on
+        (a function of copied weights), since it is kept as the row's snapshot.
+        """
         d = self.data
         val_loss = val_acc = None
         if len(d.y_val):
             z = logits(d.X_val)
             val_loss, val_acc = float(cross_entropy(z, d.y_val)), float(accuracy(z, d.y_val))
-        test_acc = float(accuracy(logits(d.X_test), d.y_test)) if len(d.y_test) else None
         best = max(
             [r["val_accuracy"] for r in self.rows if r["val_accuracy"] is not None] or [-1.0]
         )
@@ -164,18 +188,21 @@ class EpochLog:
                 "val_loss": val_loss,
                 "val_accuracy": val_acc,
                 "best_val_accuracy": max(best, val_acc) if val_acc is not None else None,
-                "test_accuracy": test_acc,
             }
         )
-        if self.progress:
-            row = self.rows[-1]
+        self.snapshots.append(logits)
+        self.display.update(epoch, **self._fields())
 
-            def fmt(v):
-                return "-" if v is None else f"{v:.4f}"
+    def close(self) -> None:
+        """End the progress display (call once training is over)."""
+        self.display.close(**self._fields())
 
-            print(
-                f"{self.progress} epoch {epoch}: {seconds:.1f} s, train loss {fmt(row['train_loss'])}, "
-                f"val acc {fmt(val_acc)}, test acc {fmt(test_acc)}",
-                file=sys.stderr,
-                flush=True,
-            )
+    def _fields(self) -> dict:
+        if not self.rows:
+            return {}
+        row = self.rows[-1]
+
+        def fmt(v):
+            return "-" if v is None else f"{v:.4f}"
+
+        return {"loss": fmt(row["train_loss"]), "val_acc": fmt(row["val_accuracy"])}

@@ -19,7 +19,6 @@ from prunetrain.baselines.backprop import (
     SCHEDULES,
     Trainer,
     learning_rate,
-    logits_of,
     loss_and_gradients,
     make_optimizer,
 )
@@ -30,6 +29,7 @@ from prunetrain.baselines.base import (
     budget_caps,
     register,
 )
+from prunetrain.baselines.weights import snapshot_logits
 from prunetrain.errors import PrunetrainError
 from prunetrain.hyperparams import check_number
 from prunetrain.masks import KeepRule
@@ -107,7 +107,7 @@ def train_weights(
     def on_epoch(epoch: int, loss: float) -> None:
         if log is not None:
             log.add(
-                lambda Z: logits_of(weights, biases, Z),
+                snapshot_logits(weights, biases),
                 epoch,
                 loss,
                 steps=trainer.steps,
@@ -166,13 +166,15 @@ class DenseBackprop(GradientBaseline):
     def fit(self, network, data, rule: KeepRule, *, seed=0, budget=None, progress=False):
         self.check()
         trainer = self._trainer(len(data.y_train), seed, budget)
-        log = EpochLog(data, self.name if progress else None)
+        log = EpochLog(data, self.name if progress else None, int(self.epochs))
         weights, biases = train_weights(self, network, data, None, trainer, log)
+        log.close()
         return BaselineResult(
             mask=None,
             weights=weights,
             biases=biases,
             history=log.rows,
+            snapshots=log.snapshots,
             seconds=trainer.seconds,
             steps=trainer.steps,
             sample_forwards=trainer.sample_forwards,
@@ -236,16 +238,11 @@ class SklearnMLP(Baseline):
             shuffle=True,
         )
 
-        def logits(Z: np.ndarray) -> np.ndarray:
-            z = logits_of(model.coefs_, model.intercepts_, Z)
-            # Two classes: scikit-learn has one logistic output, the logit of class 1.
-            return np.concatenate([np.zeros_like(z), z], axis=1) if z.shape[1] == 1 else z
-
         max_seconds, max_steps = budget_caps(budget)
         n = len(data.y_train)
         steps_per_epoch = -(-n // batch_size)
         classes = np.arange(data.n_classes)
-        log = EpochLog(data, self.name if progress else None)
+        log = EpochLog(data, self.name if progress else None, epochs)
         seconds, steps, stopped_by = 0.0, 0, "epochs"
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
@@ -255,7 +252,7 @@ class SklearnMLP(Baseline):
             seconds += time.perf_counter() - start
             steps += steps_per_epoch
             log.add(
-                logits,
+                snapshot_logits(model.coefs_, model.intercepts_),
                 epoch,
                 float(model.loss_),
                 steps=steps,
@@ -268,11 +265,13 @@ class SklearnMLP(Baseline):
             if capped and epoch < epochs:
                 stopped_by = "budget"
                 break
+        log.close()
         return BaselineResult(
             mask=None,
             weights=[np.asarray(c) for c in model.coefs_],
             biases=[np.asarray(b) for b in model.intercepts_],
             history=log.rows,
+            snapshots=log.snapshots,
             seconds=seconds,
             steps=steps,
             sample_forwards=log.rows[-1]["sample_forwards"],
@@ -282,5 +281,5 @@ class SklearnMLP(Baseline):
                 "scikit-learn MLPClassifier (Adam, its own Glorot init, with biases) with the "
                 "same hidden sizes; trained weights, not a ticket of the frozen network"
             ),
-            logits=logits,
+            logits=log.snapshots[-1],
         )

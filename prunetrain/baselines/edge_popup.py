@@ -139,7 +139,7 @@ class EdgePopup(GradientBaseline):
         optimizer = make_optimizer(self.optimizer, scores, self.momentum, self.weight_decay)
         trainer = self._trainer(len(data.y_train), seed, budget)
         X, y = data.X_train, data.y_train
-        log = EpochLog(data, self.name if progress else None)
+        log = EpochLog(data, self.name if progress else None, int(self.epochs))
 
         def step(rows: np.ndarray, number: int) -> float:
             mask = top_k_mask(scores, rule, shapes)
@@ -161,11 +161,13 @@ class EdgePopup(GradientBaseline):
             )
 
         trainer.run(step, on_epoch)
+        log.close()
         return BaselineResult(
             mask=top_k_mask(scores, rule, shapes),
             weights=None,
             biases=None,
             history=log.rows,
+            snapshots=log.snapshots,
             seconds=trainer.seconds,
             steps=trainer.steps,
             sample_forwards=trainer.sample_forwards,

@@ -89,6 +89,7 @@ class IterativeMagnitudePruning(GradientBaseline):
         shapes = network.shapes
         mask = [np.ones(s, dtype=bool) for s in shapes]
         rows: list[dict] = []
+        snapshots = []
         seconds = steps = forwards = 0
         epochs_done = 0.0
         stopped_by = "epochs"
@@ -105,8 +106,10 @@ class IterativeMagnitudePruning(GradientBaseline):
                 magnitude = [np.where(m, np.abs(w), -1.0) for w, m in zip(weights, mask)]
                 mask = keep_largest(magnitude, KeepRule(target, kind), shapes)
             trainer = self._trainer(len(data.y_train), seed + 7919 * r, remaining)
-            log = EpochLog(data, self.name if progress else None)
+            log = EpochLog(data, f"{self.name} round {r}" if progress else None, int(self.epochs))
             weights, biases = train_weights(self, network, data, mask, trainer, log)
+            log.close()
+            snapshots += log.snapshots[(1 if r else 0) :]
             for row in log.rows[(1 if r else 0) :]:  # a round's row 0 is the last round's end
                 row.update(
                     round=r,
@@ -134,6 +137,7 @@ class IterativeMagnitudePruning(GradientBaseline):
             weights=weights,
             biases=biases,
             history=rows,
+            snapshots=snapshots,
             seconds=seconds,
             steps=steps,
             sample_forwards=forwards,

@@ -31,6 +31,7 @@ import numpy as np
 from prunetrain.errors import PrunetrainError
 from prunetrain.experiments.config import Comparison, RunSpec, load_config, resolve_archs
 from prunetrain.files import atomic_write, check_writable_folder, file_lock
+from prunetrain.progress import format_seconds
 from prunetrain.provenance import command_line
 from prunetrain.threads import one_blas_thread
 
@@ -91,7 +92,7 @@ def _run_search(run: RunSpec, data) -> dict:
     recommended mask lets the rows be scored on the test split *after* the
     search, outside its clock, without the search ever seeing that split.
     """
-    from prunetrain.api import SearchRun, evaluate_ticket, resolve_arch
+    from prunetrain.api import SearchRun, dataset_meta, evaluate_ticket, resolve_arch
     from prunetrain.backends import NumpyBackend
     from prunetrain.masks import KeepRule, pack_mask, unpack_mask
     from prunetrain.metrics import accuracy
@@ -147,12 +148,7 @@ def _run_search(run: RunSpec, data) -> dict:
         "patience": o["patience"],
         "init_mask": None,
     }
-    meta = {
-        "dataset": data.name,
-        "classes": np.asarray(data.classes).tolist(),
-        "method": run.method,
-        "seed": run.seed,
-    }
+    meta = {**dataset_meta(data), "method": run.method, "seed": run.seed}
     ticket = Ticket(network, result.mask, rule, meta)
     metrics = evaluate_ticket(ticket, data)
     record = SearchRun(config=config, result=result, ticket=ticket, metrics=metrics).record()
@@ -171,7 +167,9 @@ def _run_search(run: RunSpec, data) -> dict:
 
 
 def _run_baseline(run: RunSpec, data) -> dict:
+    """``run_baseline``, then each history row's model scored on the test split (after training)."""
     from prunetrain.baselines import run_baseline
+    from prunetrain.metrics import accuracy
 
     o = run.options
     finished = run_baseline(
@@ -188,6 +186,11 @@ def _run_baseline(run: RunSpec, data) -> dict:
     )
     record = finished.record()
     record.update(ticket=None, weights=None)  # a comparison keeps records, not model files
+    snapshots = finished.result.snapshots or []
+    if len(snapshots) == len(record["history"]) and len(data.y_test):
+        for row, logits in zip(record["history"], snapshots):
+            row["test_accuracy"] = float(accuracy(logits(data.X_test), data.y_test))
+        record["history"][-1]["test_accuracy"] = record["test_accuracy"]
     return record
 
 
@@ -495,9 +498,12 @@ def run_comparison(
                     record["provenance"].update(command=command_line(), cwd=os.getcwd())
                     _append(path, record)
                     ran.append(run.key)
+                    finished_runs = len(ran) + len(failed)
+                    eta = (time.perf_counter() - start) * (len(todo) / finished_runs - 1)
                     say(
                         f"  [{len(skipped) + len(ran)}/{len(comparison.runs)}] {_describe(run)}: "
-                        f"test {record['test_accuracy']:.4f} in {record['seconds']:.1f} s"
+                        f"test {record['test_accuracy']:.4f} in {record['seconds']:.1f} s; "
+                        f"eta {format_seconds(eta)}"
                     )
         except BaseException:  # Ctrl-C (a KeyboardInterrupt from a run, too): keep what is done
             for future in pending:

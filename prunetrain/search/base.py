@@ -141,6 +141,9 @@ class SearchResult:
         Total cost of the search.
     stopped_by : str
         ``"budget"``, ``"early_stopping"``, ``"finished"`` or ``"interrupted"``.
+    compile_seconds : float
+        Time spent compiling (or loading) kernels before the clock started;
+        not part of ``seconds`` nor of the budget.
     budget_overshoot : float
         How far the search went past its budget, in the budget's unit
         (evaluations, or seconds): the loop checks the budget before each step,
@@ -161,6 +164,7 @@ class SearchResult:
     stopped_by: str
     method: str
     params: dict
+    compile_seconds: float = 0.0
     budget_overshoot: float = 0.0
     last_step: float = 0.0
 

@@ -220,6 +220,11 @@ class HebbianBase(Searcher):
         self.homeostasis = homeostasis
 
     def setup(self, problem, rng, init_mask: Mask | None = None) -> None:
+        if problem.w_train is not None:
+            raise PrunetrainError(
+                f"method {self.name!r} does not take sample weights (its scores are unweighted "
+                "batch averages); use a local or evolutionary method"
+            )
         super().setup(problem, rng, init_mask)
         check_number("epochs", self.epochs, 0, optional=True)
         check_number("momentum", self.momentum, 0, 1, open_low=False, open_high=True)

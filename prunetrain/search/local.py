@@ -104,7 +104,7 @@ class FlipSearcher(Searcher):
         problem = self.problem
         batch = problem.next_batch()
         if self.state is None or problem.schedule == "rotate":
-            self.state = problem.backend.flip_state(self.mask, batch.X, batch.y)
+            self.state = problem.backend.flip_state(self.mask, batch.X, batch.y, batch.w)
             problem.charge(1, len(batch))
         self.best_loss = self.state.loss
         return self.state
@@ -423,7 +423,7 @@ class AccumulateSearcher(FlipSearcher):
     """
 
     name = "accumulate"
-    summary = "flips chosen on exact loss changes accumulated over batches (default)"
+    summary = "flips chosen on exact loss changes accumulated over batches"
 
     def __init__(
         self,

@@ -4,6 +4,7 @@ Ctrl-C, checkpoints and resuming from one."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import pickle
 import signal
 import threading
@@ -12,15 +13,18 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from prunetrain.backends import warm_up
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import Mask, check_mask
 from prunetrain.network import check_seed
 from prunetrain.objective import Budget, Problem
+from prunetrain.progress import Progress
 from prunetrain.search.base import Searcher, SearchResult
 from prunetrain.search.checkpoint import Checkpoint, bound_objects, dumps_state, loads_state
 from prunetrain.threads import one_blas_thread
+
+logger = logging.getLogger(__name__)
 
 Callback = Callable[[dict], "bool | None"]
 
@@ -78,8 +82,9 @@ def run(
         with ``improved`` true means ``searcher.recommend()`` is now the mask
         the search would return.
     progress : bool
-        Show a tqdm bar on stderr: evaluations, best train loss, validation
-        accuracy, evaluations/s.
+        Show progress on stderr (:class:`~prunetrain.progress.Progress`: a
+        bar on a terminal, plain lines otherwise): evaluations, best train
+        loss, validation accuracy, evaluations/s.
     checkpoint : Checkpoint, optional
         Write the search's whole state there once it has started, every
         ``checkpoint.every`` seconds at a step boundary, and on Ctrl-C.
@@ -103,6 +108,11 @@ def run(
     The whole search runs with BLAS on one thread
     (:func:`prunetrain.threads.one_blas_thread`): with an evaluation budget
     the same seed gives the same ticket whatever the thread settings.
+
+    Before the clock starts, every kernel of the backend runs once on a few
+    rows (:func:`prunetrain.backends.warm_up`), so Numba or CUDA compilation
+    is not charged to the budget; its time is ``compile_seconds`` of the
+    result (of this process, when resuming).
     """
     budget = Budget.parse(budget)
     if patience is not None and patience < 1:
@@ -116,6 +126,14 @@ def run(
         if validation_interval is not None
         else VALIDATION_RATIO * (problem.n_val or problem.n_train)
     )
+    compile_seconds = warm_up(problem.backend, problem.X_train, problem.y_train)
+    if compile_seconds > 1.0:
+        logger.info(
+            "compiled the %s backend's kernels in %.1f s, outside the budget "
+            "(cached: later runs load them)",
+            problem.backend.name,
+            compile_seconds,
+        )
     state = {  # everything of the loop a checkpoint holds besides the searcher and problem
         "history": [],
         "best": {},
@@ -205,15 +223,23 @@ def run(
     def spent() -> bool:
         return usage() >= total
 
-    bar = tqdm(
-        total=total,
-        disable=not progress,
+    bar = Progress(
+        total,
         unit="eval" if budget.evaluations is not None else "s",
-        dynamic_ncols=True,
-        leave=True,
-        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} [{elapsed}<{remaining}{postfix}]",
+        label=searcher.name,
+        enabled=progress,
     )
-    last_shown = 0.0
+
+    def shown() -> tuple[float, dict]:
+        seconds = elapsed()
+        done = used() if budget.evaluations is not None else min(seconds, total)
+        return done, {
+            "evals": f"{used():.0f}",
+            "loss": f"{history[-1]['train_loss'] or float('nan'):.4f}",
+            "val_acc": f"{best['val_accuracy']:.4f}",
+            "evals_s": f"{used() / max(seconds, 1e-9):.0f}",
+        }
+
     # A step cannot be stopped halfway, so the budget is checked before each: a search
     # overshoots it by less than its last step (with the validation after it; setup counts
     # as a step), and records by how much.
@@ -253,17 +279,9 @@ def run(
                     and time.perf_counter() - last_checkpoint >= checkpoint.every
                 ):
                     save_checkpoint()
-                if progress and elapsed() - last_shown > 0.25:
-                    last_shown = elapsed()
-                    row = history[-1]
-                    bar.n = min(total, used() if budget.evaluations is not None else last_shown)
-                    bar.set_postfix(
-                        evals=f"{used():.0f}",
-                        loss=f"{row['train_loss'] or float('nan'):.4f}",
-                        val_acc=f"{best['val_accuracy']:.4f}",
-                        evals_s=f"{used() / max(last_shown, 1e-9):.0f}",
-                        refresh=True,
-                    )
+                if progress:
+                    done, fields = shown()
+                    bar.update(done, **fields)
             now = usage()
             last_step = now - state["step_start"]
             overshoot = max(0.0, now - total) if stopped_by == "budget" else 0.0
@@ -274,9 +292,9 @@ def run(
         if not best:
             raise
     finally:
-        if progress:
-            bar.n = min(total, used() if budget.evaluations is not None else elapsed())
-            bar.refresh()
+        if progress and best:
+            done, fields = shown()
+            bar.close(done, **fields)  # the final numbers, drawn once
         bar.close()
     return SearchResult(
         mask=best["mask"],
@@ -290,6 +308,7 @@ def run(
         stopped_by=stopped_by,
         method=searcher.name,
         params=searcher.get_params(),
+        compile_seconds=compile_seconds,
         budget_overshoot=float(overshoot),
         last_step=float(last_step),
     )

@@ -147,7 +147,7 @@ class ProbeSearcher(Searcher):
         problem = self.problem
         backend = problem.backend
         batch = problem.next_batch()
-        state = backend.flip_state(self.mask, batch.X, batch.y)
+        state = backend.flip_state(self.mask, batch.X, batch.y, batch.w)
         screen = backend.flip_screen(state, float(self.probe))
         B = len(batch)
         problem.charge(1.0 + self.screen_cost, (1.0 + self.screen_cost) * B)
