@@ -167,7 +167,7 @@ def cli() -> None:
     "--batch-size",
     type=int,
     help="Training batch size (0: the whole training set). Default: the method's "
-    "(256 for ga, evolution, pbil, cem, nes; else 1024).",
+    "(256 for probe, ga, evolution, pbil, cem, nes; else 1024).",
 )
 @click.option(
     "--schedule",

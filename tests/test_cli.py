@@ -87,21 +87,11 @@ def test_evaluation_budget_gives_byte_identical_masks(tmp_path, capsys):
 
 
 def test_time_budget_rerun_with_its_evaluation_count(tmp_path, capsys):
-    cli(
-        capsys, "search", "--budget", "1s", "--arch", "64-16-10", "--out", str(tmp_path / "t"), "-q"
-    )
+    """A searcher whose steps do not follow the budget's clock (not probe, anneal, pipeline)."""
+    common = ("--arch", "64-16-10", "--method", "accumulate", "-q")
+    cli(capsys, "search", "--budget", "1s", "--out", str(tmp_path / "t"), *common)
     evals = json.loads((tmp_path / "t" / "result.json").read_text())["evaluations"]
-    cli(
-        capsys,
-        "search",
-        "--budget",
-        f"{int(evals)}evals",
-        "--arch",
-        "64-16-10",
-        "--out",
-        str(tmp_path / "e"),
-        "-q",
-    )
+    cli(capsys, "search", "--budget", f"{int(evals)}evals", "--out", str(tmp_path / "e"), *common)
     a, b = (Ticket.load(tmp_path / n / "ticket.npz") for n in "te")
     for x, y in zip(a.mask, b.mask):
         np.testing.assert_array_equal(x, y)
@@ -183,7 +173,7 @@ def test_hebbian_initialisation_then_the_method(tmp_path, capsys):
             "Invalid value for '--keep-rule': 'neuron' is not one of",
         ),
         (["search", "-p", "population"], "expected NAME=VALUE"),
-        (["search", "-p", "lr=3"], "takes no option lr"),
+        (["search", "-p", "population=3"], "takes no option population"),
         (["search", "--seed", "-1"], "seed must be"),
         (["search", "--init-mask", "nope"], "neither a ticket file nor a method"),
         (["search", "--init-mask", "hebbian", "--init-share", "1"], "init share must be in (0, 1)"),
@@ -376,7 +366,7 @@ def test_search_defaults_to_the_project_default_method(tmp_path, capsys):
     assert (
         json.loads((tmp_path / "d" / "result.json").read_text())["method"]
         == DEFAULT_METHOD
-        == "accumulate"
+        == "probe"
     )
 
 
@@ -386,6 +376,7 @@ def test_search_defaults_to_the_project_default_method(tmp_path, capsys):
         ("ga", [], 256, "rotate"),  # the evolutionary family was tuned at 256
         ("nes", [], 256, "rotate"),
         ("accumulate", [], 1024, "rotate"),
+        ("probe", [], 256, "rotate"),
         ("nes", ["--batch-size", "512"], 512, "rotate"),  # an explicit size wins
         ("nes", ["--batch-size", "0"], None, "full"),  # 0: the whole training set
     ],

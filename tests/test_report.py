@@ -108,7 +108,8 @@ def group(summary, arch, keep):
 
 def test_report_cli_regenerates_everything_from_results(tmp_path):
     folder = write_results(tmp_path / "cmp", synthetic_records())
-    result = CliRunner().invoke(cli_group, ["report", str(folder)])
+    # The records hold no probe (the package default): name accumulate the default.
+    result = CliRunner().invoke(cli_group, ["report", str(folder), "--default", "accumulate"])
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output
     names = {p.name for p in folder.iterdir()}

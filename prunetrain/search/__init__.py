@@ -16,7 +16,7 @@ from prunetrain.search.base import (
 from prunetrain.search.loop import run
 
 #: The method ``prunetrain search`` and ``SubnetworkClassifier`` use by default.
-DEFAULT_METHOD = "accumulate"
+DEFAULT_METHOD = "probe"
 
 __all__ = [
     "DEFAULT_METHOD",
