@@ -36,11 +36,12 @@ from prunetrain.search import SEARCHERS, make_searcher, resolve_batch_size, run
 from prunetrain.threads import one_blas_thread
 from prunetrain.ticket import Ticket
 
-DEFAULT_BUDGET = "1000evals"
-"""Evaluations ``fit`` may spend by default. Measured: one default fit on 1347 digits
-(64-256-256-10, ``accumulate``, kernels compiled) took 24 s and 37 s on the project's shared
-2-core machine (two seeds; noisy, other jobs share the cores), not the "second or two" once
-written here (``experiments/results/estimator_scaling/summary.md``)."""
+DEFAULT_BUDGET = "5000evals"
+"""Evaluations ``fit`` may spend by default, forward-pass equivalents of the default method
+(``probe``: a step of screen, checks and flips costs about 4). What one default fit on 1347
+digits (64-256-256-10, kernels compiled) costs and scores is measured in
+``experiments/results/estimator_scaling/summary.md``. (Under ``accumulate``, the default
+before ``probe``, 1000 evaluations took 24 s and 37 s on the project's shared 2-core machine.)"""
 
 _SEED_HIGH = 2**31 - 1
 
@@ -71,9 +72,9 @@ default="signed_constant"
         default, ``prunetrain.search.DEFAULT_METHOD``, read when ``fit`` runs.
     method_params : dict or None, default=None
         Hyperparameters of the searcher, e.g. ``{"population": 64}``.
-    budget : str or float, default="1000evals"
+    budget : str or float, default="5000evals"
         How much search ``fit`` may do. An evaluation count such as
-        ``"1000evals"`` (one evaluation = one mask forwarded on one training
+        ``"5000evals"`` (one evaluation = one mask forwarded on one training
         batch) makes ``fit`` reproducible with an int ``random_state``. A
         wall time (``"30s"``, ``"10m"``, ``"1h"``, or a number of seconds) is
         accepted too but is **not** reproducible: how far the search gets
