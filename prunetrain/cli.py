@@ -26,6 +26,21 @@ EXIT_INTERRUPTED = 130
 #: Where the run folders go when --out is not given.
 RUNS_DIR = "runs"
 
+
+def _batch_size_help() -> str:
+    """--batch-size's help, its defaults read from the searchers so the two cannot drift apart."""
+    by_size: dict[int, list[str]] = {}
+    for name, cls in sorted(SEARCHERS.items()):
+        size = cls.preferred_batch_size  # a pipeline's is its second stage's (a property)
+        if isinstance(size, int) and size != 1024:
+            by_size.setdefault(size, []).append(name)
+    sizes = "; ".join(f"{size} for {', '.join(names)}" for size, names in sorted(by_size.items()))
+    return (
+        "Training batch size (0: the whole training set). Default: the method's "
+        f"({sizes}; else 1024)."
+    )
+
+
 logger = logging.getLogger("prunetrain")
 _handler: logging.Handler | None = None
 
@@ -166,8 +181,7 @@ def cli() -> None:
 @click.option(
     "--batch-size",
     type=int,
-    help="Training batch size (0: the whole training set). Default: the method's "
-    "(256 for probe, ga, evolution, pbil, cem, nes; else 1024).",
+    help=_batch_size_help(),
 )
 @click.option(
     "--schedule",
