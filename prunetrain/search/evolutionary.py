@@ -44,62 +44,8 @@ import numpy as np
 from prunetrain.backends.topk import gumbel_top_k, top_k_rows
 from prunetrain.errors import PrunetrainError
 from prunetrain.hyperparams import check_choice, check_flag, check_number
-from prunetrain.masks import KeepRule, Mask, MaskPopulation, check_mask
+from prunetrain.masks import Layout, Mask, check_mask
 from prunetrain.search.base import Searcher, register
-
-# --- layout: masks as rows of one flat bool array ------------------------------------
-
-
-class Layout:
-    """Where each layer lives in a flat mask, and which column ranges a keep rule counts.
-
-    Parameters
-    ----------
-    shapes : list of (fan_in, fan_out)
-    rule : KeepRule
-
-    Attributes
-    ----------
-    segments : list of (start, stop, count)
-        Column ranges whose number of kept weights the rule fixes (``count``);
-        ``count`` is ``None`` under the ``"free"`` rule.
-    """
-
-    def __init__(self, shapes, rule: KeepRule) -> None:
-        self.shapes = [tuple(int(x) for x in s) for s in shapes]
-        self.rule = rule
-        self.sizes = [a * b for a, b in self.shapes]
-        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
-        self.n = int(self.offsets[-1])
-        bounds = list(zip(self.offsets[:-1].tolist(), self.offsets[1:].tolist()))
-        if rule.kind == "layer":
-            self.segments = [(s, e, k) for (s, e), k in zip(bounds, rule.layer_counts(shapes))]
-        elif rule.kind == "global":
-            self.segments = [(0, self.n, rule.total_count(shapes))]
-        else:
-            self.segments = [(s, e, None) for s, e in bounds]
-
-    def layer(self, flat: np.ndarray, layer: int) -> np.ndarray:
-        """Layer ``layer`` of every row of ``flat`` as a ``(P, fan_in, fan_out)`` view."""
-        s, e = self.offsets[layer], self.offsets[layer + 1]
-        return flat[:, s:e].reshape(len(flat), *self.shapes[layer])
-
-    def population(self, flat: np.ndarray) -> MaskPopulation:
-        return MaskPopulation.from_layers([self.layer(flat, i) for i in range(len(self.shapes))])
-
-    def mask(self, row: np.ndarray) -> Mask:
-        """One flat row as a mask (a list of per-layer arrays, copied)."""
-        return [
-            row[s:e].reshape(shape).copy()
-            for s, e, shape in zip(self.offsets[:-1], self.offsets[1:], self.shapes)
-        ]
-
-    def flatten(self, mask: Mask) -> np.ndarray:
-        return np.concatenate([np.asarray(m, dtype=bool).ravel() for m in mask])
-
-    def keep_fraction(self, start: int, stop: int, count: int | None) -> float:
-        return self.rule.keep if count is None else count / (stop - start)
-
 
 # --- operators ----------------------------------------------------------------------
 
