@@ -16,6 +16,7 @@ new kind is one more subclass defining :meth:`KeepRule.segments`.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Sequence
 from typing import ClassVar, NamedTuple
 
@@ -28,7 +29,7 @@ Mask = list  # list[np.ndarray[bool]], one (fan_in, fan_out) array per layer
 
 
 class Segment(NamedTuple):
-    """Columns ``start:stop`` of the flat weight vector, which keep ``count`` weights (``None``: any)."""
+    """Columns ``start:stop`` of the flat weights; they keep ``count`` weights (``None``: any)."""
 
     start: int
     stop: int
@@ -36,13 +37,7 @@ class Segment(NamedTuple):
 
 
 def _sizes(shapes: Sequence[tuple[int, ...]]) -> list[int]:
-    out = []
-    for shape in shapes:
-        n = 1
-        for d in shape:
-            n *= d
-        out.append(n)
-    return out
+    return [math.prod(shape) for shape in shapes]
 
 
 def _bounds(shapes: Sequence[tuple[int, ...]]) -> list[tuple[int, int]]:
@@ -94,13 +89,13 @@ class KeepRule:
 
     def __init__(self, keep: float = 0.5, kind: str | None = None) -> None:
         object.__setattr__(self, "keep", check_keep(keep))
-        own = getattr(type(self), "kind", None)  # a subclass's class attribute
-        if own is None or kind not in (None, own):
+        own = getattr(type(self), "kind", None)  # each subclass sets its kind
+        if own is None:
             raise PrunetrainError(
                 f"unknown keep rule {kind!r}; expected one of {', '.join(KEEP_KINDS)}"
-                if own is None
-                else f"{type(self).__name__} is the {own!r} rule, not {kind!r}"
             )
+        if kind not in (None, own):
+            raise PrunetrainError(f"{type(self).__name__} is the {own!r} rule, not {kind!r}")
         object.__setattr__(self, "kind", own)
 
     def __repr__(self) -> str:
@@ -118,7 +113,7 @@ class KeepRule:
     # --- what a subclass defines ---------------------------------------------------------
 
     def segments(self, shapes: Sequence[tuple[int, ...]]) -> list[Segment]:
-        """The runs of whole layers whose kept counts the rule fixes, in order, covering every weight.
+        """The runs of whole layers whose kept counts the rule fixes, in order, covering them all.
 
         Parameters
         ----------
@@ -131,13 +126,8 @@ class KeepRule:
 
     def layer_counts(self, shapes: Sequence[tuple[int, ...]]) -> list[int]:
         """Weights kept per layer under the ``"layer"`` rule (at least one)."""
-        counts = []
-        for shape in shapes:
-            x = self.keep
-            for d in shape:  # keep * fan_in * fan_out, in that order, as it always was rounded
-                x = x * d
-            counts.append(max(1, round(x)))
-        return counts
+        # keep * fan_in * fan_out, multiplied in that order: the float rounding counts always had
+        return [max(1, round(math.prod(shape, start=self.keep))) for shape in shapes]
 
     def total_count(self, shapes: Sequence[tuple[int, ...]]) -> int:
         """Weights kept in the whole network under the ``"global"`` rule."""
@@ -232,7 +222,7 @@ class KeepRule:
         return KeepRule(keep, self.kind)
 
     def counted(self) -> KeepRule:
-        """The rule a ranking by score keeps to: this one, or one that fixes a count if it fixes none."""
+        """The rule a ranking by score keeps to: this one, or one with a count if it has none."""
         return self
 
     def to_dict(self) -> dict:
@@ -244,7 +234,7 @@ class KeepRule:
 
 
 class LayerRule(KeepRule):
-    """Every layer keeps exactly ``round(keep * n_l)`` weights (at least one): one segment per layer."""
+    """Every layer keeps exactly ``round(keep * n_l)`` weights (at least one): a segment a layer."""
 
     kind = "layer"
 
@@ -269,7 +259,7 @@ class GlobalRule(KeepRule):
 
 
 class FreeRule(KeepRule):
-    """Any number of weights; ``keep`` is only where random masks start: one uncounted segment per layer."""
+    """Any number of weights (``keep`` is where random masks start): one free segment a layer."""
 
     kind = "free"
     fixes_counts = False
@@ -282,7 +272,7 @@ class FreeRule(KeepRule):
         return KeepRule(self.keep, "global")
 
 
-#: The kinds of keep rule, in the order they were registered.
+#: The kinds of keep rule defined here (the CLI's choices), in the order they were defined.
 KEEP_KINDS = tuple(KeepRule._kinds)
 
 

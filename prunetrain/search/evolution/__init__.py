@@ -1,4 +1,4 @@
-"""Evolutionary and distribution-based mask search: GA, (1+λ)/(μ,λ)/(μ+λ) evolution, PBIL, CEM, NES.
+"""Evolutionary and distribution-based mask search: GA, (1+λ)/(μ,λ)/(μ+λ), PBIL, CEM, NES.
 
 One concept a module:
 

@@ -1,4 +1,4 @@
-"""The genetic algorithm: tournament selection, elitism, uniform or block crossover, swap mutation."""
+"""The genetic algorithm: tournaments, elitism, uniform or block crossover, swap mutation."""
 
 from __future__ import annotations
 

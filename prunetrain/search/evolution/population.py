@@ -1,4 +1,4 @@
-"""The shared machinery of the population searchers: flat rows, mutation, crossover, one evaluation per generation.
+"""What the population searchers share: flat rows, mutation, crossover, one call per generation.
 
 Every searcher of :mod:`prunetrain.search.evolution` works on a *population*
 of masks and evaluates it whole: each step takes one fresh batch and makes

@@ -1,4 +1,4 @@
-"""Evolution strategies over masks: (1+λ) with the 1/5th success rule, (μ,λ) and (μ+λ) with self-adaptation."""
+"""Evolution strategies over masks: (1+λ) with the 1/5th success rule, (μ,λ) and (μ+λ)."""
 
 from __future__ import annotations
 
