@@ -9,15 +9,14 @@ from hypothesis import strategies as st
 from prunetrain.api import evaluate_ticket
 from prunetrain.data import Dataset
 from prunetrain.errors import PrunetrainError
-from prunetrain.masks import KeepRule
+from prunetrain.masks import KeepRule, Layout
 from prunetrain.objective import Problem
 from prunetrain.search import make_searcher, run
-from prunetrain.search.evolutionary import (
-    Layout,
+from prunetrain.search.evolution.distributions import nes_utilities
+from prunetrain.search.evolution.operators import (
     block_crossover,
     choose_in_rows,
     flip_mutation,
-    nes_utilities,
     repair_counts,
     swap_mutation,
     uniform_crossover,

@@ -1,17 +1,28 @@
+import copy
+import dataclasses
+import pickle
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from prunetrain.baselines.select import keep_largest
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import (
+    KEEP_KINDS,
+    FreeRule,
+    GlobalRule,
     KeepRule,
+    LayerRule,
     MaskPopulation,
+    Segment,
     check_mask,
     pack_mask,
     random_mask,
     unpack_mask,
 )
+from prunetrain.search.checkpoint import restricted_loads
 
 shapes_strategy = st.lists(
     st.tuples(st.integers(1, 30), st.integers(1, 30)), min_size=1, max_size=4
@@ -110,3 +121,203 @@ def test_population_errors():
         check_mask([np.ones((3, 2), bool)] * 2, shapes)
     with pytest.raises(PrunetrainError, match="does not fit"):
         MaskPopulation([np.zeros((2, 5), np.uint8)], shapes)
+
+
+# --- keep rules as classes -------------------------------------------------------------
+
+
+def old_random_mask(shapes, rule, rng):
+    """``random_mask`` as it was before the rules were classes (the draws must not change)."""
+    sizes = [a * b for a, b in shapes]
+    if rule.kind == "layer":
+        flats = []
+        for n, k in zip(sizes, [max(1, round(rule.keep * a * b)) for a, b in shapes]):
+            flat = np.zeros(n, dtype=bool)
+            flat[rng.choice(n, size=k, replace=False)] = True
+            flats.append(flat)
+    elif rule.kind == "global":
+        total = sum(sizes)
+        flat = np.zeros(total, dtype=bool)
+        flat[rng.choice(total, size=max(1, round(rule.keep * total)), replace=False)] = True
+        flats = np.split(flat, np.cumsum(sizes)[:-1])
+    else:
+        flats = [rng.random(n) < rule.keep for n in sizes]
+    return [f.reshape(shape) for f, shape in zip(flats, shapes)]
+
+
+def old_top(values, k):
+    keep = np.zeros(values.size, dtype=bool)
+    if k >= values.size:
+        keep[:] = True
+    elif k > 0:
+        keep[np.argpartition(values, values.size - k)[values.size - k :]] = True
+    return keep
+
+
+def old_keep_largest(values, rule, shapes):
+    """``baselines.select.keep_largest`` before the rules were classes."""
+    flat_values = [np.asarray(v).ravel() for v in values]
+    if rule.kind == "layer":
+        counts = [max(1, round(rule.keep * a * b)) for a, b in shapes]
+        flats = [old_top(v, k) for v, k in zip(flat_values, counts)]
+    else:
+        total = max(1, round(rule.keep * sum(a * b for a, b in shapes)))
+        flat = old_top(np.concatenate(flat_values), total)
+        flats = np.split(flat, np.cumsum([v.size for v in flat_values])[:-1])
+    return [f.reshape(shape) for f, shape in zip(flats, shapes)]
+
+
+def old_probe_wants(scores, masks, kind):
+    """``probe``'s proposals target before the rules were classes (flat scores and masks)."""
+    if kind == "free":
+        return [s > 0 for s in scores]
+    if kind == "layer":
+        return [old_top(s, int(m.sum())) for s, m in zip(scores, masks)]
+    flat = old_top(np.concatenate(scores), int(sum(int(m.sum()) for m in masks)))
+    return np.split(flat, np.cumsum([s.size for s in scores])[:-1])
+
+
+KINDS = ["layer", "global", "free"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_kind_is_its_own_class_with_its_segments(kind):
+    rule = KeepRule(0.5, kind)
+    assert type(rule) is {"layer": LayerRule, "global": GlobalRule, "free": FreeRule}[kind]
+    assert isinstance(rule, KeepRule) and rule.kind == kind and rule.keep == 0.5
+    assert type(rule)(0.5) == rule and type(rule)(0.5, kind) == rule
+    shapes = [(4, 3), (3, 2)]
+    expected = {
+        "layer": [(0, 12, 6), (12, 18, 3)],
+        "global": [(0, 18, 9)],
+        "free": [(0, 12, None), (12, 18, None)],
+    }[kind]
+    assert rule.segments(shapes) == [Segment(*s) for s in expected]
+    assert [(list(layers), c) for layers, c in rule.layer_segments(shapes)] == {
+        "layer": [([0], 6), ([1], 3)],
+        "global": [([0, 1], 9)],
+        "free": [([0], None), ([1], None)],
+    }[kind]
+    assert rule.fixes_counts == (kind != "free")
+    assert KEEP_KINDS == ("layer", "global", "free")
+
+
+def test_rules_compare_hash_and_print_as_before():
+    assert KeepRule(0.3, "global") == KeepRule(0.3, "global") != KeepRule(0.3, "layer")
+    assert len({KeepRule(0.3, k) for k in KINDS + KINDS}) == 3
+    assert hash(KeepRule(0.3, "free")) == hash((0.3, "free"))
+    assert repr(KeepRule(0.3, "free")) == "KeepRule(keep=0.3, kind='free')"
+    assert KeepRule() == KeepRule(0.5, "layer") and vars(KeepRule()) == {
+        "keep": 0.5,
+        "kind": "layer",
+    }
+    with pytest.raises(PrunetrainError, match="not 'layer'"):
+        GlobalRule(0.5, "layer")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        KeepRule().keep = 0.2
+    assert KeepRule(0.3, "free").with_keep(0.2) == KeepRule(0.2, "free")
+    assert KeepRule(0.3, "free").counted() == KeepRule(0.3, "global")
+    assert KeepRule(0.3, "layer").counted() == KeepRule(0.3, "layer")
+
+
+# A list of KeepRule(0.3, "global") and KeepRule(0.4, "free") pickled before the rules were
+# subclasses (a frozen dataclass KeepRule with fields keep and kind).
+OLD_PICKLE = (
+    b"\x80\x05\x95k\x00\x00\x00\x00\x00\x00\x00]\x94(\x8c\x10prunetrain.masks\x94\x8c\x08KeepRule"
+    b"\x94\x93\x94)\x81\x94}\x94(\x8c\x04keep\x94G?\xd3333333\x8c\x04kind\x94\x8c\x06global\x94ub"
+    b"h\x03)\x81\x94}\x94(h\x06G?\xd9\x99\x99\x99\x99\x99\x9ah\x07\x8c\x04free\x94ube."
+)
+
+
+def test_rules_pickle_and_old_pickles_load():
+    for kind in KINDS:
+        rule = KeepRule(0.3, kind)
+        for again in (pickle.loads(pickle.dumps(rule)), restricted_loads(pickle.dumps(rule))):
+            assert again == rule and type(again) is type(rule)
+        assert copy.deepcopy(rule) == rule
+    for loads in (pickle.loads, restricted_loads):
+        old = loads(OLD_PICKLE)
+        assert old == [KeepRule(0.3, "global"), KeepRule(0.4, "free")]
+        assert [type(r) for r in old] == [GlobalRule, FreeRule]
+
+
+@settings(max_examples=40, deadline=None)
+@given(shapes_strategy, st.floats(0.01, 1.0), st.sampled_from(KINDS), st.integers(0, 999))
+def test_random_mask_draws_what_it_always_drew(shapes, keep, kind, seed):
+    rule = KeepRule(keep, kind)
+    new_rng, old_rng = np.random.default_rng(seed), np.random.default_rng(seed)
+    for _ in range(2):
+        new, old = rule.random_mask(shapes, new_rng), old_random_mask(shapes, rule, old_rng)
+        for a, b in zip(new, old):
+            np.testing.assert_array_equal(a, b)
+    assert new_rng.random() == old_rng.random()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shapes_strategy,
+    st.floats(0.01, 1.0),
+    st.sampled_from(KINDS),
+    st.integers(0, 999),
+    st.sampled_from([np.float32, np.float64]),
+    st.booleans(),
+)
+def test_keep_top_is_what_baselines_and_probe_kept(shapes, keep, kind, seed, dtype, ties):
+    rng = np.random.default_rng(seed)
+    rule = KeepRule(keep, kind)
+    scores = [
+        (rng.integers(-2, 3, s) if ties else rng.standard_normal(s)).astype(dtype) for s in shapes
+    ]
+    # baselines: keep_largest (free ranks as global), and the rule's own counts
+    mask = keep_largest(scores, rule, shapes)
+    for a, b in zip(mask, old_keep_largest(scores, rule, shapes)):
+        np.testing.assert_array_equal(a, b)
+    assert rule.counted().satisfied_by(mask)
+    # probe: flat scores, the counts of the current mask
+    flat_scores = [s.ravel() for s in scores]
+    like = [m.ravel() for m in rule.random_mask(shapes, rng)]
+    for a, b in zip(
+        rule.keep_top(flat_scores, like=like), old_probe_wants(flat_scores, like, kind)
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_keep_top_of_a_free_rule_keeps_positive_scores():
+    scores = [np.array([[0.5, -1.0], [0.0, 2.0]])]
+    np.testing.assert_array_equal(
+        KeepRule(0.5, "free").keep_top(scores)[0], [[True, False], [False, True]]
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_layer_split_satisfies_the_rule(kind):
+    shapes = [(7, 5), (5, 3), (3, 2)]
+    rule = KeepRule(0.37, kind)
+    counts = rule.layer_split(shapes)
+    mask = [np.arange(a * b).reshape(a, b) < k for (a, b), k in zip(shapes, counts)]
+    assert rule.satisfied_by(mask)
+    if kind != "global":
+        assert counts == rule.layer_counts(shapes)
+
+
+def test_a_new_rule_is_one_class():
+    class FirstLayerRule(KeepRule):
+        """Only the first layer's count is fixed."""
+
+        kind = "first-layer"
+
+        def segments(self, shapes):
+            whole = LayerRule(self.keep).segments(shapes)
+            return whole[:1] + [Segment(s, e, None) for s, e, _ in whole[1:]]
+
+    try:
+        rule = KeepRule(0.25, "first-layer")
+        assert type(rule) is FirstLayerRule
+        shapes = [(4, 4), (4, 2)]
+        mask = rule.random_mask(shapes, np.random.default_rng(0))
+        assert rule.satisfied_by(mask) and int(mask[0].sum()) == 4
+        top = rule.keep_top([np.arange(16.0).reshape(4, 4), -np.ones((4, 2))])
+        assert top[0].sum() == 4 and top[0][3].all() and not top[1].any()
+        assert KeepRule.from_dict(rule.to_dict()) == rule
+    finally:
+        del KeepRule._kinds["first-layer"]

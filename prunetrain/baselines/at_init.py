@@ -52,7 +52,6 @@ def synflow_mask(
 ) -> Mask:
     """Iterative SynFlow: ``iterations`` rounds, keeping ``keep ** (k / iterations)`` at round k."""
     shapes = [w.shape for w in weights]
-    kind = "layer" if rule.kind == "layer" else "global"
     mask = [np.ones(s, dtype=bool) for s in shapes]
     for k in range(1, iterations + 1):
         scores = jitter(synflow_scores(weights, mask), rng)
@@ -60,7 +59,7 @@ def synflow_mask(
         # input or output scores 0), so it never comes back.
         scores = [np.where(m, s, -1.0) for s, m in zip(scores, mask)]
         target = rule.keep if k == iterations else rule.keep ** (k / iterations)
-        mask = keep_largest(scores, KeepRule(target, kind), shapes)
+        mask = keep_largest(scores, rule.with_keep(target), shapes)
     return mask
 
 
@@ -123,9 +122,8 @@ class MagnitudePruning(PruneAtInit):
     summary = "largest |w| of the frozen weights, no data (random under signed_constant)"
 
     def make_mask(self, network, rule, rng):
-        kind = "layer" if rule.kind == "layer" else "global"
         magnitudes = jitter([np.abs(w) for w in network.weights], rng)
-        return keep_largest(magnitudes, KeepRule(rule.keep, kind), network.shapes)
+        return keep_largest(magnitudes, rule, network.shapes)
 
 
 @register

@@ -85,7 +85,6 @@ class IterativeMagnitudePruning(GradientBaseline):
         rounds = default_rounds(rule.keep) if self.rounds is None else int(self.rounds)
         if rule.keep >= 1.0:
             rounds = 0  # nothing to prune: plain dense training
-        kind = "layer" if rule.kind == "layer" else "global"
         shapes = network.shapes
         mask = [np.ones(s, dtype=bool) for s in shapes]
         rows: list[dict] = []
@@ -104,7 +103,7 @@ class IterativeMagnitudePruning(GradientBaseline):
                 # train_weights restarts from the frozen init times the new mask.
                 target = rule.keep if r == rounds else rule.keep ** (r / rounds)
                 magnitude = [np.where(m, np.abs(w), -1.0) for w, m in zip(weights, mask)]
-                mask = keep_largest(magnitude, KeepRule(target, kind), shapes)
+                mask = keep_largest(magnitude, rule.with_keep(target), shapes)
             trainer = self._trainer(len(data.y_train), seed + 7919 * r, remaining)
             log = EpochLog(data, f"{self.name} round {r}" if progress else None, int(self.epochs))
             weights, biases = train_weights(self, network, data, mask, trainer, log)

@@ -25,22 +25,7 @@ def keep_largest(
     array([[False,  True],
            [ True, False]])
     """
-    flat_values = [np.asarray(v).ravel() for v in values]
-    if rule.kind == "layer":
-        flats = [_top(v, k) for v, k in zip(flat_values, rule.layer_counts(shapes))]
-    else:
-        flat = _top(np.concatenate(flat_values), rule.total_count(shapes))
-        flats = np.split(flat, np.cumsum([v.size for v in flat_values])[:-1])
-    return [f.reshape(shape) for f, shape in zip(flats, shapes)]
-
-
-def _top(values: np.ndarray, k: int) -> np.ndarray:
-    keep = np.zeros(values.size, dtype=bool)
-    if k >= values.size:
-        keep[:] = True
-    else:
-        keep[np.argpartition(values, values.size - k)[values.size - k :]] = True
-    return keep
+    return rule.counted().keep_top([np.asarray(v).reshape(s) for v, s in zip(values, shapes)])
 
 
 def jitter(values: Sequence[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:

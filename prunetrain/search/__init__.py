@@ -4,7 +4,7 @@ Importing this package registers every searcher family; ``SEARCHERS`` maps
 names to classes and :func:`make_searcher` builds one by name.
 """
 
-from prunetrain.search import evolutionary, hebbian, local, pipeline, probe, random  # noqa: F401  (registers the searchers)
+from prunetrain.search import evolution, hebbian, local, pipeline, probe, random  # noqa: F401  (registers the searchers)
 from prunetrain.search.base import (
     SEARCHERS,
     Searcher,

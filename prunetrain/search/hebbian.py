@@ -236,22 +236,12 @@ class HebbianBase(Searcher):
         self.biases = None if net.biases is None else [b.astype(np.float64) for b in net.biases]
         start = init_mask if init_mask is not None else problem.random_mask(rng)
         self.mask = [np.array(m, dtype=bool) for m in start]
-        self.counts = self._layer_counts()
+        self.counts = problem.rule.layer_split(problem.shapes)
         self.scores = [np.zeros(w.shape) for w in self.weights]
         self.input_means = [np.zeros(w.shape[0]) for w in self.weights]
         self.updates = 0
         self.samples_seen = 0
         self.last_loss = np.inf
-
-    def _layer_counts(self) -> list[int]:
-        """What each layer keeps: the rule's counts (the ``"global"`` total is met exactly too)."""
-        rule, shapes = self.problem.rule, self.problem.shapes
-        if rule.kind != "global":
-            return rule.layer_counts(shapes)
-        counts = rule.layer_counts(shapes)
-        largest = int(np.argmax([a * b for a, b in shapes]))
-        counts[largest] += rule.total_count(shapes) - sum(counts)
-        return counts
 
     def _fold(self, running: np.ndarray, value: np.ndarray) -> np.ndarray:
         """One step of the exponential moving average."""

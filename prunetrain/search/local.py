@@ -80,7 +80,7 @@ class FlipSearcher(Searcher):
         self.mask = [
             m.copy() for m in (init_mask if init_mask is not None else problem.random_mask(rng))
         ]
-        self.swaps = problem.rule.kind != "free"
+        self.swaps = problem.rule.fixes_counts
         shapes = problem.shapes
         self.costs = [
             flip_cost(shapes, layer) * (2 if self.swaps else 1) for layer in range(len(shapes))

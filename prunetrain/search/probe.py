@@ -178,12 +178,9 @@ class ProbeSearcher(Searcher):
 
     def _proposals(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per layer: flat indices to switch off and on to reach the scores' best mask, clearest first."""
-        rule = self.problem.rule
         masks = [m.reshape(-1) for m in self.mask]
-        if rule.kind == "free":
-            wants = [s > 0 for s in self.scores]
-        else:
-            wants = _top_k(self.scores, masks, rule.kind)
+        # Counted segments keep the counts they have now; uncounted ones ("free") keep s > 0.
+        wants = self.problem.rule.keep_top(self.scores, like=masks)
         out = []
         for m, want, s in zip(masks, wants, self.scores):
             off = np.flatnonzero(m & ~want)
@@ -214,36 +211,20 @@ class ProbeSearcher(Searcher):
             else:
                 g = np.full(len(both), np.nan if len(both) else 0.0)
             checked.append((off, g[: len(off)], on, g[len(off) :]))
-        kind = self.problem.rule.kind
-        if kind == "free":
-            pairs = [
-                _confirmed(off, g_off) + _confirmed(on, g_on) for off, g_off, on, g_on in checked
-            ]
-        elif kind == "layer":
-            pairs = [_best_pairs(*c) for c in checked]
-        else:
-            pairs = _best_pairs_global(checked)
+        pairs = [None] * len(checked)
+        for layers, count in self.problem.rule.layer_segments(self.problem.shapes):
+            group = [checked[layer] for layer in layers]
+            if count is None:
+                done = [
+                    _confirmed(off, g_off) + _confirmed(on, g_on) for off, g_off, on, g_on in group
+                ]
+            else:
+                done = _best_pairs(group)
+            pairs[layers.start : layers.stop] = done
         return [(np.concatenate([a, c]), np.concatenate([b, d])) for a, b, c, d in pairs]
 
     def recommend(self) -> tuple[Mask, float]:
         return self.mask, self.loss
-
-
-def _top_k(scores, masks, kind: str) -> list[np.ndarray]:
-    """Where the scores' best mask keeps weights: each layer's (or the network's) current count."""
-    if kind == "layer":
-        return [_top(s, int(m.sum())) for s, m in zip(scores, masks)]
-    flat = _top(np.concatenate(scores), int(sum(int(m.sum()) for m in masks)))
-    return np.split(flat, np.cumsum([s.size for s in scores])[:-1])
-
-
-def _top(values: np.ndarray, k: int) -> np.ndarray:
-    keep = np.zeros(values.size, dtype=bool)
-    if k >= values.size:
-        keep[:] = True
-    elif k > 0:
-        keep[np.argpartition(values, values.size - k)[values.size - k :]] = True
-    return keep
 
 
 def _confirmed(index: np.ndarray, gains: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -253,16 +234,11 @@ def _confirmed(index: np.ndarray, gains: np.ndarray) -> tuple[np.ndarray, np.nda
     return index[good], gains[good]
 
 
-def _best_pairs(off, g_off, on, g_on):
-    """As many confirmed flips off as on (the best of each side), so a layer keeps its count."""
-    off, g_off = _confirmed(off, g_off)
-    on, g_on = _confirmed(on, g_on)
-    n = min(len(off), len(on))
-    return off[:n], g_off[:n], on[:n], g_on[:n]
+def _best_pairs(checked):
+    """As many confirmed flips off as on over the layers of ``checked``, the best of each side.
 
-
-def _best_pairs_global(checked):
-    """As many confirmed flips off as on in the whole network, the best of each side."""
+    ``checked`` holds one segment's layers, so the segment keeps its count.
+    """
 
     def side(index, gains):
         layers = np.concatenate([np.full(len(i), layer) for layer, i in enumerate(index)])
