@@ -23,7 +23,7 @@ a pruned one on, anywhere in the same layer), so counts stay exact too.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -118,7 +118,9 @@ class FlipSearcher(Searcher):
         """Exact loss changes of ``moves`` (the session charges them)."""
         return self.session.gains(layer, *moves)
 
-    def first_accepted(self, layer: int, moves: Moves, accept) -> tuple[np.ndarray, int | None]:
+    def first_accepted(
+        self, layer: int, moves: Moves, accept: Callable[[np.ndarray], np.ndarray]
+    ) -> tuple[np.ndarray, int | None]:
         """Gains of ``moves`` and the first one ``accept`` takes, charged up to it
         (:meth:`~prunetrain.objective.FlipSession.first_accepted`)."""
         return self.session.first_accepted(layer, *moves, accept=accept)
@@ -220,10 +222,9 @@ class HillClimber(FlipSearcher):
                 if g[k] >= 0:
                     continue
             else:
-                _, first = self.first_accepted(layer, moves, lambda g: g < 0)
-                if first is None:
+                _, k = self.first_accepted(layer, moves, lambda g: g < 0)
+                if k is None:
                     continue
-                k = first
             self.accept(layer, moves.take(slice(k, k + 1)))
 
 
