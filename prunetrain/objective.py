@@ -2,7 +2,10 @@
 
 A :class:`Problem` is all a searcher sees. It holds the training and
 validation splits on the backend's device (never the test split), hands out
-batches, evaluates populations of masks and counts what that costs.
+batches, evaluates populations of masks, counts what that costs and how much
+of the run's budget it has used. A :class:`FlipSession` (from
+:meth:`Problem.flip_session`) is one mask's caches on one batch for exact flip
+gains, charging the problem for each use.
 """
 
 from __future__ import annotations
@@ -10,12 +13,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from prunetrain.backends import Backend, make_backend
+from prunetrain.backends.flips import FlipState, flip_cost
+from prunetrain.backends.screen import screen_cost
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KeepRule, Mask, MaskPopulation, check_mask, random_mask
 from prunetrain.network import FrozenNetwork
@@ -125,7 +131,7 @@ class Batch:
 
 
 class Problem:
-    """Network + training data + keep rule + batch schedule + backend + cost counters.
+    """Network + training data + keep rule + batch schedule + backend + cost counters + budget.
 
     Parameters
     ----------
@@ -163,6 +169,9 @@ class Problem:
         Samples forwarded through one mask, summed over evaluations.
     n_validations : int
         Masks evaluated on the validation split (not charged to the budget).
+    budget : Budget or None
+        The budget of the run in progress (:meth:`start`); ``None`` before one
+        starts, when :meth:`budget_used` is 0.
     """
 
     def __init__(
@@ -220,6 +229,11 @@ class Problem:
         self.n_evaluations = 0.0
         self.n_sample_forwards = 0.0
         self.n_validations = 0
+        self.budget: Budget | None = None
+        self._counted_from = (0.0, 0.0)  # the counters when the run began
+        self._seconds_before = 0.0  # seconds the run used before this process took over
+        self._clock: Callable[[], float] = time.perf_counter
+        self._clock_start: float | None = None
         self._batch = self._make_batch(self._first_index())
 
     # --- batches -----------------------------------------------------------------
@@ -266,7 +280,7 @@ class Problem:
 
     # --- checkpoints ----------------------------------------------------------------
     def get_state(self) -> dict:
-        """The batch order and cost counters, to continue this problem exactly (a checkpoint)."""
+        """The batch order, cost counters and the run's usage, to continue exactly (a checkpoint)."""
         return {
             "batch_rng": self._batch_rng.bit_generator.state,
             "order": self._order.copy(),
@@ -277,10 +291,17 @@ class Problem:
             "n_evaluations": self.n_evaluations,
             "n_sample_forwards": self.n_sample_forwards,
             "n_validations": self.n_validations,
+            "counted_from": self._counted_from,
+            "seconds": self.seconds_used(),
         }
 
     def set_state(self, state: dict) -> None:
-        """Continue from :meth:`get_state` of a problem with the same network, data and schedule."""
+        """Continue from :meth:`get_state` of a problem with the same network, data and schedule.
+
+        The run continues too: its evaluations count from where the checkpointed
+        run's began, its seconds from those it had used (plus the clock since
+        :meth:`start`).
+        """
         index = np.asarray(state["batch_index"], dtype=np.int64)
         if index.ndim != 1 or (len(index) and not 0 <= index.min() <= index.max() < self.n_train):
             raise PrunetrainError("the checkpoint's batch does not fit this training set")
@@ -295,6 +316,42 @@ class Problem:
         self.n_evaluations = state["n_evaluations"]
         self.n_sample_forwards = state["n_sample_forwards"]
         self.n_validations = state["n_validations"]
+        self._counted_from = tuple(state["counted_from"])
+        self._seconds_before = state["seconds"]
+
+    # --- the budget -----------------------------------------------------------------
+    def start(
+        self, budget: str | float | Budget, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
+        """Start a run under ``budget``: its evaluations and seconds count from now.
+
+        ``clock`` gives the time in seconds (the run loop's: ``time.perf_counter``).
+        """
+        self.budget = Budget.parse(budget)
+        self._counted_from = (self.n_evaluations, self.n_sample_forwards)
+        self._seconds_before = 0.0
+        self._clock = clock
+        self._clock_start = clock()
+
+    def evaluations_used(self) -> float:
+        """Evaluations charged since the run started."""
+        return self.n_evaluations - self._counted_from[0]
+
+    def sample_forwards_used(self) -> float:
+        """Sample-forwards charged since the run started."""
+        return self.n_sample_forwards - self._counted_from[1]
+
+    def seconds_used(self) -> float:
+        """Seconds of the run so far (with those of the run it continues, if resumed)."""
+        if self._clock_start is None:
+            return self._seconds_before
+        return self._seconds_before + self._clock() - self._clock_start
+
+    def budget_used(self) -> float:
+        """Fraction of the run's budget spent so far, in [0, 1] (0 before a run starts)."""
+        if self.budget is None:
+            return 0.0
+        return self.budget.fraction_used(self.evaluations_used(), self.seconds_used())
 
     # --- evaluation -----------------------------------------------------------------
     @property
@@ -324,9 +381,36 @@ class Problem:
         return loss, acc
 
     def charge(self, evaluations: float, sample_forwards: float) -> None:
-        """Add work done outside :meth:`evaluate` (e.g. incremental flip gains) to the counters."""
+        """Add work done outside :meth:`evaluate` and flip sessions to the counters."""
         self.n_evaluations += evaluations
         self.n_sample_forwards += sample_forwards
+
+    def charge_forward(self, n_samples: int, from_layer: int = 0, passes: int = 1) -> None:
+        """Charge ``passes`` forward passes of one mask on ``n_samples`` samples from
+        ``from_layer`` on (a partial pass costs its layers' share of the weights)."""
+        shapes = self.shapes
+        frac = passes * sum(a * b for a, b in shapes[from_layer:]) / sum(a * b for a, b in shapes)
+        self.charge(frac, frac * n_samples)
+
+    def flip_session(
+        self, mask: Mask, batch: Batch | None = None, screen: float | None = None
+    ) -> FlipSession:
+        """Cache ``mask`` on ``batch`` (the current one) for exact flip gains; one evaluation.
+
+        With ``screen`` (a probe size, see
+        :meth:`~prunetrain.backends.base.Backend.flip_screen`) every weight is
+        screened too, into :attr:`FlipSession.screened`; that costs
+        :func:`~prunetrain.backends.screen.screen_cost` evaluations more.
+        """
+        batch = self._batch if batch is None else batch
+        state = self.backend.flip_state(mask, batch.X, batch.y, batch.w)
+        if screen is None:
+            self.charge(1, len(batch))
+            return FlipSession(self, state)
+        screened = self.backend.flip_screen(state, screen)
+        cost = 1.0 + screen_cost(self.shapes)
+        self.charge(cost, cost * len(batch))
+        return FlipSession(self, state, screened)
 
     def validate(self, mask: Mask) -> tuple[float, float]:
         """Validation loss and accuracy of one mask (not charged to the budget).
@@ -341,6 +425,73 @@ class Problem:
         loss, acc = self.backend.evaluate(self.population([mask]), X, y, w)
         self.n_validations += 1
         return float(loss[0]), float(acc[0])
+
+
+class FlipSession:
+    """One mask's caches on one batch (:meth:`Problem.flip_session`): exact loss changes of
+    flips, and flips made, each charged to the problem as it happens.
+
+    A move flips ``(rows[k], cols[k])`` of a layer and, where a second row
+    ``rows2`` is given, also ``(rows2[k], cols[k])`` (a swap inside one unit).
+    Evaluating a move costs :func:`~prunetrain.backends.flips.flip_cost` of
+    its layer, twice that for a swap; making flips costs a forward pass from
+    their layer on.
+
+    Attributes
+    ----------
+    state : FlipState
+        The backend's caches (mask, activations, loss) on the batch.
+    screened : list of ndarray or None
+        The screen of every weight, if the session was made with one.
+    """
+
+    def __init__(
+        self, problem: Problem, state: FlipState, screened: list[np.ndarray] | None = None
+    ) -> None:
+        self.problem = problem
+        self.state = state
+        self.screened = screened
+
+    @property
+    def loss(self) -> float:
+        """The (weighted) mean loss of the session's mask on its batch."""
+        return self.state.loss
+
+    @property
+    def mask(self) -> Mask:
+        return self.state.mask
+
+    def gains(self, layer: int, rows, cols, rows2=None) -> np.ndarray:
+        """Exact loss change of every move; all are charged."""
+        g = self.problem.backend.flip_gains(self.state, layer, rows, cols, rows2)
+        self._charge_moves(layer, len(rows), rows2 is not None)
+        return g
+
+    def first_accepted(
+        self, layer: int, rows, cols, rows2=None, *, accept: Callable[[np.ndarray], np.ndarray]
+    ) -> tuple[np.ndarray, int | None]:
+        """The moves tried in order until the first one ``accept`` takes.
+
+        ``accept`` maps the gains to a boolean array (the moves it would take).
+        Returns the gains and the index of the first accepted move (``None``
+        if none is); only the moves up to it (all, if none) are charged.
+        """
+        g = self.problem.backend.flip_gains(self.state, layer, rows, cols, rows2)
+        ok = np.flatnonzero(accept(g))
+        self._charge_moves(layer, ok[0] + 1 if len(ok) else len(rows), rows2 is not None)
+        return g, (int(ok[0]) if len(ok) else None)
+
+    def apply(self, layer: int, rows, cols) -> None:
+        """Flip the (distinct) weights ``(rows, cols)`` of ``layer`` and update the caches."""
+        if len(rows) == 0:
+            return
+        self.problem.backend.apply_flips(self.state, layer, rows, cols)
+        # Updating the caches costs a forward pass from this layer on.
+        self.problem.charge_forward(self.state.batch_size, from_layer=layer)
+
+    def _charge_moves(self, layer: int, n_moves, swaps: bool) -> None:
+        cost = n_moves * (flip_cost(self.problem.shapes, layer) * (2 if swaps else 1))
+        self.problem.charge(cost, cost * self.state.batch_size)
 
 
 def _mean_one(w, n: int, split: str) -> np.ndarray | None:

@@ -1,3 +1,5 @@
+import pickle
+
 import numpy as np
 import pytest
 
@@ -151,3 +153,51 @@ def test_time_budget_overshoot_is_recorded(digits):
     # Measured when the loop stopped stepping, before the final validation.
     assert 0.0 <= result.budget_overshoot <= result.seconds - 0.3
     assert result.budget_overshoot < result.last_step
+
+
+class Metered(Stuck):
+    """Records what its budget meter says at every step."""
+
+    name = "metered-test"
+
+    def setup(self, problem, rng, init_mask=None):
+        super().setup(problem, rng, init_mask)
+        self.readings = []
+
+    def step(self):
+        self.readings.append((self.budget_used(), self.problem.evaluations_used()))
+        super().step()
+
+
+def test_a_searcher_reads_the_budget_from_the_problem(digits):
+    searcher = Metered()
+    assert searcher.budget_used() == 0.0  # not bound yet
+    p = make_problem(digits)
+    result = run(p, searcher, "20evals")
+    assert searcher.readings == [(used / 20, used) for used in range(20)]
+    assert p.budget_used() == 1.0 and result.evaluations == 20
+    assert "budget_used" not in vars(searcher)  # nothing written into the searcher
+
+
+def test_a_pipeline_stage_reads_its_share_of_the_budget(digits):
+    from prunetrain.search.pipeline import Pipeline, StageBudget
+
+    first, then = Metered(), Metered()
+    pipeline = Pipeline(first=first, then=then, share=0.25)
+    run(make_problem(digits), pipeline, "40evals")
+    assert pipeline.switched_at == 0.25
+    assert isinstance(then.budget_view, StageBudget) and then.budget_view.pipeline is pipeline
+    # The first stage's fraction runs over its quarter, the second's over the rest.
+    assert [f for f, _ in first.readings] == pytest.approx([used / 10 for used in range(10)])
+    assert [f for f, _ in then.readings] == pytest.approx([k / 30 for k in range(30)])
+    # A view is a plain object: a checkpoint pickles it with the pipeline.
+    view = pickle.loads(pickle.dumps(StageBudget(Fraction(0.5), 0.25, 0.5)))
+    assert view.budget_used() == 0.5
+
+
+class Fraction:
+    def __init__(self, used):
+        self.used = used
+
+    def budget_used(self):
+        return self.used

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
@@ -16,6 +16,12 @@ if TYPE_CHECKING:
     from prunetrain.objective import Problem
 
 
+class BudgetView(Protocol):
+    """Anything that says what fraction of a budget is spent (a problem, a pipeline stage's share)."""
+
+    def budget_used(self) -> float: ...
+
+
 class Searcher(Hyperparameters, abc.ABC):
     """One gradient-free heuristic over masks.
 
@@ -23,23 +29,23 @@ class Searcher(Hyperparameters, abc.ABC):
     arguments with defaults, stored under the same names, as in
     scikit-learn). :meth:`setup` binds it to a problem; the run loop then
     calls :meth:`step` until the budget is spent and asks :meth:`recommend`
-    for the mask to validate. The loop, not the searcher, owns the budget,
-    progress, validation, early stopping and interruption.
+    for the mask to validate. The loop, not the searcher, owns progress,
+    validation, early stopping and interruption; the problem owns the budget
+    (it charges every evaluation, and :meth:`budget_used` reads it).
 
     Checkpoints (``prunetrain search --resume``) need nothing from a searcher
     but this: **keep every attribute picklable**. The run loop pickles the
     searcher whole, between two :meth:`step` calls, with its random
     generator ``self.rng`` and everything :meth:`setup` and :meth:`step` have
     stored (arrays, counters, other searchers, caches); the problem, its
-    network, backend, keep rule and data arrays, and the loop's
-    :meth:`budget_used` meter are stored as references and bound to the
-    resumed run's own. The resumed searcher then gets :meth:`step` calls
+    network, backend, keep rule and data arrays are stored as references and
+    bound to the resumed run's own. The resumed searcher then gets :meth:`step` calls
     only — :meth:`setup` is not called again — and must continue exactly as
     the uninterrupted one would (``tests/test_checkpoint.py`` checks every
     registered searcher for a byte-identical ticket). So:
 
     - store no lambdas, closures, open files, locks or modules as attributes
-      (a callable attribute can be a small class with ``__call__``, as
+      (store a small object with a method instead, as
       :class:`~prunetrain.search.pipeline.StageBudget`);
     - keep state that must survive a checkpoint in attributes, not in
       generators or iterators held across steps;
@@ -60,10 +66,19 @@ class Searcher(Hyperparameters, abc.ABC):
     rng: np.random.Generator
     #: A searcher sets this when it has nothing more to do (e.g. converged).
     finished: bool = False
+    #: Where :meth:`budget_used` reads from instead of the problem: an object with a
+    #: ``budget_used()`` method, such as the share of a pipeline's budget that the
+    #: :class:`~prunetrain.search.pipeline.Pipeline` gives each of its stages.
+    budget_view: BudgetView | None = None
 
     def budget_used(self) -> float:
-        """Fraction of the budget spent so far, in [0, 1] (the run loop provides it)."""
-        return 0.0
+        """Fraction of the budget spent so far, in [0, 1]: the problem's
+        (:meth:`~prunetrain.objective.Problem.budget_used`) or, if set, :attr:`budget_view`'s.
+        0 before :meth:`setup`."""
+        if self.budget_view is not None:
+            return self.budget_view.budget_used()
+        problem = getattr(self, "problem", None)
+        return 0.0 if problem is None else problem.budget_used()
 
     def setup(
         self, problem: Problem, rng: np.random.Generator, init_mask: Mask | None = None

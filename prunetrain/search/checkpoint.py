@@ -2,15 +2,15 @@
 
 A checkpoint holds the searcher itself (pickled: its hyperparameters and all
 its state, random generator included), the :class:`~prunetrain.objective.Problem`'s
-batch order and cost counters, and the run loop's own state (history, best
-mask, validation counters, evaluations and seconds used). With an evaluation
-budget a search interrupted and resumed from a checkpoint returns the ticket
-the uninterrupted search returns, byte for byte.
+batch order, cost counters and the evaluations and seconds the run has used,
+and the run loop's own state (history, best mask, validation counters). With
+an evaluation budget a search interrupted and resumed from a checkpoint
+returns the ticket the uninterrupted search returns, byte for byte.
 
 What is *not* pickled is what the resumed run rebuilds from its config: the
-problem, its network, backend, keep rule and data, and the loop's budget
-meter. The pickle stores references to them (``persistent_id``), and the
-resumed loop binds the references to its own. So any searcher whose
+problem (which owns the budget), its network, backend, keep rule and data.
+The pickle stores references to them (``persistent_id``), and the resumed
+loop binds the references to its own. So any searcher whose
 attributes are picklable — NumPy arrays, generators, plain values, other
 searchers, the problem — is checkpointed without code of its own (see
 :class:`~prunetrain.search.base.Searcher` for the protocol).
@@ -36,7 +36,8 @@ from prunetrain.files import atomic_write
 #: The checkpoint's file name inside a run folder.
 CHECKPOINT = "checkpoint.pkl"
 FORMAT = "prunetrain-checkpoint"
-FORMAT_VERSION = 1
+#: 2: the problem owns the run's budget (its state holds the evaluations and seconds used).
+FORMAT_VERSION = 2
 
 
 @dataclasses.dataclass
@@ -106,7 +107,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, bytes]:
 # --- pickling with references to what the resumed run rebuilds ---------------------------
 
 
-def bound_objects(problem, budget_used) -> dict[str, object]:
+def bound_objects(problem) -> dict[str, object]:
     """The objects a checkpoint refers to instead of storing, by the name it stores."""
     return {
         "problem": problem,
@@ -117,7 +118,6 @@ def bound_objects(problem, budget_used) -> dict[str, object]:
         "y_train": problem.y_train,
         "X_val": problem.X_val,
         "y_val": problem.y_val,
-        "budget_used": budget_used,
     }
 
 

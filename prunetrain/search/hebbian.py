@@ -291,7 +291,7 @@ class HebbianBase(Searcher):
     def forward(self, X: np.ndarray, y: np.ndarray):
         """Forward the current mask (charged as one evaluation); remember its loss."""
         inputs, pres = forward(self.weights, self.biases, self.mask, X)
-        self.problem.charge(1, len(y))
+        self.problem.charge_forward(len(y))
         if self.homeostasis:  # the mean inputs only serve the set point
             for layer, x in enumerate(inputs):
                 self.input_means[layer] = self._fold(self.input_means[layer], x.mean(axis=0))
@@ -463,8 +463,6 @@ class HebbianRewardSearcher(HebbianBase):
 
     def update(self, X, y) -> None:
         inputs, pres = self.forward(X, y)
-        shapes = self.problem.shapes
-        total = sum(a * b for a, b in shapes)
         for layer, z in enumerate(pres):
             sigma = float(self.noise) * (float(z.std()) or 1.0)
             xi = self.rng.standard_normal(z.shape) * sigma
@@ -478,6 +476,4 @@ class HebbianRewardSearcher(HebbianBase):
             delta = reward_stat(inputs[layer], reward, xi, sigma, self.weights[layer])
             rms = float(np.sqrt(np.mean(delta**2))) or 1.0
             self.scores[layer] += float(self.lr) * delta / rms
-            # Two partial forward passes, from this layer on.
-            frac = 2 * sum(a * b for a, b in shapes[layer:]) / total
-            self.problem.charge(frac, frac * len(y))
+            self.problem.charge_forward(len(y), from_layer=layer, passes=2)  # the ± pushes

@@ -23,7 +23,7 @@ a pruned one on, anywhere in the same layer), so counts stay exact too.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -31,6 +31,7 @@ import numpy as np
 from prunetrain.backends.flips import FlipState, flip_cost
 from prunetrain.hyperparams import check_choice, check_number
 from prunetrain.masks import Mask
+from prunetrain.objective import FlipSession
 from prunetrain.search.base import Searcher, register
 
 #: Forward passes' worth of candidate moves each layer gets per round by default ...
@@ -94,30 +95,35 @@ class FlipSearcher(Searcher):
             )
             for (a, b), c in zip(shapes, self.costs)
         ]
-        self.state: FlipState | None = None
+        self.session: FlipSession | None = None
         self.best_loss = np.inf
         self.rounds_done = 0
 
+    @property
+    def state(self) -> FlipState | None:
+        """The current mask's caches on the batch (those of :attr:`session`)."""
+        return None if self.session is None else self.session.state
+
     # --- batches and caches ---------------------------------------------------------
-    def new_batch(self) -> FlipState:
+    def new_batch(self) -> FlipSession:
         """Advance to the next batch and cache the current mask on it (one forward pass)."""
         problem = self.problem
         batch = problem.next_batch()
-        if self.state is None or problem.schedule == "rotate":
-            self.state = problem.backend.flip_state(self.mask, batch.X, batch.y, batch.w)
-            problem.charge(1, len(batch))
-        self.best_loss = self.state.loss
-        return self.state
+        if self.session is None or problem.schedule == "rotate":
+            self.session = problem.flip_session(self.mask, batch)
+        self.best_loss = self.session.loss
+        return self.session
 
-    def gains(self, layer: int, moves: Moves, charged: int | None = None) -> np.ndarray:
-        """Exact loss changes of ``moves``; ``charged`` of them (all by default) go on the budget."""
-        g = self.problem.backend.flip_gains(self.state, layer, *moves)
-        self.charge_moves(layer, len(moves) if charged is None else charged)
-        return g
+    def gains(self, layer: int, moves: Moves) -> np.ndarray:
+        """Exact loss changes of ``moves`` (the session charges them)."""
+        return self.session.gains(layer, *moves)
 
-    def charge_moves(self, layer: int, n_moves: int) -> None:
-        cost = n_moves * self.costs[layer]
-        self.problem.charge(cost, cost * self.state.batch_size)
+    def first_accepted(
+        self, layer: int, moves: Moves, accept: Callable[[np.ndarray], np.ndarray]
+    ) -> tuple[np.ndarray, int | None]:
+        """Gains of ``moves`` and the first one ``accept`` takes, charged up to it
+        (:meth:`~prunetrain.objective.FlipSession.first_accepted`)."""
+        return self.session.first_accepted(layer, *moves, accept=accept)
 
     def accept(self, layer: int, moves: Moves) -> None:
         """Apply ``moves`` (they must touch distinct weights) to the mask and the caches."""
@@ -128,13 +134,9 @@ class FlipSearcher(Searcher):
             rows, cols = np.concatenate([rows, rows2[pair]]), np.concatenate([cols, cols[pair]])
         if len(rows) == 0:
             return
-        self.problem.backend.apply_flips(self.state, layer, rows, cols)
-        self.mask[layer] = self.state.mask[layer]
-        # Updating the caches costs a forward pass from this layer on.
-        shapes = self.problem.shapes
-        frac = sum(a * b for a, b in shapes[layer:]) / sum(a * b for a, b in shapes)
-        self.problem.charge(frac, frac * self.state.batch_size)
-        self.best_loss = self.state.loss
+        self.session.apply(layer, rows, cols)
+        self.mask[layer] = self.session.mask[layer]
+        self.best_loss = self.session.loss
 
     # --- sampling moves ---------------------------------------------------------------
     def rounds_of_moves(self) -> Iterator[tuple[int, Moves]]:
@@ -220,12 +222,9 @@ class HillClimber(FlipSearcher):
                 if g[k] >= 0:
                     continue
             else:
-                g = self.problem.backend.flip_gains(self.state, layer, *moves)
-                better = np.flatnonzero(g < 0)
-                self.charge_moves(layer, better[0] + 1 if len(better) else len(moves))
-                if not len(better):
+                _, k = self.first_accepted(layer, moves, lambda g: g < 0)
+                if k is None:
                     continue
-                k = int(better[0])
             self.accept(layer, moves.take(slice(k, k + 1)))
 
 
@@ -273,14 +272,16 @@ class Annealer(FlipSearcher):
 
     def step(self) -> None:
         for layer, moves in self.rounds_of_moves():
-            g = self.problem.backend.flip_gains(self.state, layer, *moves)
-            if self._t0 is None:
-                self._t0 = float(np.median(np.abs(g))) or 1e-6
-            u = self.rng.random(len(g))
-            ok = np.flatnonzero(u < np.exp(-np.maximum(g, 0.0) / self.temperature()))
-            self.charge_moves(layer, ok[0] + 1 if len(ok) else len(moves))
-            if len(ok):
-                self.accept(layer, moves.take(ok[:1]))
+            _, k = self.first_accepted(layer, moves, self._metropolis)
+            if k is not None:
+                self.accept(layer, moves.take(slice(k, k + 1)))
+
+    def _metropolis(self, g: np.ndarray) -> np.ndarray:
+        """Which moves Metropolis would accept (``t_start`` calibrated on the first gains)."""
+        if self._t0 is None:
+            self._t0 = float(np.median(np.abs(g))) or 1e-6
+        u = self.rng.random(len(g))
+        return u < np.exp(-np.maximum(g, 0.0) / self.temperature())
 
 
 @register
@@ -496,14 +497,12 @@ class AccumulateSearcher(FlipSearcher):
 
     def step(self) -> None:
         problem = self.problem
-        state = self.new_batch()
+        session = self.new_batch()
         decay, shrink = float(self.decay), float(self.shrink)
         for layer, members in enumerate(self.members):
             b = problem.shapes[layer][1]
             rows, cols = np.divmod(members, b)
-            g = problem.backend.flip_gains(state, layer, rows, cols)
-            cost = len(members) * self.single_costs[layer]
-            problem.charge(cost, cost * state.batch_size)
+            g = session.gains(layer, rows, cols)
             S, N, age = self.S[layer], self.N[layer], self.age[layer]
             S *= decay
             S += g

@@ -140,27 +140,16 @@ def run(
         "since_better": 0,
         "last_validation": 0.0,
         "step_start": 0.0,  # budget usage when the latest step (or the setup) began
-        "seconds": 0.0,  # used before this process took over (by a checkpointed run)
-        "start_evaluations": problem.n_evaluations,
-        "start_sample_forwards": problem.n_sample_forwards,
     }
-    start = time.perf_counter()
+    problem.start(budget, time.perf_counter)  # the problem charges the budget, from now
     stopped_by = "budget"
+    used, elapsed = problem.evaluations_used, problem.seconds_used  # this run's, so far
 
-    def elapsed() -> float:
-        return state["seconds"] + time.perf_counter() - start
-
-    def used() -> float:
-        return problem.n_evaluations - state["start_evaluations"]
-
-    def budget_used() -> float:
-        return budget.fraction_used(used(), elapsed())
-
-    bound = bound_objects(problem, budget_used)
+    bound = bound_objects(problem)
     if resume is not None:
         saved = loads_state(resume, bound)
         searcher = saved["searcher"]
-        problem.set_state(saved["problem"])
+        problem.set_state(saved["problem"])  # with the seconds and evaluations the run had used
         state.update(saved["loop"])
     history, best = state["history"], state["best"]
 
@@ -184,7 +173,7 @@ def run(
         history.append(
             {
                 "evaluations": used(),
-                "sample_forwards": problem.n_sample_forwards - state["start_sample_forwards"],
+                "sample_forwards": problem.sample_forwards_used(),
                 "seconds": elapsed(),
                 "train_loss": train_loss,
                 "val_loss": val_loss,
@@ -200,8 +189,7 @@ def run(
     def save_checkpoint() -> None:
         nonlocal checkpoint, last_checkpoint
         last_checkpoint = time.perf_counter()
-        loop = {**state, "seconds": elapsed()}
-        snapshot = {"searcher": searcher, "problem": problem.get_state(), "loop": loop}
+        snapshot = {"searcher": searcher, "problem": problem.get_state(), "loop": state}
         try:
             data = dumps_state(snapshot, bound)
         except (pickle.PicklingError, TypeError, AttributeError) as e:
@@ -246,7 +234,6 @@ def run(
     overshoot = last_step = 0.0
     try:
         with deferred_interrupt() as interrupt:
-            searcher.budget_used = budget_used
             if resume is None:
                 state["step_start"] = usage()
                 searcher.setup(problem, searcher_rng(seed), init_mask)
@@ -303,7 +290,7 @@ def run(
         val_accuracy=best["val_accuracy"],
         history=history,
         evaluations=used(),
-        sample_forwards=problem.n_sample_forwards - state["start_sample_forwards"],
+        sample_forwards=problem.sample_forwards_used(),
         seconds=elapsed(),
         stopped_by=stopped_by,
         method=searcher.name,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prunetrain.errors import PrunetrainError
 from prunetrain.hyperparams import check_number
 from prunetrain.masks import Mask
-from prunetrain.search.base import Searcher, make_searcher, register
+from prunetrain.search.base import BudgetView, Searcher, make_searcher, register
 
 
 @register
@@ -49,7 +49,7 @@ class Pipeline(Searcher):
         if any(isinstance(s, Pipeline) for s in self.stages):
             raise PrunetrainError("a pipeline's stages cannot be pipelines")
         first = self.stages[0]
-        first.budget_used = StageBudget(self, 0.0, share)
+        first.budget_view = StageBudget(self, 0.0, share)
         first.setup(problem, rng, init_mask)
         self.current = first
         self.switched_at: float | None = None
@@ -77,7 +77,7 @@ class Pipeline(Searcher):
         if self.current is first and (first.finished or self.budget_used() >= self.share):
             start = [m.copy() for m in first.recommend()[0]]
             at = self.switched_at = self.budget_used()
-            then.budget_used = StageBudget(self, at, 1.0 - at)
+            then.budget_view = StageBudget(self, at, 1.0 - at)
             then.setup(self.problem, self.rng, start)
             self.current = then
         self.current.step()
@@ -88,11 +88,21 @@ class Pipeline(Searcher):
 
 
 class StageBudget:
-    """A stage's budget meter: the fraction of its share ``[start, start + share)`` of the
-    pipeline's budget spent so far. An object, not a closure, so a checkpoint can pickle it."""
+    """A stage's view of the budget (its :attr:`~prunetrain.search.base.Searcher.budget_view`):
+    the fraction of its share ``[start, start + share)`` of the pipeline's budget spent so far.
+    An object, not a closure, so a checkpoint can pickle it.
 
-    def __init__(self, pipeline: Pipeline, start: float, share: float) -> None:
+    Examples
+    --------
+    >>> class Half:
+    ...     def budget_used(self):
+    ...         return 0.5
+    >>> StageBudget(Half(), 0.25, 0.5).budget_used()
+    0.5
+    """
+
+    def __init__(self, pipeline: BudgetView, start: float, share: float) -> None:
         self.pipeline, self.start, self.share = pipeline, start, share
 
-    def __call__(self) -> float:
+    def budget_used(self) -> float:
         return min(1.0, (self.pipeline.budget_used() - self.start) / max(self.share, 1e-12))

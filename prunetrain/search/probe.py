@@ -41,7 +41,7 @@ import math
 import numpy as np
 
 from prunetrain.backends.flips import flip_cost
-from prunetrain.backends.screen import PROBE, screen_cost
+from prunetrain.backends.screen import PROBE
 from prunetrain.hyperparams import check_choice, check_flag, check_number
 from prunetrain.masks import Mask
 from prunetrain.search.base import Searcher, register
@@ -130,7 +130,6 @@ class ProbeSearcher(Searcher):
             min(a * b, int(self.max_checks) if self.max_checks else math.ceil(CHECK_WORK / c))
             for (a, b), c in zip(shapes, self.flip_costs)
         ]
-        self.screen_cost = screen_cost(shapes)
         self.steps = 0
         self.loss = np.inf
         #: Per layer, over the whole search: proposals (counted each batch they stand),
@@ -147,15 +146,11 @@ class ProbeSearcher(Searcher):
 
     def step(self) -> None:
         problem = self.problem
-        backend = problem.backend
         batch = problem.next_batch()
-        state = backend.flip_state(self.mask, batch.X, batch.y, batch.w)
-        screen = backend.flip_screen(state, float(self.probe))
-        B = len(batch)
-        problem.charge(1.0 + self.screen_cost, (1.0 + self.screen_cost) * B)
-        self.loss = state.loss
-        self._update_scores(screen)
-        self.last_flips = self._confirm(state, self._proposals(), B)
+        session = problem.flip_session(self.mask, batch, screen=float(self.probe))
+        self.loss = session.loss
+        self._update_scores(session.screened)
+        self.last_flips = self._confirm(session, self._proposals())
         for layer, (flat_index, _) in enumerate(self.last_flips):
             flat = self.mask[layer].reshape(-1)
             flat[flat_index] = ~flat[flat_index]
@@ -190,13 +185,12 @@ class ProbeSearcher(Searcher):
             out.append((off, on))
         return out
 
-    def _confirm(self, state, proposals, B: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _confirm(self, session, proposals) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per layer, the flips to make now and their exact gains on the batch.
 
         Exactly confirmed proposals (gain < 0), balanced as the keep rule needs;
         without ``confirm`` every proposal up to ``max_checks``, gains NaN.
         """
-        backend = self.problem.backend
         checked = []
         for layer, (off, on) in enumerate(proposals):
             self.n_proposed[layer] += len(off) + len(on)
@@ -204,9 +198,7 @@ class ProbeSearcher(Searcher):
             off, on = off[:cap], on[:cap]
             both = np.concatenate([off, on])
             if self.confirm and len(both):
-                g = backend.flip_gains(state, layer, *np.divmod(both, self.mask[layer].shape[1]))
-                cost = len(both) * self.flip_costs[layer]
-                self.problem.charge(cost, cost * B)
+                g = session.gains(layer, *np.divmod(both, self.mask[layer].shape[1]))
                 self.n_checked[layer] += len(both)
             else:
                 g = np.full(len(both), np.nan if len(both) else 0.0)
