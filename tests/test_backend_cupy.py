@@ -22,19 +22,19 @@ import types
 import numpy as np
 import pytest
 
-import prunetrain.backends
+import prunetrain.backends.cupy
 from prunetrain.backends import (
     BACKENDS,
     NumpyBackend,
     backend_names,
     backend_notice,
-    cupy_backend,
     flips,
     make_backend,
     resolve_backend,
     screen,
 )
-from prunetrain.backends.cupy_backend import CupyBackend, gpu_unavailable_reason
+from prunetrain.backends.cupy import cupy_backend
+from prunetrain.backends.cupy.cupy_backend import CupyBackend, gpu_unavailable_reason
 from prunetrain.errors import BackendUnavailableError, PrunetrainError
 from prunetrain.masks import KeepRule, MaskPopulation, random_mask
 from prunetrain.network import FrozenNetwork, NetworkSpec
@@ -81,7 +81,7 @@ def fake_cupy(device_count=1, count_error=None, op_error=None, step=1):
 
 
 def fake_kernels(simulator=False, error=None):
-    module = types.ModuleType("prunetrain.backends.cuda_kernels")
+    module = types.ModuleType("prunetrain.backends.cupy.cuda_kernels")
     module.SIMULATOR = simulator
 
     def bias_relu(z, bias):
@@ -109,8 +109,8 @@ def probe(monkeypatch):
         monkeypatch.setattr(importlib.util, "find_spec", find_spec)
         # A module set to None in sys.modules raises ImportError when imported.
         monkeypatch.setitem(sys.modules, "cupy", cupy)
-        monkeypatch.setitem(sys.modules, "prunetrain.backends.cuda_kernels", kernels)
-        monkeypatch.delattr(prunetrain.backends, "cuda_kernels", raising=False)
+        monkeypatch.setitem(sys.modules, "prunetrain.backends.cupy.cuda_kernels", kernels)
+        monkeypatch.delattr(prunetrain.backends.cupy, "cuda_kernels", raising=False)
         gpu_unavailable_reason.cache_clear()
         return gpu_unavailable_reason()
 
@@ -257,8 +257,8 @@ def test_explicit_cupy_fails_with_the_reason(monkeypatch, small_net):
 
 
 def test_simulated_arrays_need_the_simulator(small_net, monkeypatch):
-    monkeypatch.setitem(sys.modules, "prunetrain.backends.cuda_kernels", fake_kernels())
-    monkeypatch.delattr(prunetrain.backends, "cuda_kernels", raising=False)
+    monkeypatch.setitem(sys.modules, "prunetrain.backends.cupy.cuda_kernels", fake_kernels())
+    monkeypatch.delattr(prunetrain.backends.cupy, "cuda_kernels", raising=False)
     with pytest.raises(PrunetrainError, match="NUMBA_ENABLE_CUDASIM=1"):
         CupyBackend(small_net, array_module=np)
     with pytest.raises(PrunetrainError, match="buffer_bytes"):

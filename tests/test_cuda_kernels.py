@@ -40,7 +40,7 @@ def check(fn):
 
 
 def kernels():
-    from prunetrain.backends import cuda_kernels
+    from prunetrain.backends.cupy import cuda_kernels
 
     assert cuda_kernels.SIMULATOR, "the checks must run under NUMBA_ENABLE_CUDASIM=1"
     return cuda_kernels
@@ -262,7 +262,7 @@ def sample_reference(shapes, rule, uniforms, keep_probs):
 @check
 def sample_packed_follows_the_keep_rule():
     kernels()
-    from prunetrain.backends.cupy_backend import sample_packed
+    from prunetrain.backends.cupy.cupy_backend import sample_packed
 
     rng = np.random.default_rng(7)
     shapes = [(4, 5), (5, 3)]
@@ -283,7 +283,7 @@ def sample_packed_follows_the_keep_rule():
 def backend_evaluate_and_logits_equal_the_numpy_backend():
     kernels()
     from prunetrain.backends import NumpyBackend
-    from prunetrain.backends.cupy_backend import CupyBackend
+    from prunetrain.backends.cupy.cupy_backend import CupyBackend
 
     for sizes, P, B, bias, seed in [((6, 5, 4, 3), 3, 7, False, 0), ((5, 4), 2, 5, True, 1)]:
         rng = np.random.default_rng(seed)
@@ -313,7 +313,7 @@ def backend_evaluate_and_logits_equal_the_numpy_backend():
 def backend_weighted_losses_and_gains_equal_duplicated_rows():
     kernels()
     from prunetrain.backends import NumpyBackend
-    from prunetrain.backends.cupy_backend import CupyBackend
+    from prunetrain.backends.cupy.cupy_backend import CupyBackend
 
     for init in ("signed_constant", "kaiming_normal"):
         net, mask, X, y, rng = flip_case((6, 5, 4, 3), 8, 7, init=init)
@@ -352,7 +352,7 @@ def backend_weighted_losses_and_gains_equal_duplicated_rows():
 @check
 def backend_flip_state_gains_and_updates_equal_the_reference():
     kernels()
-    from prunetrain.backends.cupy_backend import CupyBackend
+    from prunetrain.backends.cupy.cupy_backend import CupyBackend
 
     net, mask, X, y, rng = flip_case((6, 5, 4, 3), 8, 5, bias=True)
     backend = CupyBackend(net, array_module=np)
@@ -385,7 +385,7 @@ def backend_flip_state_gains_and_updates_equal_the_reference():
 @check
 def backend_sample_masks_is_deterministic():
     kernels()
-    from prunetrain.backends.cupy_backend import CupyBackend
+    from prunetrain.backends.cupy.cupy_backend import CupyBackend
 
     net = FrozenNetwork(NetworkSpec((6, 5, 3)), 0)
     backend = CupyBackend(net, array_module=np)
@@ -416,7 +416,7 @@ def assert_close_to_largest(got, want, rtol):
 @check
 def screen_responses_equal_the_reference():
     K = kernels()
-    from prunetrain.backends.cupy_backend import CupyBackend
+    from prunetrain.backends.cupy.cupy_backend import CupyBackend
 
     for sizes, batch, seed, bias, scale, init in SCREEN_CASES:
         net, mask, X, y, _ = flip_case(sizes, batch, seed, bias, scale, init)
@@ -444,7 +444,7 @@ def screen_responses_equal_the_reference():
 @check
 def backend_flip_screen_equals_the_reference():
     kernels()
-    from prunetrain.backends.cupy_backend import CupyBackend
+    from prunetrain.backends.cupy.cupy_backend import CupyBackend
 
     for k, (sizes, batch, seed, bias, scale, init) in enumerate(SCREEN_CASES):
         net, mask, X, y, _ = flip_case(sizes, batch, seed, bias, scale, init)
@@ -467,7 +467,7 @@ def probe_search_runs_on_the_backend_and_keeps_the_rule():
     kernels()
     from conftest import planted
 
-    from prunetrain.backends.cupy_backend import CupyBackend
+    from prunetrain.backends.cupy.cupy_backend import CupyBackend
     from prunetrain.objective import Problem
     from prunetrain.search import make_searcher, run
 

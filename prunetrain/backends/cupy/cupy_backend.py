@@ -19,7 +19,7 @@ A population evaluation runs in chunks of masks that fit ``buffer_bytes``:
 Local search keeps a :class:`~prunetrain.backends.flips.FlipState` whose
 caches are CuPy float64 arrays; the exact flip gains, the cache update of
 accepted flips and the forward-probe screen's responses are numba.cuda kernels
-(:mod:`prunetrain.backends.cuda_kernels`).
+(:mod:`prunetrain.backends.cupy.cuda_kernels`).
 
 CuPy imports on machines without a CUDA driver and fails at the first
 operation, so whether the GPU is usable is probed once per process
@@ -90,7 +90,7 @@ def gpu_unavailable_reason() -> str | None:
     if value != 18.0:
         return f"CuPy computed a wrong result on the GPU ({value} instead of 18)"
     try:
-        from prunetrain.backends import cuda_kernels
+        from prunetrain.backends.cupy import cuda_kernels
     except Exception as exc:  # noqa: BLE001
         return f"numba.cuda cannot be imported ({_one_line(exc)}; {INSTALL_HINT})"
     if cuda_kernels.SIMULATOR:
@@ -142,7 +142,7 @@ def sample_packed(
     -------
     list of uint8 arrays (P, ceil(fan_in·fan_out / 8)), little bit order
     """
-    from prunetrain.backends import cuda_kernels as kernels
+    from prunetrain.backends.cupy import cuda_kernels as kernels
 
     sizes = [a * b for a, b in shapes]
     u = [xp.ascontiguousarray(xp.asarray(x, dtype=xp.float64)) for x in uniforms]
@@ -232,7 +232,7 @@ class CupyBackend(Backend):
             if reason is not None:
                 raise BackendUnavailableError(f"backend 'cupy' cannot run here: {reason}")
             import cupy as array_module
-        from prunetrain.backends import cuda_kernels
+        from prunetrain.backends.cupy import cuda_kernels
 
         if array_module is np and not cuda_kernels.SIMULATOR:
             raise PrunetrainError(
