@@ -437,7 +437,7 @@ def test_gpu_flip_screen_matches_the_reference(sizes, B, bias):
 
 
 @needs_gpu
-def test_gpu_sampling_pickling_and_search():
+def test_gpu_pickling_and_search():
     from prunetrain.data import load_dataset
     from prunetrain.objective import Problem
     from prunetrain.search import make_searcher, run
@@ -445,10 +445,6 @@ def test_gpu_sampling_pickling_and_search():
     net, *_ = random_case((64, 24, 10), 1, 1, False, 2)
     backend = CupyBackend(net)
     rule = KeepRule(0.5, "layer")
-    a = backend.sample_masks(rule, 4, np.random.default_rng(0))
-    b = backend.sample_masks(rule, 4, np.random.default_rng(0))
-    assert all((p == q).all() for p, q in zip(a.packed, b.packed))
-    assert all(rule.satisfied_by(a.mask(i)) for i in range(4))
     clone = pickle.loads(pickle.dumps(backend))
     assert isinstance(clone, CupyBackend) and clone.network is not None
     problem = Problem(net, load_dataset("digits"), rule, backend="cupy")

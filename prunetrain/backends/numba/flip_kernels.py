@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from prunetrain.backends.flips import FlipState
+from prunetrain.backends.flips import FlipState, flat_downstream, pack_moves
 
 
 @njit(cache=True, fastmath=False)
@@ -358,32 +358,15 @@ def flip_gains(
     rows2: np.ndarray | None = None,
 ) -> np.ndarray:
     """Numba version of :func:`prunetrain.backends.flips.flip_gains` (same arguments)."""
-    rows = np.ascontiguousarray(rows, dtype=np.int64)
-    cols = np.ascontiguousarray(cols, dtype=np.int64)
-    coef = state.coefficients(layer, rows, cols)
-    if rows2 is None:
-        rows2 = np.full(len(rows), -1, dtype=np.int64)
-        coef2 = np.zeros(len(rows))
-    else:
-        rows2 = np.ascontiguousarray(rows2, dtype=np.int64)
-        coef2 = np.where(rows2 >= 0, state.coefficients(layer, np.maximum(rows2, 0), cols), 0.0)
-    out = np.empty(len(rows))
-    if len(rows) == 0:
+    moves = pack_moves(state, layer, rows, cols, rows2)
+    out = np.empty(len(moves.rows))
+    if len(out) == 0:
         return out
     if layer == state.n_layers - 1:
         _output_gains(
-            state.acts_t[layer],
-            state.probs,
-            state.log_probs,
-            state.y,
-            state.sample_weights(),
-            rows,
-            rows2,
-            coef,
-            coef2,
-            cols,
-            out,
-        )
+            state.acts_t[layer], state.probs, state.log_probs, state.y, state.sample_weights(),
+            *moves, out,
+        )  # fmt: skip
         return out
     down = state.masked[layer + 1 :]
     pre_col = np.ascontiguousarray(state.pre[layer].T)
@@ -392,31 +375,19 @@ def flip_gains(
         if sigma > 0.0:  # signed-constant or binary output weights
             _last_hidden_gains_signed(
                 state.acts_t[layer], pre_col, state.probs, state.log_probs, state.y,
-                state.sample_weights(), rows, rows2, coef, coef2, cols, down[0], sigma, out,
+                state.sample_weights(), *moves, down[0], sigma, out,
             )  # fmt: skip
             return out
     if len(down) == 2:
         _two_below_gains(
             state.acts_t[layer], pre_col, state.probs, state.log_probs, state.y,
-            state.sample_weights(), rows, rows2, coef, coef2, cols,
+            state.sample_weights(), *moves,
             np.ascontiguousarray(down[0].T), max_abs(down[0]), state.pre[layer + 1], down[1], out,
         )  # fmt: skip
         return out
-    dims = np.array([down[0].shape[0]] + [w.shape[1] for w in down], dtype=np.int64)
-    sizes = [w.size for w in down]
-    w_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    w_flat = np.concatenate([w.ravel() for w in down])
-    hidden = state.pre[layer + 1 : -1]  # pre-activations of downstream hidden layers
-    z_off = np.zeros(len(dims), dtype=np.int64)
-    if hidden:
-        z_off[1 : 1 + len(hidden)] = np.concatenate(
-            [[0], np.cumsum([h.shape[1] for h in hidden])[:-1]]
-        )
-        z_flat = np.ascontiguousarray(np.concatenate(hidden, axis=1))
-    else:
-        z_flat = np.zeros((state.batch_size, 1))
+    downstream, _ = flat_downstream(state, layer)
     _hidden_gains(
         state.acts_t[layer], pre_col, state.probs, state.log_probs, state.y, state.sample_weights(),
-        rows, rows2, coef, coef2, cols, w_flat, w_off, dims, z_flat, z_off, out,
+        *moves, *downstream, out,
     )  # fmt: skip
     return out

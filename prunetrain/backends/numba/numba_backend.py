@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit
 
 from prunetrain.backends import screen
-from prunetrain.backends.base import Backend
+from prunetrain.backends.base import Backend, check_labels
 from prunetrain.backends.numba import flip_kernels, screen_kernels
 from prunetrain.backends.numba.workers import WORKERS, default_workers
 from prunetrain.errors import PrunetrainError
@@ -303,6 +303,12 @@ class NumbaBackend(Backend):
         self.__dict__.update(state)
         self._setup()
 
+    def aslabels(self, y) -> np.ndarray:
+        """Integer labels, checked against the classes (the loss kernel reads ``logits[y]``)."""
+        y = super().aslabels(y)
+        check_labels(y, self.network.spec.layer_sizes[-1])
+        return y
+
     def buffer_nbytes(self) -> int:
         """Bytes held now by the workers' reusable float buffers."""
         return sum(ws.nbytes for ws in self._workspaces)
@@ -358,29 +364,6 @@ class NumbaBackend(Backend):
         return out
 
     # --- internals ------------------------------------------------------------------
-
-    def _check_features(self, X) -> np.ndarray:
-        X = self.asarray(X)
-        d = self.network.spec.layer_sizes[0]
-        if X.ndim != 2 or X.shape[1] != d:
-            raise PrunetrainError(f"features have shape {X.shape}, expected (n_samples, {d})")
-        return X
-
-    def _check_batch(self, population: MaskPopulation, X, y) -> tuple[np.ndarray, np.ndarray]:
-        if [tuple(s) for s in population.shapes] != [tuple(s) for s in self.network.shapes]:
-            raise PrunetrainError(
-                f"population has layers {population.shapes}, network has {self.network.shapes}"
-            )
-        X = self._check_features(X)
-        y = self.aslabels(y)
-        if y.shape != (X.shape[0],):
-            raise PrunetrainError(f"labels have shape {y.shape}, expected ({X.shape[0]},)")
-        if X.shape[0] == 0:
-            raise PrunetrainError("cannot evaluate masks on an empty batch")
-        n_classes = self.network.spec.layer_sizes[-1]
-        if y.min() < 0 or y.max() >= n_classes:  # the kernel reads logits[y]: keep it in bounds
-            raise PrunetrainError(f"labels must lie in [0, {n_classes}), got {y.min()}..{y.max()}")
-        return X, y
 
     def _plan(self, n_masks: int, n_rows: int):
         """Mask chunks, row blocks, and how many workers run them.
