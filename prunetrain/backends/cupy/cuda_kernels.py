@@ -391,7 +391,7 @@ def hidden_gains(
     """Exact mean-loss change of moves in a hidden layer (see :func:`flips.flip_gains`).
 
     Arguments as :func:`output_gains`, and the layers after the moved one
-    flattened as in :mod:`prunetrain.backends.flip_kernels`: ``pre_col`` is the
+    flattened by :func:`prunetrain.backends.flips.flat_downstream`: ``pre_col`` is the
     moved layer's pre-activation transposed ``(n_out, B)``; ``dims`` are the
     unit counts from the moved layer's output to the logits; downstream
     weight ``t`` (``dims[t] × dims[t+1]``, masked) starts at ``w_flat[w_off[t]]``;
