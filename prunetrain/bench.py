@@ -141,7 +141,7 @@ def measure(
         Rounds; each times the peak GEMM and every contender once.
     gpu_peak : callable, optional
         A timer returning the GFLOP/s of one GPU GEMM (see
-        :func:`prunetrain.backends.cupy_backend.gpu_sgemm_peak`), timed in
+        :func:`prunetrain.backends.cupy.cupy_backend.gpu_sgemm_peak`), timed in
         every round too; ``gpu_contenders`` are compared with it.
 
     Returns
@@ -269,7 +269,7 @@ def run_bench(
     gpu_names = [name for name in classes if name in GPU_BACKENDS]
     gpu_peak, gpu = None, {}
     if gpu_names:
-        from prunetrain.backends import cupy_backend
+        from prunetrain.backends.cupy import cupy_backend
 
         gpu_peak = cupy_backend.gpu_sgemm_peak(gpu_gemm_size, seed)
         gpu = {"gpu": cupy_backend.gpu_info(), "gpu_gemm_size": gpu_gemm_size}

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 pytest.importorskip("numba")
 
-from prunetrain.backends import BACKENDS, make_backend, numba_backend  # noqa: E402
-from prunetrain.backends.numba_backend import NumbaBackend, plan_items  # noqa: E402
+from prunetrain.backends import BACKENDS, make_backend  # noqa: E402
+from prunetrain.backends.numba import numba_backend  # noqa: E402
+from prunetrain.backends.numba.numba_backend import NumbaBackend, plan_items  # noqa: E402
 from prunetrain.errors import PrunetrainError  # noqa: E402
 from prunetrain.masks import KeepRule, MaskPopulation, random_mask  # noqa: E402
 from prunetrain.network import FrozenNetwork, NetworkSpec  # noqa: E402
@@ -197,19 +198,3 @@ def test_concurrent_evaluations_agree_and_restore_blas_threads():
             np.testing.assert_allclose(loss, want, rtol=1e-5)
     after = {i["filepath"]: i["num_threads"] for i in threadpool_info()}
     assert {path: after[path] for path in before} == before  # (SciPy's BLAS may load meanwhile)
-
-
-def test_without_numba_the_registry_leaves_it_out():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys; sys.modules['numba'] = None\n"  # `import numba` now raises ImportError
-        "from prunetrain.backends import BACKENDS, resolve_backend, NumpyBackend\n"
-        "from prunetrain.backends.numba_backend import NumbaBackend\n"
-        "assert 'numba' not in BACKENDS, BACKENDS\n"
-        "assert resolve_backend('auto') is NumpyBackend\n"
-        "print(NumbaBackend.unavailable_reason())\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "numba cannot be imported" in out.stdout

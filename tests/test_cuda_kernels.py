@@ -40,7 +40,7 @@ def check(fn):
 
 
 def kernels():
-    from prunetrain.backends import cuda_kernels
+    from prunetrain.backends.cupy import cuda_kernels
 
     assert cuda_kernels.SIMULATOR, "the checks must run under NUMBA_ENABLE_CUDASIM=1"
     return cuda_kernels
@@ -124,33 +124,18 @@ def cross_entropy_rows_equal_the_reference():
 
 def kernel_gains(K, state, layer, rows, cols, rows2, lanes, workers):
     """Flip gains by the kernels, arranged as the backend arranges them."""
-    r2 = np.full(len(rows), -1) if rows2 is None else rows2
-    coef = state.coefficients(layer, rows, cols)
-    coef2 = np.where(r2 >= 0, state.coefficients(layer, np.maximum(r2, 0), cols), 0.0)
-    moves = (rows, r2, coef, coef2, cols)
+    moves = flips.pack_moves(state, layer, rows, cols, rows2)
     partial = np.full((len(rows), lanes), np.nan)
     out = np.full(len(rows), np.nan)
     common = (state.probs, state.log_probs, state.y, *moves)
     if layer == state.n_layers - 1:
         K.output_gains(state.acts_t[layer], *common, partial, out)
         return out
-    down = state.masked[layer + 1 :]
-    dims = np.array([down[0].shape[0]] + [w.shape[1] for w in down])
-    w_off = np.concatenate([[0], np.cumsum([w.size for w in down])[:-1]])
-    hidden = state.pre[layer + 1 : -1]
-    z_off = np.zeros(len(dims), dtype=np.int64)
-    z_flat = np.zeros((state.batch_size, 1))
-    if hidden:
-        z_off[1 : 1 + len(hidden)] = np.concatenate(
-            [[0], np.cumsum([h.shape[1] for h in hidden])[:-1]]
-        )
-        z_flat = np.ascontiguousarray(np.concatenate(hidden, axis=1))
+    downstream, widest = flips.flat_downstream(state, layer)
     pre_col = np.ascontiguousarray(state.pre[layer].T)
-    w_flat = np.concatenate([w.ravel() for w in down])
-    scratch = np.full((workers, 2 * int(dims[1:].max())), np.nan)
+    scratch = np.full((workers, 2 * widest), np.nan)
     K.hidden_gains(
-        state.acts_t[layer], pre_col, *common, w_flat, w_off, dims, z_flat, z_off,
-        scratch, partial, out,
+        state.acts_t[layer], pre_col, *common, *downstream, scratch, partial, out,
     )  # fmt: skip
     return out
 
@@ -204,86 +189,10 @@ def add_columns_equals_add_at():
 
 
 @check
-def bernoulli_bits_equal_packbits():
-    K = kernels()
-    rng = np.random.default_rng(5)
-    for n in (1, 8, 13, 30):
-        u = rng.random((3, n))
-        p = rng.random(n)
-        packed = np.full((3, (n + 7) // 8), 255, dtype=np.uint8)
-        K.bernoulli_bits(u, p, packed)
-        np.testing.assert_array_equal(packed, np.packbits(u < p, axis=1, bitorder="little"))
-
-
-@check
-def keep_first_and_pack_bits_keep_exact_counts():
-    K = kernels()
-    rng = np.random.default_rng(6)
-    P, n, count = 3, 21, 8
-    order = np.argsort(rng.random((P, n)), axis=1)
-    flags = np.zeros((P, n), dtype=np.uint8)
-    K.keep_first(order, count, flags)
-    want = np.zeros((P, n), dtype=bool)
-    np.put_along_axis(want, order[:, :count], True, axis=1)
-    np.testing.assert_array_equal(flags.astype(bool), want)
-    assert (flags.sum(axis=1) == count).all()
-    for start, width in [(0, n), (5, 11), (20, 1)]:
-        packed = np.full((P, (width + 7) // 8), 255, dtype=np.uint8)
-        K.pack_bits(flags, start, width, packed)
-        ref = np.packbits(want[:, start : start + width], axis=1, bitorder="little")
-        np.testing.assert_array_equal(packed, ref)
-
-
-def sample_reference(shapes, rule, uniforms, keep_probs):
-    """NumPy reference of ``sample_packed``: Bernoulli, or the smallest ``-log(u)/p`` keys."""
-    sizes = [a * b for a, b in shapes]
-    if keep_probs is None:
-        p = [np.full(n, rule.keep) for n in sizes]
-    else:
-        p = [q.ravel() for q in keep_probs]
-    if rule.kind == "free":
-        flat = [x < q for x, q in zip(uniforms, p)]
-    else:
-        with np.errstate(divide="ignore"):
-            keys = [-np.log(x) / q for x, q in zip(uniforms, p)]
-        if rule.kind == "layer":
-            groups, counts = [[k] for k in keys], rule.layer_counts(shapes)
-        else:
-            groups, counts = [keys], [rule.total_count(shapes)]
-        flat = []
-        for group, count in zip(groups, counts):
-            k = np.concatenate(group, axis=1)
-            keep = np.zeros(k.shape, dtype=bool)
-            np.put_along_axis(keep, np.argsort(k, axis=1, kind="stable")[:, :count], True, axis=1)
-            flat.extend(np.split(keep, np.cumsum([g.shape[1] for g in group])[:-1], axis=1))
-    return [np.packbits(f, axis=1, bitorder="little") for f in flat]
-
-
-@check
-def sample_packed_follows_the_keep_rule():
-    kernels()
-    from prunetrain.backends.cupy_backend import sample_packed
-
-    rng = np.random.default_rng(7)
-    shapes = [(4, 5), (5, 3)]
-    for kind in ("free", "layer", "global"):
-        rule = KeepRule(0.4, kind)
-        for keep_probs in (None, [rng.random(s) for s in shapes]):
-            uniforms = [rng.random((3, a * b)) for a, b in shapes]
-            got = sample_packed(np, shapes, rule, uniforms, keep_probs)
-            want = sample_reference(shapes, rule, uniforms, keep_probs)
-            for g, w in zip(got, want):
-                np.testing.assert_array_equal(g, w)
-            population = MaskPopulation(got, shapes)
-            if kind != "free":
-                assert all(rule.satisfied_by(population.mask(i)) for i in range(3))
-
-
-@check
 def backend_evaluate_and_logits_equal_the_numpy_backend():
     kernels()
     from prunetrain.backends import NumpyBackend
-    from prunetrain.backends.cupy_backend import CupyBackend
+    from prunetrain.backends.cupy.cupy_backend import CupyBackend
 
     for sizes, P, B, bias, seed in [((6, 5, 4, 3), 3, 7, False, 0), ((5, 4), 2, 5, True, 1)]:
         rng = np.random.default_rng(seed)
@@ -313,7 +222,7 @@ def backend_evaluate_and_logits_equal_the_numpy_backend():
 def backend_weighted_losses_and_gains_equal_duplicated_rows():
     kernels()
     from prunetrain.backends import NumpyBackend
-    from prunetrain.backends.cupy_backend import CupyBackend
+    from prunetrain.backends.cupy.cupy_backend import CupyBackend
 
     for init in ("signed_constant", "kaiming_normal"):
         net, mask, X, y, rng = flip_case((6, 5, 4, 3), 8, 7, init=init)
@@ -352,7 +261,7 @@ def backend_weighted_losses_and_gains_equal_duplicated_rows():
 @check
 def backend_flip_state_gains_and_updates_equal_the_reference():
     kernels()
-    from prunetrain.backends.cupy_backend import CupyBackend
+    from prunetrain.backends.cupy.cupy_backend import CupyBackend
 
     net, mask, X, y, rng = flip_case((6, 5, 4, 3), 8, 5, bias=True)
     backend = CupyBackend(net, array_module=np)
@@ -382,20 +291,6 @@ def backend_flip_state_gains_and_updates_equal_the_reference():
     assert len(backend.flip_gains(state, 0, [], [])) == 0
 
 
-@check
-def backend_sample_masks_is_deterministic():
-    kernels()
-    from prunetrain.backends.cupy_backend import CupyBackend
-
-    net = FrozenNetwork(NetworkSpec((6, 5, 3)), 0)
-    backend = CupyBackend(net, array_module=np)
-    rule = KeepRule(0.3, "layer")
-    a = backend.sample_masks(rule, 2, np.random.default_rng(1))
-    b = backend.sample_masks(rule, 2, np.random.default_rng(1))
-    assert all((p == q).all() for p, q in zip(a.packed, b.packed))
-    assert all(rule.satisfied_by(a.mask(i)) for i in range(2))
-
-
 SCREEN_CASES = [  # sizes, batch, seed, bias, input scale, init: depth 1 to 4
     ((4, 3), 5, 10, False, 1.0, "signed_constant"),
     ((5, 4, 3), 6, 11, True, 1.0, "kaiming_normal"),
@@ -416,12 +311,10 @@ def assert_close_to_largest(got, want, rtol):
 @check
 def screen_responses_equal_the_reference():
     K = kernels()
-    from prunetrain.backends.cupy_backend import CupyBackend
 
     for sizes, batch, seed, bias, scale, init in SCREEN_CASES:
         net, mask, X, y, _ = flip_case(sizes, batch, seed, bias, scale, init)
         state = flips.build_state(net, mask, X, y)
-        backend = CupyBackend(net, array_module=np)  # for its flattening of the later layers
         want = screen.probe_responses(state)
         for layer, eps in enumerate(screen.probe_sizes(state)):
             if layer == net.spec.n_layers - 1:
@@ -429,7 +322,7 @@ def screen_responses_equal_the_reference():
                 K.output_responses(state.probs, state.log_probs, state.y, eps, got)
                 assert_close_to_largest(got, want[layer], 1e-9)
                 continue
-            downstream, widest = backend._downstream(state, layer)
+            downstream, widest = flips.flat_downstream(state, layer)
             # One worker; workers that do not divide the work; one per probe.
             for workers in (1, 3, state.pre[layer].size):
                 got = np.full(want[layer].shape, np.nan)
@@ -444,7 +337,7 @@ def screen_responses_equal_the_reference():
 @check
 def backend_flip_screen_equals_the_reference():
     kernels()
-    from prunetrain.backends.cupy_backend import CupyBackend
+    from prunetrain.backends.cupy.cupy_backend import CupyBackend
 
     for k, (sizes, batch, seed, bias, scale, init) in enumerate(SCREEN_CASES):
         net, mask, X, y, _ = flip_case(sizes, batch, seed, bias, scale, init)
@@ -467,7 +360,7 @@ def probe_search_runs_on_the_backend_and_keeps_the_rule():
     kernels()
     from conftest import planted
 
-    from prunetrain.backends.cupy_backend import CupyBackend
+    from prunetrain.backends.cupy.cupy_backend import CupyBackend
     from prunetrain.objective import Problem
     from prunetrain.search import make_searcher, run
 

@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prunetrain.backends import flip_kernels, flips
+from prunetrain.backends import flips
+from prunetrain.backends.numba import flip_kernels
 from prunetrain.masks import KeepRule, random_mask
 from prunetrain.metrics import cross_entropy
 from prunetrain.network import FrozenNetwork, NetworkSpec

@@ -5,7 +5,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from prunetrain.backends import flips, make_backend, screen, screen_kernels
+from prunetrain.backends import flips, make_backend, screen
+from prunetrain.backends.numba import screen_kernels
 from prunetrain.data import load_dataset
 from prunetrain.masks import KeepRule, random_mask
 from prunetrain.network import FrozenNetwork, NetworkSpec

@@ -7,8 +7,6 @@ from prunetrain.backends import topk
 from prunetrain.backends.topk import counter_uniforms, gumbel_top_k, top_k_rows
 from prunetrain.search.evolutionary import topk_mode
 
-needs_kernels = pytest.mark.skipif(topk._kernels is None, reason="numba is not importable")
-
 
 def test_counter_uniforms_known_values():
     # SplitMix64 seeded with 0 starts 0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4 (its reference values).
@@ -22,7 +20,6 @@ def test_counter_uniforms_known_values():
     assert abs(np.corrcoef(u[0], u[1])[0, 1]) < 0.02
 
 
-@needs_kernels
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=4), st.integers(0, 3000))
 def test_uniform_kernel_agrees_with_reference(seeds, n):
@@ -55,11 +52,9 @@ def test_top_k_rows_marks_the_k_largest(n, keep, size, seed, dtype):
     np.testing.assert_array_equal(ref.sum(axis=1), k)
     if 0 < k < n:  # distinct values: the set is the argpartition one
         np.testing.assert_array_equal(ref, _argpartition_top_k(key, k))
-    if topk._kernels is not None:
-        np.testing.assert_array_equal(top_k_rows(key, k), ref)
+    np.testing.assert_array_equal(top_k_rows(key, k), ref)
 
 
-@needs_kernels
 @pytest.mark.parametrize("n", [50, 9000, 40_000])
 def test_top_k_rows_ties_go_to_the_lowest_columns(n):
     rng = np.random.default_rng(n)
@@ -77,7 +72,6 @@ def test_top_k_rows_ties_go_to_the_lowest_columns(n):
                 assert np.all(np.diff(chosen.astype(int)) <= 0)  # a prefix of the ties
 
 
-@needs_kernels
 def test_top_k_rows_exact_when_the_subsample_misleads():
     # Every strided sample is 0 while the rest is positive: the band misses the boundary
     # and the kernel must fall back to a full partition.

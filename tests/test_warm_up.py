@@ -50,7 +50,7 @@ def test_no_kernel_compiles_inside_the_budget():
     script = textwrap.dedent(
         """
         import numba
-        from prunetrain.backends import flip_kernels, numba_backend, screen_kernels, topk_kernels
+        from prunetrain.backends.numba import flip_kernels, numba_backend, screen_kernels, topk_kernels
         from prunetrain.backends import warm_up
         from prunetrain.data import load_dataset
         from prunetrain.masks import KeepRule

@@ -2,28 +2,35 @@
 
 ``make_backend(name, network)`` returns a :class:`Backend` bound to one
 network. ``"auto"`` picks the fastest backend that works here.
+
+The NumPy references live here (:mod:`.numpy_backend`, :mod:`.flips`,
+:mod:`.screen`, :mod:`.topk`); the Numba backend and its kernels in
+:mod:`prunetrain.backends.numba`, the CuPy backend and its numba.cuda
+kernels in :mod:`prunetrain.backends.cupy`.
 """
 
 from __future__ import annotations
 
 import time
 
+from prunetrain.backends import topk
 from prunetrain.backends.base import Backend
-from prunetrain.backends.cupy_backend import CupyBackend
-from prunetrain.backends.numba_backend import NumbaBackend
+from prunetrain.backends.cupy import CupyBackend
+from prunetrain.backends.numba import NumbaBackend
 from prunetrain.backends.numpy_backend import NumpyBackend
 from prunetrain.errors import BackendUnavailableError, PrunetrainError
 from prunetrain.network import FrozenNetwork
 
-BACKENDS: dict[str, type[Backend]] = {"numpy": NumpyBackend}
-if NumbaBackend.unavailable_reason() is None:  # no numba here: leave it out
-    BACKENDS["numba"] = NumbaBackend
-# Always listed: whether a GPU works is probed (once) only when cupy is asked for,
-# and an explicit `--backend cupy` then says why it cannot run.
-BACKENDS["cupy"] = CupyBackend
+# CuPy is always listed: whether a GPU works is probed (once) only when cupy is asked
+# for, and an explicit `--backend cupy` then says why it cannot run.
+BACKENDS: dict[str, type[Backend]] = {
+    "numpy": NumpyBackend,
+    "numba": NumbaBackend,
+    "cupy": CupyBackend,
+}
 #: Every name a backend may have, whether or not it can run here (a config names them).
 BACKEND_NAMES = ("auto", "numpy", "numba", "cupy")
-# Tried in this order by "auto"; names that are not registered are skipped.
+# Tried in this order by "auto"; a backend that cannot run here is skipped.
 AUTO_ORDER = ("cupy", "numba", "numpy")
 
 
@@ -72,8 +79,6 @@ def warm_up(backend: Backend, X, y) -> float:
     sampling kernels of :mod:`prunetrain.backends.topk`. Called by the run
     loop before its clock starts.
     """
-    from prunetrain.backends import topk
-
     start = time.perf_counter()
     backend.warm_up(X, y)
     topk.warm_up()
@@ -90,6 +95,7 @@ __all__ = [
     "BACKEND_NAMES",
     "Backend",
     "CupyBackend",
+    "NumbaBackend",
     "NumpyBackend",
     "backend_names",
     "backend_notice",

@@ -9,8 +9,18 @@ from typing import ClassVar
 import numpy as np
 
 from prunetrain.backends import flips, screen
+from prunetrain.errors import PrunetrainError
 from prunetrain.masks import MaskPopulation
 from prunetrain.network import FrozenNetwork
+
+
+def check_labels(y: np.ndarray, n_classes: int) -> None:
+    """Raise :class:`PrunetrainError` unless every label of the host array ``y`` lies in ``[0, n_classes)``.
+
+    The compiled backends read ``logits[y]`` in their kernels: this keeps them in bounds.
+    """
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise PrunetrainError(f"labels must lie in [0, {n_classes}), got {y.min()}..{y.max()}")
 
 
 class Backend(abc.ABC):
@@ -50,6 +60,10 @@ class Backend(abc.ABC):
     def take(self, array, index: np.ndarray):
         """Rows ``index`` of a device array (a minibatch)."""
         return array[index]
+
+    def to_host(self, array) -> np.ndarray:
+        """A device array of this backend (features, labels, weights) as a NumPy array."""
+        return np.asarray(array)
 
     @abc.abstractmethod
     def evaluate(self, population: MaskPopulation, X, y, w=None) -> tuple[np.ndarray, np.ndarray]:
@@ -127,6 +141,32 @@ class Backend(abc.ABC):
         forward passes). It only screens: confirm a flip with :meth:`flip_gains`.
         """
         return screen.screen_gains(state, screen.probe_responses(state, probe))
+
+    # --- the checks of a batch that the compiled backends make --------------------------
+
+    def _check_features(self, X):
+        """``X`` as a device array (:meth:`asarray`), refused unless ``(n_samples, n_inputs)``."""
+        X = self.asarray(X)
+        d = self.network.spec.layer_sizes[0]
+        if X.ndim != 2 or X.shape[1] != d:
+            raise PrunetrainError(
+                f"features have shape {tuple(X.shape)}, expected (n_samples, {d})"
+            )
+        return X
+
+    def _check_batch(self, population: MaskPopulation, X, y):
+        """``(X, y)`` as device arrays, refused unless they fit each other, the network and ``population``."""
+        if [tuple(s) for s in population.shapes] != [tuple(s) for s in self.network.shapes]:
+            raise PrunetrainError(
+                f"population has layers {population.shapes}, network has {self.network.shapes}"
+            )
+        X, y = self._check_features(X), self.aslabels(y)
+        B = X.shape[0]
+        if y.shape != (B,):
+            raise PrunetrainError(f"labels have shape {tuple(y.shape)}, expected ({B},)")
+        if B == 0:
+            raise PrunetrainError("cannot evaluate masks on an empty batch")
+        return X, y
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.network!r})"

@@ -21,7 +21,8 @@ off, which keeps the layer's count), by passing a second row.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -99,32 +100,37 @@ def build_state(
         sample_losses=np.empty(0),
         w=None if w is None else np.ascontiguousarray(w, dtype=np.float64),
     )
-    _forward_from(state, 0)
+    forward_from(state, 0)
     return state
 
 
-def _forward_from(state: FlipState, layer: int) -> None:
-    """Recompute every cache from layer ``layer``'s input on."""
+def forward_from(state: FlipState, layer: int, xp=np) -> None:
+    """Recompute every cache from layer ``layer``'s input on.
+
+    ``xp`` is the array module of the caches: NumPy here, CuPy for a state
+    the CuPy backend keeps on the GPU (the same code, run on the device).
+    """
     del state.acts_t[layer + 1 :]
     del state.pre[layer:]
     for q in range(layer, state.n_layers):
         z = state.acts_t[q].T @ state.masked[q]
         if state.biases is not None:
             z += state.biases[q]
-        state.pre.append(np.ascontiguousarray(z))
+        state.pre.append(xp.ascontiguousarray(z))
         if q < state.n_layers - 1:
-            state.acts_t.append(np.ascontiguousarray(np.maximum(z, 0.0).T))
-    _finish_logits(state)
+            state.acts_t.append(xp.ascontiguousarray(xp.maximum(z, 0.0).T))
+    finish_logits(state, xp)
 
 
-def _finish_logits(state: FlipState) -> None:
+def finish_logits(state: FlipState, xp=np) -> None:
+    """Softmax, log-softmax and per-sample losses of the cached logits ``state.pre[-1]``."""
     z = state.pre[-1]
     shifted = z - z.max(axis=1, keepdims=True)
-    expz = np.exp(shifted)
+    expz = xp.exp(shifted)
     total = expz.sum(axis=1, keepdims=True)
-    state.probs = np.ascontiguousarray(expz / total)
-    state.log_probs = np.ascontiguousarray(shifted - np.log(total))
-    state.sample_losses = -state.log_probs[np.arange(len(state.y)), state.y]
+    state.probs = xp.ascontiguousarray(expz / total)
+    state.log_probs = xp.ascontiguousarray(shifted - xp.log(total))
+    state.sample_losses = -state.log_probs[xp.arange(state.batch_size), state.y]
 
 
 def flip_gains(
@@ -213,11 +219,29 @@ def _column_deltas(state, layer, rows, cols, rows2) -> np.ndarray:
     return dz
 
 
-def apply_flips(state: FlipState, layer: int, rows: np.ndarray, cols: np.ndarray) -> None:
+def add_columns(acts_t, rows, cols, coef, pre) -> None:
+    """``pre[:, cols[k]] += coef[k] · acts_t[rows[k]]`` for every ``k``, in order (NumPy reference).
+
+    Unbuffered: two flips may share a column. The CuPy backend's kernel
+    :func:`prunetrain.backends.cupy.cuda_kernels.add_columns` does the same on the GPU.
+    """
+    np.add.at(pre.T, cols, coef[:, None] * acts_t[rows])
+
+
+def apply_flips(
+    state: FlipState,
+    layer: int,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    xp=np,
+    add_columns: Callable = add_columns,
+) -> None:
     """Flip weights ``(rows[k], cols[k])`` of ``layer`` and bring every cache up to date.
 
     The layer's pre-activations change by one column per flip (exactly
-    ``c · a``); everything after it is recomputed by dense GEMMs.
+    ``c · a``, by ``add_columns``); everything after it is recomputed by dense
+    GEMMs. The mask and the weights stay on the host; the caches are arrays
+    of ``xp`` (see :func:`forward_from`).
     """
     rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
     if len(rows) == 0:
@@ -227,17 +251,81 @@ def apply_flips(state: FlipState, layer: int, rows: np.ndarray, cols: np.ndarray
     coef = state.coefficients(layer, rows, cols)
     m = state.mask[layer]
     m[rows, cols] = ~m[rows, cols]
-    state.masked[layer][rows, cols] = np.where(m[rows, cols], state.weights[layer][rows, cols], 0.0)
-    z = state.pre[layer]
-    # Unbuffered accumulation: two flips may share a column.
-    np.add.at(z.T, cols, coef[:, None] * state.acts_t[layer][rows])
+    kept = np.where(m[rows, cols], state.weights[layer][rows, cols], 0.0)
+    rows_d, cols_d = xp.asarray(rows), xp.asarray(cols)
+    state.masked[layer][rows_d, cols_d] = xp.asarray(kept)
+    add_columns(state.acts_t[layer], rows_d, cols_d, xp.asarray(coef), state.pre[layer])
     del state.acts_t[layer + 1 :]
     del state.pre[layer + 1 :]
     if layer < state.n_layers - 1:
-        state.acts_t.append(np.ascontiguousarray(np.maximum(z, 0.0).T))
-        _forward_from(state, layer + 1)
+        state.acts_t.append(xp.ascontiguousarray(xp.maximum(state.pre[layer], 0.0).T))
+        forward_from(state, layer + 1, xp)
     else:
-        _finish_logits(state)
+        finish_logits(state, xp)
+
+
+# --- what the flip-gain kernels take (Numba and CUDA alike) ---------------------------
+
+
+class Moves(NamedTuple):
+    """Moves of one layer as the kernels take them: int64 and float64 host arrays of shape (K,).
+
+    Move ``k`` flips ``(rows[k], cols[k])``, with signed weight ``coef[k]``,
+    and, where ``rows2[k] >= 0``, also ``(rows2[k], cols[k])`` with ``coef2[k]``
+    (``rows2[k] = -1`` and ``coef2[k] = 0`` for a single flip).
+    """
+
+    rows: np.ndarray
+    rows2: np.ndarray
+    coef: np.ndarray
+    coef2: np.ndarray
+    cols: np.ndarray
+
+
+def pack_moves(
+    state: FlipState,
+    layer: int,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    rows2: np.ndarray | None = None,
+) -> Moves:
+    """The arguments of :func:`flip_gains` as :class:`Moves`, with each flip's signed weight."""
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    cols = np.ascontiguousarray(cols, dtype=np.int64)
+    coef = state.coefficients(layer, rows, cols)
+    if rows2 is None:
+        rows2 = np.full(len(rows), -1, dtype=np.int64)
+        coef2 = np.zeros(len(rows))
+    else:
+        rows2 = np.ascontiguousarray(rows2, dtype=np.int64)
+        coef2 = np.where(rows2 >= 0, state.coefficients(layer, np.maximum(rows2, 0), cols), 0.0)
+    return Moves(rows, rows2, coef, coef2, cols)
+
+
+def flat_downstream(state: FlipState, layer: int, xp=np) -> tuple[tuple, int]:
+    """The layers after hidden ``layer``, flattened for the push kernels, and the widest of them.
+
+    Returns ``((w_flat, w_off, dims, z_flat, z_off), widest)``: the masked
+    weights of layers ``layer+1 ..`` end to end and where each starts, the
+    unit counts ``n_{layer+1} .. n_L``, and the cached pre-activations of the
+    downstream hidden layers side by side (one column of zeros if there are
+    none) with where each starts; arrays of ``xp``.
+    """
+    down = state.masked[layer + 1 :]
+    dims = np.array([down[0].shape[0]] + [w.shape[1] for w in down], dtype=np.int64)
+    w_off = np.concatenate([[0], np.cumsum([w.size for w in down])[:-1]]).astype(np.int64)
+    w_flat = xp.concatenate([w.ravel() for w in down])
+    hidden = state.pre[layer + 1 : -1]  # pre-activations of downstream hidden layers
+    z_off = np.zeros(len(dims), dtype=np.int64)
+    if hidden:
+        z_off[1 : 1 + len(hidden)] = np.concatenate(
+            [[0], np.cumsum([h.shape[1] for h in hidden])[:-1]]
+        )
+        z_flat = xp.ascontiguousarray(xp.concatenate(hidden, axis=1))
+    else:
+        z_flat = xp.zeros((state.batch_size, 1), dtype=xp.float64)
+    arrays = (w_flat, xp.asarray(w_off), xp.asarray(dims), z_flat, xp.asarray(z_off))
+    return arrays, int(dims[1:].max())
 
 
 #: A transcendental (exp, log) costs about this many multiply-adds.

@@ -13,25 +13,18 @@ that cost five times the evaluation of the samples
 counter-based (SplitMix64), so a Numba kernel can make them on every core and
 reproduce them exactly, and each row's boundary is found by partitioning
 only a narrow band of values bracketed by a strided subsample. The NumPy
-functions below are the reference; the kernels in
-:mod:`prunetrain.backends.topk_kernels` give the same bits, and are used
-whenever Numba imports.
+functions below are the reference (``fast=False``); the kernels in
+:mod:`prunetrain.backends.numba.topk_kernels` give the same bits and are the
+default.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-# SplitMix64: the increment γ and the two multipliers of its output mix (the kernels use these).
-_GAMMA = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-
-try:
-    from prunetrain.backends import topk_kernels as _kernels
-    from prunetrain.backends.numba_backend import _WORKERS, _default_workers
-except Exception:  # noqa: BLE001 - any failure means "no numba here": use the reference
-    _kernels = None
+from prunetrain.backends.numba import topk_kernels
+from prunetrain.backends.numba.workers import run_rows
+from prunetrain.backends.splitmix import GAMMA, M1, M2
 
 # Rows shorter than this many subsample strides are partitioned whole.
 _SUBSAMPLE = 2048
@@ -39,13 +32,6 @@ _SUBSAMPLE = 2048
 
 def _stride(n: int) -> int:
     return n // _SUBSAMPLE
-
-
-def _by_rows(kernel, size: int, *args) -> None:
-    """Run ``kernel(r0, r1, *args)`` over ``0 .. size`` split among the Numba helper threads."""
-    workers = max(1, min(size, _default_workers()))
-    bounds = np.linspace(0, size, workers + 1).astype(int)
-    _WORKERS.run(workers, lambda slot: kernel(bounds[slot], bounds[slot + 1], *args))
 
 
 def counter_uniforms(seeds: np.ndarray, n: int, *, fast: bool = True) -> np.ndarray:
@@ -60,14 +46,14 @@ def counter_uniforms(seeds: np.ndarray, n: int, *, fast: bool = True) -> np.ndar
     True
     """
     seeds = np.ascontiguousarray(seeds, dtype=np.uint64)
-    if fast and _kernels is not None:
+    if fast:
         out = np.empty((len(seeds), n), dtype=np.float32)
-        _by_rows(_kernels.counter_uniforms, len(seeds), seeds, out)
+        run_rows(topk_kernels.counter_uniforms, len(seeds), seeds, out)
         return out
     with np.errstate(over="ignore"):  # uint64 arithmetic wraps, as in the kernel
-        z = seeds[:, None] + np.arange(1, n + 1, dtype=np.uint64) * _GAMMA
-        z = (z ^ (z >> np.uint64(30))) * _M1
-        z = (z ^ (z >> np.uint64(27))) * _M2
+        z = seeds[:, None] + np.arange(1, n + 1, dtype=np.uint64) * GAMMA
+        z = (z ^ (z >> np.uint64(30))) * M1
+        z = (z ^ (z >> np.uint64(27))) * M2
         z ^= z >> np.uint64(31)
     return ((z >> np.uint64(40)) + np.uint64(1)).astype(np.float32) * np.float32(2.0**-24)
 
@@ -86,9 +72,9 @@ def top_k_rows(key: np.ndarray, k: int, *, fast: bool = True) -> np.ndarray:
     """
     key = np.ascontiguousarray(key)
     size, n = key.shape
-    if fast and _kernels is not None:
+    if fast:
         out = np.empty((size, n), dtype=bool)
-        _by_rows(_kernels.top_k_rows, size, key, int(k), _stride(n), out)
+        run_rows(topk_kernels.top_k_rows, size, key, int(k), _stride(n), out)
         return out
     if k <= 0 or k >= n:
         return np.full((size, n), k >= n, dtype=bool)

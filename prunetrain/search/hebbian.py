@@ -59,11 +59,6 @@ COMPETITIONS = ("wta", "none")
 
 
 # --- forward passes and selection (plain NumPy on the host) ------------------------------
-def to_host(array) -> np.ndarray:
-    """A backend array (NumPy, or CuPy with ``.get()``) as a NumPy array."""
-    return array.get() if hasattr(array, "get") else np.asarray(array)
-
-
 def forward(weights, biases, mask, X) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Inputs ``x_l`` (``a_{l-1}``) and pre-activations ``z_l`` of every layer, float64."""
     a = np.asarray(X, dtype=np.float64)
@@ -279,6 +274,7 @@ class HebbianBase(Searcher):
     def step(self) -> None:
         problem = self.problem
         batch = problem.next_batch()
+        to_host = problem.backend.to_host
         X, y = to_host(batch.X), to_host(batch.y).astype(np.int64)
         self.update(X, y)
         self.updates += 1

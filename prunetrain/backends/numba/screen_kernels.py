@@ -21,13 +21,13 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit, prange
 
-from prunetrain.backends.flip_kernels import (
-    _block_loss_changes,
-    _lse_change,
-    _max_abs,
-    _push_through,
-)
 from prunetrain.backends.flips import FlipState
+from prunetrain.backends.numba.flip_kernels import (
+    block_loss_changes,
+    lse_change,
+    max_abs,
+    push_through,
+)
 from prunetrain.backends.screen import PROBE, probe_sizes, weighted_responses
 
 #: Rows of one probe chunk times the widest downstream layer stay under this many floats.
@@ -42,7 +42,7 @@ def _output_responses(probs, log_probs, y, eps, out):  # pragma: no cover - comp
         one = np.empty(1)
         one[0] = eps
         for c in range(n_classes):
-            change = _lse_change(probs, log_probs, b, one, c)
+            change = lse_change(probs, log_probs, b, one, c)
             if y[b] == c:
                 change -= eps
             out[b, c] = change / eps
@@ -66,7 +66,7 @@ def _last_hidden_responses(z, eps, w_out, probs, log_probs, y, out):  # pragma: 
                     acc[c, n_j] = da * w_out[j, c]
                 units[n_j] = j
                 n_j += 1
-        _block_loss_changes(probs, log_probs, b, y[b], acc, n_j, changes)
+        block_loss_changes(probs, log_probs, b, y[b], acc, n_j, changes)
         for jj in range(n_j):
             out[b, units[jj]] = changes[jj] / eps
 
@@ -75,7 +75,7 @@ def _last_hidden_responses(z, eps, w_out, probs, log_probs, y, out):  # pragma: 
 def _two_below_responses(
     z, eps, w_next_t, w_max, z_next, w_out, probs, log_probs, y, out
 ):  # pragma: no cover
-    """Units two layers below the logits, all pushes of one sample at once (``_push_through``)."""
+    """Units two layers below the logits, all pushes of one sample at once (``push_through``)."""
     n_samples, n_units = z.shape
     n_classes = w_out.shape[1]
     for b in prange(n_samples):
@@ -94,8 +94,8 @@ def _two_below_responses(
         column = np.empty(n_j)
         acc = np.empty((n_classes, n_j))
         changes = np.empty(n_j)
-        _push_through(pushes, units, n_j, eps * w_max, z_next[b], w_next_t, w_out, column, acc)
-        _block_loss_changes(probs, log_probs, b, y[b], acc, n_j, changes)
+        push_through(pushes, units, n_j, eps * w_max, z_next[b], w_next_t, w_out, column, acc)
+        block_loss_changes(probs, log_probs, b, y[b], acc, n_j, changes)
         for jj in range(n_j):
             out[b, units[jj]] = changes[jj] / eps
 
@@ -138,7 +138,7 @@ def _row_losses(rows_b, delta, probs, log_probs, y, out):  # pragma: no cover - 
             b = rows_b[r]
             for c in range(n_classes):
                 d[c] = delta[r, c]
-            out[r] = _lse_change(probs, log_probs, b, d, -1) - d[y[b]]
+            out[r] = lse_change(probs, log_probs, b, d, -1) - d[y[b]]
 
 
 def probe_responses(state: FlipState, probe: float = PROBE) -> list[np.ndarray]:
@@ -157,7 +157,7 @@ def probe_responses(state: FlipState, probe: float = PROBE) -> list[np.ndarray]:
         elif layer + 2 == last:
             w_next_t = np.ascontiguousarray(state.masked[layer + 1].T)
             _two_below_responses(
-                z, eps, w_next_t, _max_abs(w_next_t), state.pre[layer + 1], state.masked[last],
+                z, eps, w_next_t, max_abs(w_next_t), state.pre[layer + 1], state.masked[last],
                 state.probs, state.log_probs, state.y, R,
             )  # fmt: skip
         else:

@@ -1,8 +1,8 @@
 """Numba kernels of :mod:`prunetrain.backends.topk`; the same results, bit for bit.
 
 Both kernels fill the rows ``r0 .. r1`` of their output and release the GIL,
-so that :mod:`prunetrain.backends.topk` can split the rows among the Numba
-backend's helper threads (the threads the evaluations run on, rather than a
+so that :mod:`prunetrain.backends.topk` can split the rows among the
+helper threads of :mod:`prunetrain.backends.numba.workers` (the threads the evaluations run on, rather than a
 second pool, Numba's OpenMP one, that would wait on the same cores). The
 random numbers are counter-based: SplitMix64 of ``seed + (j+1)·γ``, the
 ``j``-th output of a generator seeded with ``seed``, so a row's draws depend
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from prunetrain.backends.topk import _GAMMA, _M1, _M2
+from prunetrain.backends.splitmix import GAMMA, M1, M2
 
 _S30, _S27, _S31, _S40 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(40)
 _ULP24 = np.float32(2.0**-24)
@@ -22,8 +22,8 @@ _ULP24 = np.float32(2.0**-24)
 
 @njit(cache=True, inline="always")
 def _splitmix(z):  # pragma: no cover
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
+    z = (z ^ (z >> _S30)) * M1
+    z = (z ^ (z >> _S27)) * M2
     return z ^ (z >> _S31)
 
 
@@ -34,7 +34,7 @@ def counter_uniforms(r0, r1, seeds, out):  # pragma: no cover
     for r in range(r0, r1):
         s = seeds[r]
         for j in range(n):
-            z = _splitmix(s + np.uint64(j + 1) * _GAMMA)
+            z = _splitmix(s + np.uint64(j + 1) * GAMMA)
             out[r, j] = np.float32((z >> _S40) + np.uint64(1)) * _ULP24
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from prunetrain.backends.flips import FlipState
+from prunetrain.backends.flips import FlipState, flat_downstream, pack_moves
 
 
 @njit(cache=True, fastmath=False)
-def _lse_change(probs, log_probs, b, delta, j):  # pragma: no cover
+def lse_change(probs, log_probs, b, delta, j):  # pragma: no cover
     """``logsumexp(z_b + δ) - logsumexp(z_b)``; ``j >= 0``: δ is ``delta[0]`` on class j only."""
     n_classes = probs.shape[1]
     s = 0.0
@@ -54,7 +54,7 @@ def _expm1_near_zero(x):  # pragma: no cover - compiled
 
 
 @njit(cache=True, fastmath=False)
-def _block_loss_changes(probs, log_probs, b, y_b, acc, n, changes):  # pragma: no cover
+def block_loss_changes(probs, log_probs, b, y_b, acc, n, changes):  # pragma: no cover
     """``changes[m]``: exact change of sample ``b``'s loss when its logits move by ``acc[:, m]``.
 
     ``acc`` is ``(n_classes, ≥ n)``. While every change is below 0.1 (the usual
@@ -84,7 +84,7 @@ def _block_loss_changes(probs, log_probs, b, y_b, acc, n, changes):  # pragma: n
     for m in range(n):
         for c in range(n_classes):
             delta[c] = acc[c, m]
-        changes[m] = _lse_change(probs, log_probs, b, delta, -1) - delta[y_b]
+        changes[m] = lse_change(probs, log_probs, b, delta, -1) - delta[y_b]
 
 
 @njit(cache=True, fastmath=False, inline="always")
@@ -119,7 +119,7 @@ def _output_gains(
                 d += c2 * acts_t[i2, b]
             if d != 0.0:
                 one[0] = d
-                change = _lse_change(probs, log_probs, b, one, j)
+                change = lse_change(probs, log_probs, b, one, j)
                 if y[b] == j:
                     change -= d
                 total += sw[b] * change
@@ -192,12 +192,12 @@ def _hidden_gains(
                             nxt[q] += dp * w_flat[base + q]
                 for q in range(width_out):
                     cur[q] = nxt[q]
-            total += sw[b] * (_lse_change(probs, log_probs, b, cur[:n_classes], -1) - cur[y[b]])
+            total += sw[b] * (lse_change(probs, log_probs, b, cur[:n_classes], -1) - cur[y[b]])
         out[k] = total / n_samples
 
 
 @njit(cache=True, fastmath=False)
-def _push_through(
+def push_through(
     pushes, units, n, reach, z_next_b, w_next_t, w_out, column, acc
 ):  # pragma: no cover
     """The logits' change ``acc[:, m]`` of one sample under each push ``m < n``, exactly.
@@ -230,7 +230,7 @@ def _push_through(
                 row[m] += column[m] * w
 
 
-def _max_abs(a: np.ndarray) -> float:
+def max_abs(a: np.ndarray) -> float:
     return float(np.abs(a).max()) if a.size else 0.0
 
 
@@ -258,7 +258,7 @@ def _two_below_gains(
     w_out,
     out,
 ):  # pragma: no cover
-    """Moves two layers below the logits, all moves of one sample at once (:func:`_push_through`).
+    """Moves two layers below the logits, all moves of one sample at once (:func:`push_through`).
 
     ``w_max`` is the largest next-layer weight magnitude. Each sample's change
     counts ``sw[b]`` times (the sample weights, ones without). Samples go in
@@ -290,10 +290,8 @@ def _two_below_gains(
             if n_m == 0:
                 continue
             # No move moves a next-layer unit by more than reach.
-            _push_through(
-                pushes, units, n_m, reach * w_max, z_next[b], w_next_t, w_out, column, acc
-            )
-            _block_loss_changes(probs, log_probs, b, y[b], acc, n_m, changes)
+            push_through(pushes, units, n_m, reach * w_max, z_next[b], w_next_t, w_out, column, acc)
+            block_loss_changes(probs, log_probs, b, y[b], acc, n_m, changes)
             for mm in range(n_m):
                 partial[blk, ids[mm]] += sw[b] * changes[mm]
     for m in prange(n_moves):
@@ -339,7 +337,7 @@ def _last_hidden_gains_signed(
             else:
                 for c in range(n_classes):
                     delta[c] = da * w_out[j, c]
-                change = _lse_change(probs, log_probs, b, delta, -1)
+                change = lse_change(probs, log_probs, b, delta, -1)
             total += sw[b] * (change - da * w_out[j, y[b]])
         out[k] = total / n_samples
 
@@ -360,32 +358,15 @@ def flip_gains(
     rows2: np.ndarray | None = None,
 ) -> np.ndarray:
     """Numba version of :func:`prunetrain.backends.flips.flip_gains` (same arguments)."""
-    rows = np.ascontiguousarray(rows, dtype=np.int64)
-    cols = np.ascontiguousarray(cols, dtype=np.int64)
-    coef = state.coefficients(layer, rows, cols)
-    if rows2 is None:
-        rows2 = np.full(len(rows), -1, dtype=np.int64)
-        coef2 = np.zeros(len(rows))
-    else:
-        rows2 = np.ascontiguousarray(rows2, dtype=np.int64)
-        coef2 = np.where(rows2 >= 0, state.coefficients(layer, np.maximum(rows2, 0), cols), 0.0)
-    out = np.empty(len(rows))
-    if len(rows) == 0:
+    moves = pack_moves(state, layer, rows, cols, rows2)
+    out = np.empty(len(moves.rows))
+    if len(out) == 0:
         return out
     if layer == state.n_layers - 1:
         _output_gains(
-            state.acts_t[layer],
-            state.probs,
-            state.log_probs,
-            state.y,
-            state.sample_weights(),
-            rows,
-            rows2,
-            coef,
-            coef2,
-            cols,
-            out,
-        )
+            state.acts_t[layer], state.probs, state.log_probs, state.y, state.sample_weights(),
+            *moves, out,
+        )  # fmt: skip
         return out
     down = state.masked[layer + 1 :]
     pre_col = np.ascontiguousarray(state.pre[layer].T)
@@ -394,31 +375,19 @@ def flip_gains(
         if sigma > 0.0:  # signed-constant or binary output weights
             _last_hidden_gains_signed(
                 state.acts_t[layer], pre_col, state.probs, state.log_probs, state.y,
-                state.sample_weights(), rows, rows2, coef, coef2, cols, down[0], sigma, out,
+                state.sample_weights(), *moves, down[0], sigma, out,
             )  # fmt: skip
             return out
     if len(down) == 2:
         _two_below_gains(
             state.acts_t[layer], pre_col, state.probs, state.log_probs, state.y,
-            state.sample_weights(), rows, rows2, coef, coef2, cols,
-            np.ascontiguousarray(down[0].T), _max_abs(down[0]), state.pre[layer + 1], down[1], out,
+            state.sample_weights(), *moves,
+            np.ascontiguousarray(down[0].T), max_abs(down[0]), state.pre[layer + 1], down[1], out,
         )  # fmt: skip
         return out
-    dims = np.array([down[0].shape[0]] + [w.shape[1] for w in down], dtype=np.int64)
-    sizes = [w.size for w in down]
-    w_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    w_flat = np.concatenate([w.ravel() for w in down])
-    hidden = state.pre[layer + 1 : -1]  # pre-activations of downstream hidden layers
-    z_off = np.zeros(len(dims), dtype=np.int64)
-    if hidden:
-        z_off[1 : 1 + len(hidden)] = np.concatenate(
-            [[0], np.cumsum([h.shape[1] for h in hidden])[:-1]]
-        )
-        z_flat = np.ascontiguousarray(np.concatenate(hidden, axis=1))
-    else:
-        z_flat = np.zeros((state.batch_size, 1))
+    downstream, _ = flat_downstream(state, layer)
     _hidden_gains(
         state.acts_t[layer], pre_col, state.probs, state.log_probs, state.y, state.sample_weights(),
-        rows, rows2, coef, coef2, cols, w_flat, w_off, dims, z_flat, z_off, out,
+        *moves, *downstream, out,
     )  # fmt: skip
     return out

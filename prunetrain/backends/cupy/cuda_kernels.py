@@ -21,8 +21,7 @@ scratch array, made with their own array module (CuPy or NumPy).
 | :func:`cross_entropy_rows` | :func:`prunetrain.metrics.cross_entropy`, ``accuracy`` |
 | :func:`output_gains`, :func:`hidden_gains` | :func:`prunetrain.backends.flips.flip_gains` |
 | :func:`output_responses`, :func:`hidden_responses` | :func:`prunetrain.backends.screen.probe_responses` |
-| :func:`add_columns` | the pre-activation update of :func:`~prunetrain.backends.flips.apply_flips` |
-| :func:`bernoulli_bits`, :func:`keep_first`, :func:`pack_bits` | ``np.packbits(..., bitorder="little")`` |
+| :func:`add_columns` | :func:`prunetrain.backends.flips.add_columns` |
 """
 
 from __future__ import annotations
@@ -392,7 +391,7 @@ def hidden_gains(
     """Exact mean-loss change of moves in a hidden layer (see :func:`flips.flip_gains`).
 
     Arguments as :func:`output_gains`, and the layers after the moved one
-    flattened as in :mod:`prunetrain.backends.flip_kernels`: ``pre_col`` is the
+    flattened by :func:`prunetrain.backends.flips.flat_downstream`: ``pre_col`` is the
     moved layer's pre-activation transposed ``(n_out, B)``; ``dims`` are the
     unit counts from the moved layer's output to the logits; downstream
     weight ``t`` (``dims[t] × dims[t+1]``, masked) starts at ``w_flat[w_off[t]]``;
@@ -522,70 +521,3 @@ def add_columns(acts_t, rows, cols, coef, pre) -> None:
     so flips that share a column need no atomics.
     """
     _add_columns[_blocks(pre.shape[0]), THREADS](acts_t, rows, cols, coef, pre)
-
-
-# --- sampling masks under a keep rule ------------------------------------------------
-
-
-@cuda.jit
-def _bernoulli_bits(uniforms, probs, packed):  # pragma: no cover - kernel
-    n_masks, n_bytes = packed.shape
-    n = uniforms.shape[1]
-    for t in range(cuda.grid(1), n_masks * n_bytes, cuda.gridsize(1)):
-        m = t // n_bytes
-        byte = t - m * n_bytes
-        v = 0
-        for u in range(8):
-            k = 8 * byte + u
-            if k < n and uniforms[m, k] < probs[k]:
-                v |= 1 << u
-        packed[m, byte] = v
-
-
-def bernoulli_bits(uniforms, probs, packed) -> None:
-    """Packed masks keeping weight ``k`` where ``uniforms[m, k] < probs[k]`` (the ``free`` rule).
-
-    ``uniforms`` (P, n) and ``probs`` (n,) are float; ``packed`` is uint8
-    ``(P, ceil(n / 8))``, little bit order.
-    """
-    n_masks, n_bytes = packed.shape
-    _bernoulli_bits[_blocks(n_masks * n_bytes), THREADS](uniforms, probs, packed)
-
-
-@cuda.jit
-def _keep_first(order, count, flags):  # pragma: no cover - kernel
-    n_masks = order.shape[0]
-    for t in range(cuda.grid(1), n_masks * count, cuda.gridsize(1)):
-        m = t // count
-        flags[m, order[m, t - m * count]] = 1
-
-
-def keep_first(order, count: int, flags) -> None:
-    """``flags[m, order[m, :count]] = 1``: mark the ``count`` best-ranked weights of each mask.
-
-    ``order`` (P, n) ranks each mask's weights (best first, e.g. by sorted
-    keys); ``flags`` is a zeroed uint8 ``(P, n)``. Exactly ``count`` flags per
-    row are set when each row of ``order`` is a permutation.
-    """
-    if count > 0:
-        _keep_first[_blocks(order.shape[0] * count), THREADS](order, count, flags)
-
-
-@cuda.jit
-def _pack_bits(flags, start, n, packed):  # pragma: no cover - kernel
-    n_masks, n_bytes = packed.shape
-    for t in range(cuda.grid(1), n_masks * n_bytes, cuda.gridsize(1)):
-        m = t // n_bytes
-        byte = t - m * n_bytes
-        v = 0
-        for u in range(8):
-            k = 8 * byte + u
-            if k < n and flags[m, start + k] != 0:
-                v |= 1 << u
-        packed[m, byte] = v
-
-
-def pack_bits(flags, start: int, n: int, packed) -> None:
-    """Pack ``flags[:, start : start + n] != 0`` into ``packed`` (P, ceil(n / 8)), little bit order."""
-    n_masks, n_bytes = packed.shape
-    _pack_bits[_blocks(n_masks * n_bytes), THREADS](flags, start, n, packed)

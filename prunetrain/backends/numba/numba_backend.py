@@ -26,29 +26,19 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
-from prunetrain.backends.base import Backend
+from prunetrain.backends import screen
+from prunetrain.backends.base import Backend, check_labels
+from prunetrain.backends.numba import flip_kernels, screen_kernels
+from prunetrain.backends.numba.workers import WORKERS, default_workers
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import MaskPopulation
 from prunetrain.network import FrozenNetwork
 from prunetrain.threads import cpu_cores, one_blas_thread
-
-try:
-    import numba
-    from numba import njit
-
-    _IMPORT_ERROR: str | None = None
-except Exception as exc:  # noqa: BLE001 - any failure means "no numba here"
-    numba = None
-    _IMPORT_ERROR = f"numba cannot be imported ({type(exc).__name__}: {exc})"
-
-    def njit(*args, **kwargs):  # the kernels stay plain Python; the backend is unavailable
-        return args[0] if args and callable(args[0]) else (lambda f: f)
-
 
 # Float buffers of all workers together stay under this many bytes.
 BUFFER_BYTES = 1 << 30
@@ -210,49 +200,6 @@ def plan_items(
     return chunks, blocks
 
 
-# --- threads -----------------------------------------------------------------------
-
-
-class _Workers:
-    """The helper threads of all Numba backends."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
-        self._size = 0
-
-    def submit(self, n_helpers: int, fn, *args):
-        with self._lock:
-            if self._size < n_helpers:
-                old, self._size = self._pool, n_helpers
-                self._pool = ThreadPoolExecutor(n_helpers, thread_name_prefix="prunetrain-numba")
-                if old is not None:
-                    old.shutdown(wait=False)
-            pool = self._pool
-        return [pool.submit(fn, k, *args) for k in range(1, n_helpers + 1)]
-
-    def run(self, workers: int, fn) -> None:
-        """Call ``fn(slot)`` for slots ``0 .. workers-1``: slot 0 on this thread, the rest on helpers."""
-        if workers <= 1:
-            fn(0)
-            return
-        futures = self.submit(workers - 1, fn)
-        try:
-            fn(0)
-        finally:
-            for f in futures:
-                f.result()
-
-
-_WORKERS = _Workers()
-
-
-def _default_workers() -> int:
-    if numba is not None:
-        return max(1, numba.get_num_threads())
-    return cpu_cores()
-
-
 class _Item(NamedTuple):
     """Masks ``start .. start+count`` on rows ``row0 .. row0+n_rows`` (block number ``block``)."""
 
@@ -327,7 +274,7 @@ class NumbaBackend(Backend):
         if int(buffer_bytes) < 1:
             raise PrunetrainError(f"buffer_bytes must be positive, got {buffer_bytes!r}")
         self.buffer_bytes = int(buffer_bytes)
-        self.n_workers = _default_workers() if n_workers is None else int(n_workers)
+        self.n_workers = default_workers() if n_workers is None else int(n_workers)
         if self.n_workers < 1:
             raise PrunetrainError(f"n_workers must be at least 1, got {n_workers!r}")
         self._setup()
@@ -356,9 +303,11 @@ class NumbaBackend(Backend):
         self.__dict__.update(state)
         self._setup()
 
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        return _IMPORT_ERROR
+    def aslabels(self, y) -> np.ndarray:
+        """Integer labels, checked against the classes (the loss kernel reads ``logits[y]``)."""
+        y = super().aslabels(y)
+        check_labels(y, self.network.spec.layer_sizes[-1])
+        return y
 
     def buffer_nbytes(self) -> int:
         """Bytes held now by the workers' reusable float buffers."""
@@ -394,15 +343,11 @@ class NumbaBackend(Backend):
             super().apply_flips(state, layer, rows, cols)
 
     def flip_gains(self, state, layer: int, rows, cols, rows2=None) -> np.ndarray:
-        """Exact flip gains by the Numba kernels of :mod:`prunetrain.backends.flip_kernels`."""
-        from prunetrain.backends import flip_kernels
-
+        """Exact flip gains by the Numba kernels of :mod:`~prunetrain.backends.numba.flip_kernels`."""
         return flip_kernels.flip_gains(state, layer, rows, cols, rows2)
 
     def flip_screen(self, state, probe: float | None = None) -> list[np.ndarray]:
-        """The screen by the Numba kernels of :mod:`prunetrain.backends.screen_kernels` (float32 out)."""
-        from prunetrain.backends import screen, screen_kernels
-
+        """The screen by the Numba kernels of :mod:`~prunetrain.backends.numba.screen_kernels` (float32 out)."""
         probe = screen.PROBE if probe is None else probe
         with one_blas_thread():
             return screen_kernels.screen_gains(state, screen_kernels.probe_responses(state, probe))
@@ -419,29 +364,6 @@ class NumbaBackend(Backend):
         return out
 
     # --- internals ------------------------------------------------------------------
-
-    def _check_features(self, X) -> np.ndarray:
-        X = self.asarray(X)
-        d = self.network.spec.layer_sizes[0]
-        if X.ndim != 2 or X.shape[1] != d:
-            raise PrunetrainError(f"features have shape {X.shape}, expected (n_samples, {d})")
-        return X
-
-    def _check_batch(self, population: MaskPopulation, X, y) -> tuple[np.ndarray, np.ndarray]:
-        if [tuple(s) for s in population.shapes] != [tuple(s) for s in self.network.shapes]:
-            raise PrunetrainError(
-                f"population has layers {population.shapes}, network has {self.network.shapes}"
-            )
-        X = self._check_features(X)
-        y = self.aslabels(y)
-        if y.shape != (X.shape[0],):
-            raise PrunetrainError(f"labels have shape {y.shape}, expected ({X.shape[0]},)")
-        if X.shape[0] == 0:
-            raise PrunetrainError("cannot evaluate masks on an empty batch")
-        n_classes = self.network.spec.layer_sizes[-1]
-        if y.min() < 0 or y.max() >= n_classes:  # the kernel reads logits[y]: keep it in bounds
-            raise PrunetrainError(f"labels must lie in [0, {n_classes}), got {y.min()}..{y.max()}")
-        return X, y
 
     def _plan(self, n_masks: int, n_rows: int):
         """Mask chunks, row blocks, and how many workers run them.
@@ -485,7 +407,7 @@ class NumbaBackend(Backend):
                 self._run_item(ws, item, packed, X, y, loss, hits, logits_out)
 
         with self._lock, one_blas_thread():
-            _WORKERS.run(workers, work)
+            WORKERS.run(workers, work)
 
     def _run_item(self, ws: _Workspace, item: _Item, packed, Xw, y, loss, hits, logits_out) -> None:
         start, count, block, r0, n_rows = item

@@ -19,7 +19,7 @@ A population evaluation runs in chunks of masks that fit ``buffer_bytes``:
 Local search keeps a :class:`~prunetrain.backends.flips.FlipState` whose
 caches are CuPy float64 arrays; the exact flip gains, the cache update of
 accepted flips and the forward-probe screen's responses are numba.cuda kernels
-(:mod:`prunetrain.backends.cuda_kernels`).
+(:mod:`prunetrain.backends.cupy.cuda_kernels`).
 
 CuPy imports on machines without a CUDA driver and fails at the first
 operation, so whether the GPU is usable is probed once per process
@@ -39,9 +39,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from prunetrain.backends import flips, screen
-from prunetrain.backends.base import Backend
+from prunetrain.backends.base import Backend, check_labels
 from prunetrain.errors import BackendUnavailableError, PrunetrainError
-from prunetrain.masks import KeepRule, MaskPopulation, check_mask
+from prunetrain.masks import MaskPopulation, check_mask
 from prunetrain.network import FrozenNetwork
 
 #: Float buffers of one evaluation chunk stay under this many bytes of GPU memory.
@@ -90,7 +90,7 @@ def gpu_unavailable_reason() -> str | None:
     if value != 18.0:
         return f"CuPy computed a wrong result on the GPU ({value} instead of 18)"
     try:
-        from prunetrain.backends import cuda_kernels
+        from prunetrain.backends.cupy import cuda_kernels
     except Exception as exc:  # noqa: BLE001
         return f"numba.cuda cannot be imported ({_one_line(exc)}; {INSTALL_HINT})"
     if cuda_kernels.SIMULATOR:
@@ -104,77 +104,6 @@ def gpu_unavailable_reason() -> str | None:
     if values != [0.0, 3.0]:
         return f"numba.cuda computed a wrong result on CuPy arrays ({values})"
     return None
-
-
-def _stable_argsort(xp, a):
-    """Row-wise stable argsort; CuPy's is always stable and accepts no ``kind``."""
-    return xp.argsort(a, axis=1) if xp.__name__ == "cupy" else xp.argsort(a, axis=1, kind="stable")
-
-
-def sample_packed(
-    xp,
-    shapes: Sequence[tuple[int, int]],
-    rule: KeepRule,
-    uniforms: Sequence,
-    keep_probs: Sequence | None = None,
-) -> list:
-    """Packed masks drawn under ``rule`` from given uniforms, on ``xp``'s device.
-
-    Parameters
-    ----------
-    xp : module
-        ``cupy`` (or ``numpy`` under the CUDA simulator).
-    shapes : list of (fan_in, fan_out)
-    rule : KeepRule
-        ``"free"``: weight ``k`` is kept where ``u_k < p_k`` (Bernoulli);
-        ``"layer"`` / ``"global"``: exactly the rule's count per layer / in the
-        whole network, the weights with the smallest ``-log(u_k) / p_k``
-        (sampling without replacement with weights ``p``; ties go to the
-        lower index). With one ``p`` for all weights that is a uniformly
-        random subset.
-    uniforms : list of float arrays (P, fan_in·fan_out)
-        Uniform [0, 1) draws per layer; the masks are a pure function of them.
-    keep_probs : list of float arrays, optional
-        Keep probability of every weight, one array per layer (any shape of
-        ``fan_in·fan_out`` elements); default ``rule.keep`` everywhere.
-
-    Returns
-    -------
-    list of uint8 arrays (P, ceil(fan_in·fan_out / 8)), little bit order
-    """
-    from prunetrain.backends import cuda_kernels as kernels
-
-    sizes = [a * b for a, b in shapes]
-    u = [xp.ascontiguousarray(xp.asarray(x, dtype=xp.float64)) for x in uniforms]
-    if keep_probs is None:
-        p = [xp.full(n, rule.keep, dtype=xp.float64) for n in sizes]
-    else:
-        p = [xp.ascontiguousarray(xp.asarray(x, dtype=xp.float64).ravel()) for x in keep_probs]
-    n_masks = u[0].shape[0]
-    for x, q, n in zip(u, p, sizes):
-        if x.shape != (n_masks, n) or q.shape != (n,):
-            raise PrunetrainError(f"uniforms/probabilities do not fit layers {list(shapes)}")
-    packed = [xp.empty((n_masks, (n + 7) // 8), dtype=xp.uint8) for n in sizes]
-    if rule.kind == "free":
-        for x, q, out in zip(u, p, packed):
-            kernels.bernoulli_bits(x, q, out)
-        return packed
-    with np.errstate(divide="ignore"):
-        keys = [-xp.log(x) / q for x, q in zip(u, p)]  # exponential race: smallest keys win
-    if rule.kind == "layer":
-        for k, count, n, out in zip(keys, rule.layer_counts(shapes), sizes, packed):
-            flags = xp.zeros((n_masks, n), dtype=xp.uint8)
-            kernels.keep_first(_stable_argsort(xp, k), count, flags)
-            kernels.pack_bits(flags, 0, n, out)
-        return packed
-    flags = xp.zeros((n_masks, sum(sizes)), dtype=xp.uint8)
-    order = _stable_argsort(xp, xp.concatenate(keys, axis=1))
-    kernels.keep_first(order, rule.total_count(shapes), flags)
-    start = 0
-    for n, out in zip(sizes, packed):
-        kernels.pack_bits(flags, start, n, out)
-        start += n
-    return packed
 
 
 class CupyBackend(Backend):
@@ -232,7 +161,7 @@ class CupyBackend(Backend):
             if reason is not None:
                 raise BackendUnavailableError(f"backend 'cupy' cannot run here: {reason}")
             import cupy as array_module
-        from prunetrain.backends import cuda_kernels
+        from prunetrain.backends.cupy import cuda_kernels
 
         if array_module is np and not cuda_kernels.SIMULATOR:
             raise PrunetrainError(
@@ -243,7 +172,7 @@ class CupyBackend(Backend):
 
     def _setup(self, xp) -> None:
         self.xp = xp
-        self._to_host = getattr(xp, "asnumpy", np.asarray)
+        self._asnumpy = getattr(xp, "asnumpy", np.asarray)
         net = self.network
         # Copies (xp.array): the network's arrays are read-only, device arrays are not.
         self._w32 = [xp.array(np.ravel(w), dtype=xp.float32) for w in net.weights]
@@ -283,9 +212,7 @@ class CupyBackend(Backend):
         if hasattr(y, "__cuda_array_interface__"):  # already on the device: checked on the way in
             return self._device(y, self.xp.int64)
         y = np.asarray(y, dtype=np.int64)
-        n_classes = self.network.spec.layer_sizes[-1]
-        if y.size and (y.min() < 0 or y.max() >= n_classes):
-            raise PrunetrainError(f"labels must lie in [0, {n_classes}), got {y.min()}..{y.max()}")
+        check_labels(y, self.network.spec.layer_sizes[-1])
         return self._device(y, self.xp.int64)
 
     def asweights(self, w):
@@ -294,20 +221,16 @@ class CupyBackend(Backend):
     def take(self, array, index: np.ndarray):
         return array[self.xp.asarray(index)]
 
+    def to_host(self, array) -> np.ndarray:
+        """A CuPy array copied to the host (``cupy.asnumpy``); NumPy arrays as they are."""
+        return self._asnumpy(array)
+
     # --- population evaluation --------------------------------------------------------
 
     def evaluate(self, population: MaskPopulation, X, y, w=None) -> tuple[np.ndarray, np.ndarray]:
         xp, kernels = self.xp, self._kernels
-        if [tuple(s) for s in population.shapes] != [tuple(s) for s in self.network.shapes]:
-            raise PrunetrainError(
-                f"population has layers {population.shapes}, network has {self.network.shapes}"
-            )
-        X, y = self._features(X), self.aslabels(y)
+        X, y = self._check_batch(population, X, y)
         B = X.shape[0]
-        if y.shape != (B,):
-            raise PrunetrainError(f"labels have shape {tuple(y.shape)}, expected ({B},)")
-        if B == 0:
-            raise PrunetrainError("cannot evaluate masks on an empty batch")
         spec = self.network.spec
         P = len(population)
         per_mask = 4 * (spec.n_weights + B * sum(spec.layer_sizes[1:])) + 12 * B
@@ -326,7 +249,7 @@ class CupyBackend(Backend):
                 hits = hits * w[None, :]
             kernels.sum_rows(losses, B, loss[start : start + count])
             kernels.sum_rows(hits, B, acc[start : start + count])
-        return self._to_host(loss), self._to_host(acc)
+        return self.to_host(loss), self.to_host(acc)
 
     def _population_logits(self, packed, start: int, count: int, X):
         """Logits before the output bias of masks ``start .. start+count``, float32 ``(count, B, C)``."""
@@ -353,21 +276,12 @@ class CupyBackend(Backend):
     def logits(self, mask: Sequence[np.ndarray], X) -> np.ndarray:
         shapes = self.network.shapes
         population = MaskPopulation.from_masks([check_mask(mask, shapes)], shapes)
-        X = self._features(X)
+        X = self._check_features(X)
         if X.shape[0] == 0:
             return np.empty((0, self.network.spec.layer_sizes[-1]), dtype=np.float32)
         packed = [self.xp.array(p) for p in population.packed]
         z = self._population_logits(packed, 0, 1, X)[0] + self._b32[-1]
-        return np.asarray(self._to_host(z), dtype=np.float32)
-
-    def _features(self, X):
-        X = self.asarray(X)
-        d = self.network.spec.layer_sizes[0]
-        if X.ndim != 2 or X.shape[1] != d:
-            raise PrunetrainError(
-                f"features have shape {tuple(X.shape)}, expected (n_samples, {d})"
-            )
-        return X
+        return np.asarray(self.to_host(z), dtype=np.float32)
 
     # --- exact incremental evaluation of weight flips ---------------------------------
 
@@ -388,49 +302,17 @@ class CupyBackend(Backend):
             sample_losses=xp.empty(0),
             w=None if w is None else self.asweights(w),
         )
-        self._forward_from(state, 0)
+        flips.forward_from(state, 0, xp)
         return state
-
-    def _forward_from(self, state: flips.FlipState, layer: int) -> None:
-        """Recompute every cache from layer ``layer``'s input on (as :mod:`flips` does)."""
-        xp = self.xp
-        del state.acts_t[layer + 1 :]
-        del state.pre[layer:]
-        for q in range(layer, state.n_layers):
-            z = state.acts_t[q].T @ state.masked[q]
-            if state.biases is not None:
-                z += state.biases[q]
-            state.pre.append(xp.ascontiguousarray(z))
-            if q < state.n_layers - 1:
-                state.acts_t.append(xp.ascontiguousarray(xp.maximum(z, 0.0).T))
-        self._finish_logits(state)
-
-    def _finish_logits(self, state: flips.FlipState) -> None:
-        xp = self.xp
-        z = state.pre[-1]
-        shifted = z - z.max(axis=1, keepdims=True)
-        expz = xp.exp(shifted)
-        total = expz.sum(axis=1, keepdims=True)
-        state.probs = xp.ascontiguousarray(expz / total)
-        state.log_probs = xp.ascontiguousarray(shifted - xp.log(total))
-        state.sample_losses = -state.log_probs[xp.arange(state.batch_size), state.y]
 
     def flip_gains(self, state, layer: int, rows, cols, rows2=None) -> np.ndarray:
         """Exact flip gains by the numba.cuda kernels; returns float64 on the host."""
         xp, kernels = self.xp, self._kernels
-        rows = np.ascontiguousarray(rows, dtype=np.int64)
-        cols = np.ascontiguousarray(cols, dtype=np.int64)
-        coef = state.coefficients(layer, rows, cols)
-        if rows2 is None:
-            rows2 = np.full(len(rows), -1, dtype=np.int64)
-            coef2 = np.zeros(len(rows))
-        else:
-            rows2 = np.ascontiguousarray(rows2, dtype=np.int64)
-            coef2 = np.where(rows2 >= 0, state.coefficients(layer, np.maximum(rows2, 0), cols), 0.0)
-        n_moves, B = len(rows), state.batch_size
+        moves = flips.pack_moves(state, layer, rows, cols, rows2)
+        n_moves, B = len(moves.rows), state.batch_size
         if n_moves == 0:
             return np.empty(0)
-        moves = [xp.asarray(a) for a in (rows, rows2, coef, coef2, cols)]
+        moves = [xp.asarray(a) for a in moves]
         out = xp.empty(n_moves, dtype=xp.float64)
         if layer == state.n_layers - 1:
             lanes, _ = kernels.plan_gains(n_moves, B, 1)
@@ -439,8 +321,8 @@ class CupyBackend(Backend):
                 state.acts_t[layer], state.probs, state.log_probs, state.y, *moves, partial, out,
                 state.w,
             )  # fmt: skip
-            return self._to_host(out)
-        downstream, widest = self._downstream(state, layer)
+            return self.to_host(out)
+        downstream, widest = flips.flat_downstream(state, layer, xp)
         lanes, workers = kernels.plan_gains(n_moves, B, widest)
         kernels.hidden_gains(
             state.acts_t[layer],
@@ -455,30 +337,7 @@ class CupyBackend(Backend):
             out,
             state.w,
         )
-        return self._to_host(out)
-
-    def _downstream(self, state, layer: int) -> tuple[tuple, int]:
-        """The layers after hidden ``layer``, flattened for the push kernels, and the widest of them.
-
-        Returns ``(w_flat, w_off, dims, z_flat, z_off)`` as
-        :func:`~prunetrain.backends.cuda_kernels.hidden_gains` takes them, on the device.
-        """
-        xp = self.xp
-        down = state.masked[layer + 1 :]
-        dims = np.array([down[0].shape[0]] + [w.shape[1] for w in down], dtype=np.int64)
-        w_off = np.concatenate([[0], np.cumsum([w.size for w in down])[:-1]]).astype(np.int64)
-        w_flat = xp.concatenate([w.ravel() for w in down])
-        hidden = state.pre[layer + 1 : -1]  # pre-activations of downstream hidden layers
-        z_off = np.zeros(len(dims), dtype=np.int64)
-        if hidden:
-            z_off[1 : 1 + len(hidden)] = np.concatenate(
-                [[0], np.cumsum([h.shape[1] for h in hidden])[:-1]]
-            )
-            z_flat = xp.ascontiguousarray(xp.concatenate(hidden, axis=1))
-        else:
-            z_flat = xp.zeros((state.batch_size, 1), dtype=xp.float64)
-        arrays = (w_flat, xp.asarray(w_off), xp.asarray(dims), z_flat, xp.asarray(z_off))
-        return arrays, int(dims[1:].max())
+        return self.to_host(out)
 
     def flip_screen(self, state, probe: float | None = None) -> list[np.ndarray]:
         """The forward-probe screen on the GPU; only the gains come back (float32, on the host).
@@ -498,7 +357,7 @@ class CupyBackend(Backend):
             if layer == last:
                 kernels.output_responses(state.probs, state.log_probs, state.y, eps, R)
             else:
-                downstream, widest = self._downstream(state, layer)
+                downstream, widest = flips.flat_downstream(state, layer, xp)
                 scratch = xp.empty(
                     (kernels.plan_workers(z.size, widest), 2 * widest), dtype=xp.float64
                 )
@@ -510,55 +369,12 @@ class CupyBackend(Backend):
             slope = (state.acts_t[layer] @ R) / state.batch_size
             # The flip's signed weight: -w for a kept weight, +w for a pruned one (exact).
             coef = self._w64[layer] - 2.0 * state.masked[layer]
-            out.append(self._to_host((coef * slope).astype(xp.float32)))
+            out.append(self.to_host((coef * slope).astype(xp.float32)))
         return out
 
     def apply_flips(self, state, layer: int, rows, cols) -> None:
-        """Flip weights of ``layer``: mask on the host, caches on the GPU (as :func:`flips.apply_flips`)."""
-        xp = self.xp
-        rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
-        if len(rows) == 0:
-            return
-        if len(set(zip(rows.tolist(), cols.tolist()))) != len(rows):
-            raise ValueError("apply_flips got the same weight twice")
-        coef = state.coefficients(layer, rows, cols)
-        m = state.mask[layer]
-        m[rows, cols] = ~m[rows, cols]
-        kept = np.where(m[rows, cols], state.weights[layer][rows, cols], 0.0)
-        rows_d, cols_d = xp.asarray(rows), xp.asarray(cols)
-        state.masked[layer][rows_d, cols_d] = xp.asarray(kept)
-        # The layer's pre-activations change by exactly coef · a in one column per flip.
-        self._kernels.add_columns(
-            state.acts_t[layer], rows_d, cols_d, xp.asarray(coef), state.pre[layer]
-        )
-        del state.acts_t[layer + 1 :]
-        del state.pre[layer + 1 :]
-        if layer < state.n_layers - 1:
-            state.acts_t.append(xp.ascontiguousarray(xp.maximum(state.pre[layer], 0.0).T))
-            self._forward_from(state, layer + 1)
-        else:
-            self._finish_logits(state)
-
-    # --- sampling ---------------------------------------------------------------------
-
-    def sample_masks(
-        self,
-        rule: KeepRule,
-        n_masks: int,
-        rng: np.random.Generator,
-        keep_probs: Sequence[np.ndarray] | None = None,
-    ) -> MaskPopulation:
-        """``n_masks`` masks drawn on the GPU under ``rule`` (see :func:`sample_packed`).
-
-        The uniforms are drawn from ``rng`` on the host, so the same ``rng``
-        state gives the same masks on any device; ``keep_probs`` (one array
-        per layer, e.g. an estimation-of-distribution searcher's Bernoulli
-        probabilities) default to ``rule.keep``.
-        """
-        shapes = self.network.shapes
-        uniforms = [rng.random((int(n_masks), a * b)) for a, b in shapes]
-        packed = sample_packed(self.xp, shapes, rule, uniforms, keep_probs)
-        return MaskPopulation([self._to_host(p) for p in packed], shapes)
+        """Flip weights of ``layer``: mask on the host, caches on the GPU (:func:`flips.apply_flips`)."""
+        flips.apply_flips(state, layer, rows, cols, self.xp, self._kernels.add_columns)
 
 
 # --- the GPU's own peak, for `prunetrain bench` ----------------------------------------
