@@ -1,7 +1,10 @@
 """End-to-end Python API: one call runs a search and writes what the CLI writes.
 
 ``prunetrain search`` on the command line is a thin layer over :func:`run_search`,
-and ``prunetrain evaluate`` over :func:`evaluate_ticket`.
+and ``prunetrain evaluate`` over :func:`evaluate_ticket`. Both pass through
+:mod:`prunetrain.runs`, which assembles and records every run (its names, such
+as :class:`SearchRun`, :func:`run_name` and :func:`check_out`, are importable
+from here too).
 """
 
 from __future__ import annotations

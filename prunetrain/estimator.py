@@ -1,9 +1,10 @@
 """``SubnetworkClassifier``: a scikit-learn classifier that searches a mask, not weights.
 
 A thin scikit-learn face over the rest of the package: ``fit`` builds a
-:class:`~prunetrain.network.FrozenNetwork` sized for the data, a
-:class:`~prunetrain.objective.Problem` over the given arrays, and runs a
-searcher with the shared run loop; the result is a
+:class:`~prunetrain.network.FrozenNetwork` sized for the data and a
+:class:`~prunetrain.objective.Problem` over the given arrays as every run does
+(:func:`prunetrain.runs.build`), and runs a searcher with the shared run loop;
+the result is a
 :class:`~prunetrain.ticket.Ticket`. Predictions always come from the
 network's float64 reference forward (:meth:`FrozenNetwork.forward`), whatever
 backend searched, so a reloaded ticket predicts exactly what the estimator did.

@@ -97,7 +97,8 @@ class Setup:
         """The :class:`Problem` a searcher minimises on this setup, batches seeded by ``seed``.
 
         ``batch_size="auto"`` is ``searcher``'s preferred size
-        (:func:`~prunetrain.search.resolve_batch_size`).
+        (:func:`~prunetrain.search.resolve_batch_size`), so it needs the
+        searcher; a resumed search gives its recorded size instead.
         """
         return Problem(
             self.network,

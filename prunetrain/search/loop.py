@@ -169,7 +169,7 @@ def run(
     history, best = state["history"], state["best"]
 
     def validate() -> bool:
-        """Validate the recommended mask, record it, show it to the callbacks; True if one says stop."""
+        """Validate the recommended mask, record it, call the callbacks; True if one says stop."""
         mask, train_loss = searcher.recommend()
         # Before its first step a searcher has no training loss yet (inf): record None.
         train_loss = float(train_loss) if np.isfinite(train_loss) else None
