@@ -48,10 +48,10 @@ def one_run(data, sizes, keep, method, params, budget, seed, backend, batch_size
     searcher = make_searcher(method, **params)
     snapshots = []
 
-    def snapshot(row):
+    def snapshot(row, mask):
         if row["improved"]:
             snapshots.append(
-                (row["seconds"], row["evaluations"], [m.copy() for m in searcher.recommend()[0]])
+                (row["seconds"], row["evaluations"], [m.copy() for m in mask])
             )
 
     result = run(problem, searcher, budget, seed=seed, callbacks=[snapshot])

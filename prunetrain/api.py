@@ -1,14 +1,14 @@
 """End-to-end Python API: one call runs a search and writes what the CLI writes.
 
 ``prunetrain search`` on the command line is a thin layer over :func:`run_search`,
-and ``prunetrain evaluate`` over :func:`evaluate_ticket`.
+and ``prunetrain evaluate`` over :func:`evaluate_ticket`. Both pass through
+:mod:`prunetrain.runs`, which assembles and records every run (its names, such
+as :class:`SearchRun`, :func:`run_name` and :func:`check_out`, are importable
+from here too).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import os
 import zipfile
 from collections.abc import Callable, Sequence
@@ -17,23 +17,32 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from prunetrain import runs
 from prunetrain.backends import NumpyBackend
 from prunetrain.data import Dataset, FeatureScaling, file_source, load_dataset
 from prunetrain.errors import DataError, PrunetrainError
-from prunetrain.files import atomic_write, check_writable_folder, write_folder, write_json
-from prunetrain.masks import KeepRule
-from prunetrain.metrics import accuracy, cross_entropy, log_softmax
-from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed, parse_arch
-from prunetrain.objective import Budget, Problem
-from prunetrain.provenance import record_provenance, versions  # noqa: F401  (versions: re-exported)
-from prunetrain.search import (
-    DEFAULT_METHOD,
-    SEARCHERS,
-    SearchResult,
-    make_searcher,
-    resolve_batch_size,
-    run,
+from prunetrain.files import check_writable_folder
+from prunetrain.metrics import log_softmax
+from prunetrain.network import check_seed
+from prunetrain.objective import Budget
+from prunetrain.provenance import versions  # noqa: F401  (re-exported)
+
+# Re-exported: the run assembly, records and run folders live in prunetrain.runs.
+from prunetrain.runs import (  # noqa: F401
+    DEFAULT_HIDDEN,
+    SPLITS,
+    SearchRun,
+    check_out,
+    dataset_meta,
+    evaluate_ticket,
+    finished_run,
+    resolve_arch,
+    resolve_out,
+    run_name,
+    split_metrics,
+    write_curve,
 )
+from prunetrain.search import DEFAULT_METHOD, SEARCHERS, make_searcher, run
 from prunetrain.search.checkpoint import CHECKPOINT, Checkpoint, read_checkpoint
 from prunetrain.search.pipeline import Pipeline
 from prunetrain.threads import one_blas_thread
@@ -41,63 +50,6 @@ from prunetrain.ticket import Ticket
 
 if TYPE_CHECKING:
     from prunetrain.baselines.weights import TrainedWeights
-
-DEFAULT_HIDDEN = (256, 256)
-SPLITS = ("train", "val", "test")
-
-
-def split_metrics(
-    logits: Callable[[np.ndarray], np.ndarray],
-    data: Dataset,
-    splits: Sequence[str] = SPLITS,
-    layer_sizes: Sequence[int] | None = None,
-    what: str = "the ticket's network",
-) -> dict[str, dict[str, float]]:
-    """Loss and accuracy of a model, given as ``logits(X)``, on each non-empty split of ``data``.
-
-    With ``layer_sizes``, first check that the model takes ``data``'s features
-    and has an output per class.
-    """
-    if layer_sizes is not None:
-        n_inputs, n_outputs = layer_sizes[0], layer_sizes[-1]
-        if data.n_features != n_inputs:
-            raise PrunetrainError(
-                f"{what} takes {n_inputs} features; dataset {data.name!r} has {data.n_features}"
-            )
-        if data.n_classes > n_outputs:
-            raise PrunetrainError(
-                f"{what} has {n_outputs} outputs; dataset {data.name!r} has {data.n_classes} classes"
-            )
-    out = {}
-    for split in splits:
-        if split not in SPLITS:
-            raise PrunetrainError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-        X, y = getattr(data, f"X_{split}"), getattr(data, f"y_{split}")
-        if len(y) == 0:
-            continue
-        z = logits(X)
-        out[split] = {
-            "accuracy": float(accuracy(z, y)),
-            "loss": float(cross_entropy(z, y)),
-            "n": len(y),
-        }
-    return out
-
-
-@one_blas_thread()  # the same numbers with any number of threads
-def evaluate_ticket(
-    ticket: Ticket, data: Dataset, splits: Sequence[str] = SPLITS
-) -> dict[str, dict[str, float]]:
-    """Loss and accuracy of a ticket on each split of ``data``.
-
-    Always computed by the NumPy reference backend in float32, with BLAS on
-    one thread, so the same ticket and data give exactly the same numbers on
-    this machine wherever it was searched and whatever the thread settings.
-    """
-    backend = NumpyBackend(ticket.network)
-    return split_metrics(
-        lambda X: backend.logits(ticket.mask, X), data, splits, ticket.spec.layer_sizes
-    )
 
 
 def load_model(path: str | os.PathLike) -> Ticket | TrainedWeights:
@@ -192,24 +144,6 @@ def predict(
     return classes[np.argmax(proba, axis=1)], proba, classes
 
 
-def dataset_meta(data: Dataset) -> dict:
-    """What a ticket or a weights file records about its data, JSON-ready.
-
-    The name and classes; where the data came from (``data_source``: a named
-    dataset, or a file's path as given, resolved path and SHA-256); how raw
-    features were scaled (``scaling``, for ``prunetrain predict``); a CSV
-    file's feature columns (``feature_names``).
-    """
-    meta = {"dataset": data.name, "classes": np.asarray(data.classes).tolist()}
-    if data.source is not None:
-        meta["data_source"] = data.source
-    if data.scaling is not None:
-        meta["scaling"] = data.scaling.to_dict()
-    if data.feature_names is not None:
-        meta["feature_names"] = list(data.feature_names)
-    return meta
-
-
 def load_recorded_dataset(meta: dict, data_dir: str | os.PathLike | None = None) -> Dataset:
     """The dataset a ticket or run was made on, found again from its ``meta`` (or ``config``).
 
@@ -245,188 +179,6 @@ def load_recorded_dataset(meta: dict, data_dir: str | os.PathLike | None = None)
     if not name:
         raise PrunetrainError("the file does not name its dataset; pass --dataset")
     return load_dataset(name, data_dir=data_dir)
-
-
-@dataclasses.dataclass
-class SearchRun:
-    """A finished search: its configuration, result, ticket and final metrics."""
-
-    config: dict
-    result: SearchResult
-    ticket: Ticket
-    metrics: dict[str, dict[str, float]]
-    out: Path | None = None
-
-    def record(self) -> dict:
-        """The JSON-ready result record written as ``result.json``."""
-        r = self.result
-        return {
-            "config": self.config,
-            **record_provenance(),  # versions, machine and BLAS, git commit, command, time
-            "method": r.method,
-            "params": r.params,
-            "stopped_by": r.stopped_by,
-            "budget_overshoot": r.budget_overshoot,
-            "last_step": r.last_step,
-            "evaluations": r.evaluations,
-            "sample_forwards": r.sample_forwards,
-            "seconds": r.seconds,
-            "compile_seconds": r.compile_seconds,
-            "keep_fraction": self.ticket.keep_fraction,
-            "train_accuracy": self.metrics["train"]["accuracy"],
-            "val_accuracy": self.metrics.get("val", {}).get("accuracy"),
-            "test_accuracy": self.metrics["test"]["accuracy"],
-            "metrics": self.metrics,
-            "history": r.history,
-        }
-
-    def save(self, out: str | os.PathLike, force: bool = False) -> Path:
-        """Write ``ticket.npz``, ``result.json``, ``curve.csv`` and ``curve.png`` into ``out``.
-
-        Refuses (:func:`check_out`) to replace a finished run unless ``force``.
-        The four are written as a unit (:func:`~prunetrain.files.write_folder`):
-        if any cannot be written, none is, and ``out`` keeps what it held.
-        """
-        out = check_out(out, force)
-        record = self.record()
-        title = f"{self.result.method} on {self.config['dataset']}"
-
-        def fill(folder: Path) -> None:
-            self.ticket.save(folder / "ticket.npz")
-            write_json(folder / "result.json", record)
-            write_curve(folder, self.result.history, title=title)
-
-        write_folder(out, fill)
-        (out / "weights.npz").unlink(missing_ok=True)  # a baseline's, replaced under --force
-        return out
-
-
-def run_name(config: dict) -> str:
-    """The default folder name of a run: what tells runs apart, then a hash of the whole config.
-
-    ``DATASET-METHOD-ARCH-keepK[-BUDGET]-seedS-HASH``; the hash (8 hex digits
-    of SHA-256 over the config as JSON) covers every other option, so two
-    runs share a folder only when their configs are equal.
-
-    Examples
-    --------
-    >>> run_name({"dataset": "digits", "method": "random", "arch": "64-32-10", "keep": 0.5,
-    ...           "budget": "20s", "seed": 0})
-    'digits-random-64-32-10-keep0.5-20s-seed0-43131217'
-    """
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
-    parts = [config["dataset"], config["method"], config["arch"], f"keep{config['keep']:g}"]
-    if config.get("budget"):
-        parts.append(config["budget"])
-    return "-".join([*map(str, parts), f"seed{config['seed']}", digest[:8]])
-
-
-def finished_run(out: str | os.PathLike) -> str | None:
-    """What finished run the folder ``out`` holds (``"METHOD on DATASET"``), or None.
-
-    A run stopped by Ctrl-C is not finished: it may be replaced, e.g. by the
-    search that resumes it. An unreadable ``result.json`` counts as finished.
-    """
-    record = Path(out) / "result.json"
-    if not record.is_file():
-        return None
-    try:
-        previous = json.loads(record.read_text())
-        stopped_by = previous.get("stopped_by")
-        what = f"{previous.get('method')} on {previous['config'].get('dataset')}"
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
-        return "unreadable result.json"
-    return None if stopped_by == "interrupted" else what
-
-
-def check_out(out: str | os.PathLike, force: bool = False) -> Path:
-    """Raise unless the run folder ``out`` may be written; return it as a ``Path``.
-
-    It must be writable (:func:`~prunetrain.files.check_writable_folder`), and a
-    folder that holds a finished run (:func:`finished_run`) is kept unless ``force``.
-    """
-    out = check_writable_folder(out)
-    if not force and (what := finished_run(out)):
-        raise PrunetrainError(
-            f"--out {out} already holds a finished run ({what}); pass --force to overwrite it, "
-            "or choose another --out"
-        )
-    return out
-
-
-def resolve_out(
-    config: dict, out: str | os.PathLike | None, runs_dir: str | os.PathLike | None, force: bool
-) -> Path | None:
-    """The run folder: ``out`` (checked), else a default folder in ``runs_dir``, else none.
-
-    The default is ``runs_dir/run_name(config)``; when that holds a finished
-    run of the same config (a rerun), the next free ``…-2``, ``…-3``, … is
-    used instead, so a default folder is never overwritten (``force``
-    overwrites the first).
-    """
-    if out is not None:
-        return check_out(out, force)
-    if runs_dir is None:
-        return None
-    base = Path(runs_dir) / run_name(config)
-    candidate, number = base, 1
-    while not force and (candidate.is_file() or finished_run(candidate)):
-        number += 1
-        candidate = base.with_name(f"{base.name}-{number}")
-    return check_out(candidate, force)
-
-
-def write_curve(out: Path, history: list[dict], title: str = "") -> None:
-    """Write the history as ``curve.csv`` and a plot of it as ``curve.png``."""
-    keys = ["evaluations", "seconds", "train_loss", "val_loss", "val_accuracy", "best_val_accuracy"]
-
-    def write_csv(f):
-        f.write(",".join(keys) + "\n")
-        for row in history:
-            f.write(",".join("" if row[k] is None else repr(row[k]) for k in keys) + "\n")
-
-    atomic_write(out / "curve.csv", write_csv, binary=False)
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
-    seconds = [r["seconds"] for r in history]
-    ax1.plot(
-        seconds,
-        [np.nan if r["train_loss"] is None else r["train_loss"] for r in history],
-        label="train (batch)",
-    )
-    ax1.plot(seconds, [r["val_loss"] for r in history], label="validation")
-    ax1.set(xlabel="wall time (s)", ylabel="cross-entropy", title=title)
-    ax1.legend()
-    ax2.plot(seconds, [r["val_accuracy"] for r in history], label="recommended")
-    ax2.plot(seconds, [r["best_val_accuracy"] for r in history], label="best so far")
-    ax2.set(xlabel="wall time (s)", ylabel="validation accuracy")
-    ax2.legend()
-    fig.tight_layout()
-    atomic_write(out / "curve.png", lambda f: fig.savefig(f, format="png", dpi=100))
-    plt.close(fig)
-
-
-def resolve_arch(arch: str | Sequence[int] | None, data: Dataset) -> tuple[int, ...]:
-    """Layer sizes for ``data``: ``arch`` checked against it, or the default hidden sizes."""
-    if arch is None:
-        return (data.n_features, *DEFAULT_HIDDEN, data.n_classes)
-    sizes = parse_arch(arch) if isinstance(arch, str) else tuple(int(s) for s in arch)
-    if sizes[0] != data.n_features:
-        raise PrunetrainError(
-            f"--arch {'-'.join(map(str, sizes))} takes {sizes[0]} inputs but "
-            f"dataset {data.name!r} has {data.n_features} features"
-        )
-    if sizes[-1] < data.n_classes:
-        raise PrunetrainError(
-            f"--arch {'-'.join(map(str, sizes))} has {sizes[-1]} outputs but "
-            f"dataset {data.name!r} has {data.n_classes} classes"
-        )
-    return sizes
 
 
 def run_search(
@@ -529,12 +281,18 @@ def run_search(
     budget = Budget.parse(budget)
     if out is not None:
         check_out(out, force)
-    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir=data_dir)
-    sizes = resolve_arch(arch, data)
-    spec = NetworkSpec(sizes, init=init, scale=scale, keep=keep)
-    rule = KeepRule(keep, keep_rule)
+    setup = runs.build(
+        dataset,
+        arch,
+        data_dir=data_dir,
+        init=init,
+        scale=scale,
+        keep=keep,
+        keep_rule=keep_rule,
+        seed=seed,
+        network_seed=network_seed,
+    )
     searcher = make_searcher(method, **(method_params or {}))
-    network = FrozenNetwork(spec, network_seed)
     start_mask = None
     if isinstance(init_mask, str) and init_mask in SEARCHERS and not Path(init_mask).exists():
         if not (isinstance(init_share, (int, float)) and 0 < init_share < 1):
@@ -547,55 +305,25 @@ def run_search(
         )
     elif init_mask is not None:
         start = init_mask if isinstance(init_mask, Ticket) else Ticket.load(init_mask)
-        start.verify(network)
+        start.verify(setup.network)
         start_mask = start.mask
-    problem = Problem(
-        network,
-        data,
-        rule,
-        backend=backend,
-        batch_size=resolve_batch_size(batch_size, searcher),
-        schedule=schedule,
-        seed=seed,
-    )
-    config = {
-        "dataset": data.name,
-        "data_source": data.source,
-        "arch": spec.arch,
-        "init": init,
-        "scale": scale,
-        "keep": rule.keep,
-        "keep_rule": rule.kind,
-        "method": method,
-        "method_params": searcher.get_params(),
-        "budget": str(budget),
-        "batch_size": problem.batch_size,
-        "schedule": problem.schedule,
-        "backend": problem.backend.name,
-        "seed": seed,
-        "network_seed": network_seed,
-        "patience": patience,
-        "init_mask": None if init_mask is None or isinstance(init_mask, Ticket) else str(init_mask),
-        "init_share": init_share if isinstance(searcher, Pipeline) else None,
-    }
-    out = resolve_out(config, out, runs_dir, force)
-    checkpoint = None
-    if out is not None:
-        source = None if isinstance(dataset, Dataset) else os.fspath(dataset)
-        data_dir = None if data_dir is None else os.fspath(data_dir)
-        resume_config = {"run": config, "dataset": source, "data_dir": data_dir}
-        checkpoint = Checkpoint(out / CHECKPOINT, checkpoint_every, resume_config)
-    result = run(
-        problem,
+    return runs.search(
+        setup,
         searcher,
         budget,
-        seed=seed,
-        init_mask=start_mask,
+        method=method,
+        backend=backend,
+        batch_size=batch_size,
+        schedule=schedule,
         patience=patience,
+        init_mask=start_mask,
+        init_from=None if init_mask is None or isinstance(init_mask, Ticket) else str(init_mask),
         progress=progress,
-        checkpoint=checkpoint,
+        out=out,
+        runs_dir=runs_dir,
+        force=force,
+        checkpoint_every=checkpoint_every,
     )
-    return _finish_search(config, data, network, rule, result, out, force)
 
 
 def resume_search(
@@ -651,22 +379,18 @@ def resume_search(
             data_dir = saved["data_dir"]
         data = source if isinstance(source, Dataset) else load_dataset(source, data_dir=data_dir)
         _check_same_data(config.get("data_source"), data, dataset is None)
-        spec = NetworkSpec(
-            resolve_arch(config["arch"], data),
+        setup = runs.build(
+            data,
+            config["arch"],
             init=config["init"],
             scale=config["scale"],
             keep=config["keep"],
-        )
-        rule = KeepRule(config["keep"], config["keep_rule"])
-        network = FrozenNetwork(spec, config["network_seed"])
-        problem = Problem(
-            network,
-            data,
-            rule,
-            backend=config["backend"],
-            batch_size=config["batch_size"],
-            schedule=config["schedule"],
+            keep_rule=config["keep_rule"],
             seed=config["seed"],
+            network_seed=config["network_seed"],
+        )
+        problem = setup.problem(
+            backend=config["backend"], batch_size=config["batch_size"], schedule=config["schedule"]
         )
         budget, patience = config["budget"], config["patience"]
     except (KeyError, TypeError):
@@ -676,7 +400,7 @@ def resume_search(
         problem, None, budget, patience=patience, progress=progress, checkpoint=checkpoint,
         resume=state,
     )  # fmt: skip
-    return _finish_search(config, data, network, rule, result, out, force)
+    return runs.finish(setup, config, result, out, force)
 
 
 def _check_same_data(recorded: dict | None, data: Dataset, from_checkpoint: bool) -> None:
@@ -690,28 +414,3 @@ def _check_same_data(recorded: dict | None, data: Dataset, from_checkpoint: bool
             f"(SHA-256 now {str(now)[:12]}…, recorded {recorded['sha256'][:12]}…); restore it "
             "to resume the search"
         )
-
-
-def _finish_search(
-    config: dict,
-    data: Dataset,
-    network: FrozenNetwork,
-    rule: KeepRule,
-    result: SearchResult,
-    out: Path | None,
-    force: bool = False,
-) -> SearchRun:
-    """The ticket, its metrics and the record of a search; written to ``out`` if given.
-
-    A search that ran to its end removes its checkpoint; an interrupted one
-    keeps it, to be resumed.
-    """
-    meta = {**dataset_meta(data), "method": config["method"], "seed": config["seed"]}
-    ticket = Ticket(network, result.mask, rule, meta)
-    metrics = evaluate_ticket(ticket, data)
-    finished = SearchRun(config=config, result=result, ticket=ticket, metrics=metrics, out=out)
-    if out is not None:
-        finished.save(out, force=force)
-        if not result.interrupted:
-            (out / CHECKPOINT).unlink(missing_ok=True)
-    return finished

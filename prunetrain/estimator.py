@@ -1,9 +1,10 @@
 """``SubnetworkClassifier``: a scikit-learn classifier that searches a mask, not weights.
 
 A thin scikit-learn face over the rest of the package: ``fit`` builds a
-:class:`~prunetrain.network.FrozenNetwork` sized for the data, a
-:class:`~prunetrain.objective.Problem` over the given arrays, and runs a
-searcher with the shared run loop; the result is a
+:class:`~prunetrain.network.FrozenNetwork` sized for the data and a
+:class:`~prunetrain.objective.Problem` over the given arrays as every run does
+(:func:`prunetrain.runs.build`), and runs a searcher with the shared run loop;
+the result is a
 :class:`~prunetrain.ticket.Ticket`. Predictions always come from the
 network's float64 reference forward (:meth:`FrozenNetwork.forward`), whatever
 backend searched, so a reloaded ticket predicts exactly what the estimator did.
@@ -26,13 +27,14 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 import prunetrain.search
+from prunetrain import runs
 from prunetrain.backends import backend_names
 from prunetrain.data import Dataset, FeatureScaling
 from prunetrain.masks import KeepRule, pack_mask, unpack_mask
 from prunetrain.metrics import cross_entropy, log_softmax
 from prunetrain.network import INIT_SCHEMES, FrozenNetwork, NetworkSpec
-from prunetrain.objective import Budget, Problem
-from prunetrain.search import SEARCHERS, make_searcher, resolve_batch_size, run
+from prunetrain.objective import Budget
+from prunetrain.search import SEARCHERS, make_searcher, run
 from prunetrain.threads import one_blas_thread
 from prunetrain.ticket import Ticket
 
@@ -348,27 +350,30 @@ default="signed_constant"
             previous = int(round(self.n_evaluations_))
             search_seed = int(np.random.SeedSequence([search_seed, previous]).generate_state(1)[0])
         else:
-            network, init_mask = FrozenNetwork(spec, network_seed), None
+            network, init_mask = None, None
 
         # A warm fit continues on the features the mask was found for.
         scaling = self.feature_scaling_ if warm else _fit_scaling(self.scaling, X, weights)
         X = _scaled(scaling, X)
         data, split_weights = self._dataset(X, codes, classes, split_seed, weights)
-        rule = KeepRule(self.keep)
-        problem = Problem(
-            network,
+        setup = runs.build(
             data,
-            rule,
-            backend=self.backend,
-            batch_size=resolve_batch_size(self.batch_size, searcher),
+            spec.layer_sizes,
+            init=self.init,
+            keep=self.keep,
             seed=search_seed,
-            sample_weight=split_weights,
+            network_seed=network_seed,
+            network=network,  # a warm fit searches its network again
+        )
+        network = setup.network
+        problem = setup.problem(
+            searcher, backend=self.backend, batch_size=self.batch_size, sample_weight=split_weights
         )
         result = run(
             problem,
             searcher,
             budget,
-            seed=search_seed,
+            seed=setup.seed,
             init_mask=init_mask,
             patience=self.n_iter_no_change if self.early_stopping else None,
             progress=bool(self.verbose),
@@ -401,7 +406,9 @@ default="signed_constant"
         self.best_loss_ = None if self.early_stopping else min(self.loss_curve_, default=None)
         self.n_layers_ = len(spec.layer_sizes)
         self.n_outputs_ = spec.layer_sizes[-1]
-        self.ticket_ = Ticket(network, result.mask, rule, self._ticket_meta(method, search_seed))
+        self.ticket_ = Ticket(
+            network, result.mask, setup.rule, self._ticket_meta(method, search_seed)
+        )
         self.masks_ = self.ticket_.mask
         return self
 

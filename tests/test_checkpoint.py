@@ -47,7 +47,7 @@ def interrupt_by_signal(at: float):
     """A callback that delivers a real SIGINT to this process once ``at`` evaluations are spent."""
     sent = []
 
-    def callback(row):
+    def callback(row, mask):
         if not sent and row["evaluations"] >= at:
             sent.append(row["evaluations"])
             signal.raise_signal(signal.SIGINT)
@@ -111,7 +111,9 @@ def test_time_budget_resume_counts_the_time_already_used(digits, tmp_path):
     problem = make_problem(digits)
     cut = run(
         problem, make_searcher("random"), "60s", validation_interval=1,
-        callbacks=[lambda row: row["evaluations"] >= 100 and signal.raise_signal(signal.SIGINT)],
+        callbacks=[
+            lambda row, mask: row["evaluations"] >= 100 and signal.raise_signal(signal.SIGINT)
+        ],
         checkpoint=Checkpoint(path),
     )  # fmt: skip
     assert cut.stopped_by == "interrupted"

@@ -419,24 +419,24 @@ def test_search_writes_strict_json_for_every_kind_of_default(tmp_path, capsys, m
 def test_out_of_range_values_are_refused_before_any_work(
     tmp_path, capsys, monkeypatch, args, message
 ):
-    import prunetrain.api
+    import prunetrain.runs  # where a run loads its data
 
     def no_work(*args, **kwargs):
         raise AssertionError("the search began before its options were checked")
 
-    monkeypatch.setattr(prunetrain.api, "load_dataset", no_work)
+    monkeypatch.setattr(prunetrain.runs, "load_dataset", no_work)
     code, stdout, err = cli(capsys, "search", *args, "--out", str(tmp_path / "o"), "-q")
     assert code == 2 and err.count("\n") == 1 and message in err
     assert not (tmp_path / "o").exists()
 
 
 def test_unwritable_out_is_refused_before_the_search(tmp_path, capsys, monkeypatch):
-    import prunetrain.api
+    import prunetrain.runs  # where a run loads its data
 
     def no_work(*args, **kwargs):
         raise AssertionError("the search began before --out was checked")
 
-    monkeypatch.setattr(prunetrain.api, "load_dataset", no_work)
+    monkeypatch.setattr(prunetrain.runs, "load_dataset", no_work)
     (tmp_path / "file").write_text("x")
     outs = {tmp_path / "file" / "run": "not a folder", Path("/proc/nope/run"): "cannot write"}
     if os.geteuid() != 0:  # root writes into read-only folders

@@ -365,16 +365,16 @@ def test_from_ticket_refuses_mismatched_classes(tmp_path):
     [("ga", "auto", 256), ("hill", "auto", 1024), ("ga", 32, 32), ("ga", None, None)],
 )
 def test_batch_size_auto_is_the_methods_preference(iris, monkeypatch, method, batch_size, expected):
-    import prunetrain.estimator as estimator_module
+    import prunetrain.runs as runs_module  # where fit's Problem is made
 
     seen = []
-    real = estimator_module.Problem
+    real = runs_module.Problem
 
     def recording(*args, **kwargs):
         seen.append(kwargs["batch_size"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(estimator_module, "Problem", recording)
+    monkeypatch.setattr(runs_module, "Problem", recording)
     fast(method=method, batch_size=batch_size, budget="20evals").fit(*iris)
     assert seen == [expected]
 

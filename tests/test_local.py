@@ -49,7 +49,12 @@ def test_fixed_batch_hill_climbing_never_gets_worse(planted_problem):
         problem,
         searcher,
         "300evals",
-        callbacks=[lambda row: losses.append(searcher.state.loss) and False],
+        callbacks=[
+            lambda row, mask: (
+                searcher.state is not None  # set by the first step
+                and losses.append(searcher.state.loss)
+            )
+        ],
         validation_interval=1,
     )
     assert all(b <= a + 1e-12 for a, b in zip(losses, losses[1:]))
@@ -85,7 +90,12 @@ def test_annealing_temperature_is_calibrated_and_cools(planted_problem):
         problem,
         searcher,
         "200evals",
-        callbacks=[lambda row: temps.append(searcher.temperature()) and False],
+        callbacks=[
+            lambda row, mask: (
+                searcher._t0 is not None  # set by the first step
+                and temps.append(searcher.temperature())
+            )
+        ],
         validation_interval=1,
     )
     assert searcher._t0 > 0

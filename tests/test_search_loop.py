@@ -87,7 +87,7 @@ def test_warm_start_and_callbacks(digits):
         "50evals",
         init_mask=start,
         validation_interval=1,
-        callbacks=[lambda row: seen.append(row) or len(seen) >= 2],
+        callbacks=[lambda row, mask: seen.append(row) or len(seen) >= 2],
     )
     assert result.stopped_by == "callback" and len(seen) == 2
     for x, y in zip(result.mask, start):

@@ -12,23 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from prunetrain.api import (
-    check_out,
-    dataset_meta,
-    evaluate_ticket,
-    resolve_arch,
-    resolve_out,
-    split_metrics,
-    write_curve,
-)
+from prunetrain import runs
 from prunetrain.baselines.base import BaselineResult, make_baseline
 from prunetrain.baselines.weights import TrainedWeights
-from prunetrain.data import Dataset, load_dataset
-from prunetrain.files import write_folder, write_json
-from prunetrain.masks import KeepRule
-from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed
+from prunetrain.data import Dataset
+from prunetrain.network import FrozenNetwork, check_seed
 from prunetrain.objective import Budget
 from prunetrain.provenance import record_provenance
+from prunetrain.runs import check_out, dataset_meta, evaluate_ticket, resolve_out, split_metrics
 from prunetrain.threads import one_blas_thread
 from prunetrain.ticket import Ticket
 
@@ -88,29 +79,15 @@ class BaselineRun:
     def save(self, out: str | os.PathLike, force: bool = False) -> Path:
         """Write ``result.json``, ``curve.csv``, ``curve.png`` and ``ticket.npz`` or ``weights.npz``.
 
-        Refuses (:func:`~prunetrain.api.check_out`) to replace a finished run unless
-        ``force``. They are written as a unit: if any cannot be written, none is.
+        Refuses (:func:`~prunetrain.runs.check_out`) to replace a finished run unless
+        ``force``. They are written as a unit (:func:`~prunetrain.runs.save_run`).
         """
-        out = check_out(out, force)
-        r = self.result
         record = self.record()
-        history = [{k: (np.nan if v is None else v) for k, v in row.items()} for row in r.history]
-        title = f"{self.config['method']} on {self.config['dataset']}"
-
+        history = [
+            {k: (np.nan if v is None else v) for k, v in row.items()} for row in record["history"]
+        ]
         models = {"ticket.npz": self.ticket, "weights.npz": self.weights}
-
-        def fill(folder: Path) -> None:
-            for name, model in models.items():
-                if model is not None:
-                    model.save(folder / name)
-            write_json(folder / "result.json", record)
-            write_curve(folder, history, title=title)
-
-        write_folder(out, fill)
-        for name, model in models.items():
-            if model is None:
-                (out / name).unlink(missing_ok=True)  # another run's, replaced under --force
-        return out
+        return runs.save_run(out, record, history, models, force=force)
 
 
 def evaluate_result(
@@ -194,26 +171,20 @@ def run_baseline(
     baseline = make_baseline(method, **(method_params or {}))
     if batch_size is not None and "batch_size" in baseline.param_names():
         baseline.batch_size = batch_size
-    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir=data_dir)
-    sizes = resolve_arch(arch, data)
-    spec = NetworkSpec(sizes, init=init, scale=scale, keep=keep)
-    rule = KeepRule(keep, keep_rule)
-    network = FrozenNetwork(spec, network_seed)
-    config = {
-        "dataset": data.name,
-        "data_source": data.source,
-        "arch": spec.arch,
-        "init": init,
-        "scale": scale,
-        "keep": rule.keep,
-        "keep_rule": rule.kind,
-        "method": method,
-        "method_params": baseline.get_params(),
-        "budget": None if budget is None else str(budget),
-        "seed": seed,
-        "network_seed": network_seed,
-        "baseline": True,
-    }
+    setup = runs.build(
+        dataset,
+        arch,
+        data_dir=data_dir,
+        init=init,
+        scale=scale,
+        keep=keep,
+        keep_rule=keep_rule,
+        seed=seed,
+        network_seed=network_seed,
+    )
+    data, rule, network = setup.data, setup.rule, setup.network
+    budget_text = None if budget is None else str(budget)
+    config = runs.run_config(setup, method, baseline.get_params(), budget_text, baseline=True)
     out = resolve_out(config, out, runs_dir, force)
     # One BLAS thread: the same record in a process of its own or on a worker of many threads.
     with one_blas_thread():

@@ -87,76 +87,49 @@ def execute_run(spec: dict, data_dir: str | None = None, threads: int | None = N
 def _run_search(run: RunSpec, data) -> dict:
     """``run_search`` with the test accuracy of the mask it would return at every validation.
 
-    The run loop validates ``searcher.recommend()`` at each history row and
-    returns the best of those on validation; keeping a packed copy of each
-    recommended mask lets the rows be scored on the test split *after* the
-    search, outside its clock, without the search ever seeing that split.
+    The run loop validates a recommended mask at each history row and returns
+    the best of those on validation; a callback keeps a packed copy of each,
+    so that the rows are scored on the test split *after* the search, outside
+    its clock, without the search ever seeing that split.
     """
-    from prunetrain.api import SearchRun, dataset_meta, evaluate_ticket, resolve_arch
+    from prunetrain import runs
     from prunetrain.backends import NumpyBackend
-    from prunetrain.masks import KeepRule, pack_mask, unpack_mask
+    from prunetrain.masks import pack_mask, unpack_mask
     from prunetrain.metrics import accuracy
-    from prunetrain.network import FrozenNetwork, NetworkSpec
-    from prunetrain.objective import Problem
     from prunetrain.search import make_searcher
-    from prunetrain.search import run as run_loop
-    from prunetrain.ticket import Ticket
 
     o = run.options
-    spec = NetworkSpec(
-        resolve_arch(run.arch, data), init=o["init"], scale=o["scale"], keep=run.keep
-    )
-    rule = KeepRule(run.keep, o["keep_rule"])
-    network = FrozenNetwork(spec, run.seed)
-    searcher = make_searcher(run.method, **run.params)
-    problem = Problem(
-        network,
+    setup = runs.build(
         data,
-        rule,
-        backend=o["backend"],
-        batch_size=o["batch_size"] or None,
-        schedule=o["schedule"],
+        run.arch,
+        init=o["init"],
+        scale=o["scale"],
+        keep=run.keep,
+        keep_rule=o["keep_rule"],
         seed=run.seed,
     )
-    recommended: list[np.ndarray] = []
-    recommend = searcher.recommend
-
-    def recording_recommend():
-        mask, loss = recommend()
-        recommended.append(pack_mask(mask))
-        return mask, loss
-
-    searcher.recommend = recording_recommend
-    result = run_loop(problem, searcher, run.budget, seed=run.seed, patience=o["patience"])
-    if result.interrupted:  # a cut-short run is no result: stop the comparison
+    validated: list[np.ndarray] = []
+    finished = runs.search(
+        setup,
+        make_searcher(run.method, **run.params),
+        run.budget,
+        method=run.method,
+        backend=o["backend"],
+        batch_size=o["batch_size"],
+        schedule=o["schedule"],
+        patience=o["patience"],
+        callbacks=[lambda row, mask: validated.append(pack_mask(mask))],
+    )
+    if finished.result.interrupted:  # a cut-short run is no result: stop the comparison
         raise KeyboardInterrupt
-    config = {
-        "dataset": data.name,
-        "arch": spec.arch,
-        "init": o["init"],
-        "scale": o["scale"],
-        "keep": rule.keep,
-        "keep_rule": rule.kind,
-        "method": run.method,
-        "method_params": searcher.get_params(),
-        "budget": run.budget,
-        "batch_size": problem.batch_size,
-        "schedule": problem.schedule,
-        "backend": problem.backend.name,
-        "seed": run.seed,
-        "network_seed": run.seed,
-        "patience": o["patience"],
-        "init_mask": None,
-    }
-    meta = {**dataset_meta(data), "method": run.method, "seed": run.seed}
-    ticket = Ticket(network, result.mask, rule, meta)
-    metrics = evaluate_ticket(ticket, data)
-    record = SearchRun(config=config, result=result, ticket=ticket, metrics=metrics).record()
+    for key in ("data_source", "init_share"):  # never in a comparison's records: kept out
+        del finished.config[key]
+    record = finished.record()
     history = [dict(row) for row in record["history"]]
-    if len(recommended) == len(history):
+    if len(validated) == len(history):
+        network, test = setup.network, None
         backend = NumpyBackend(network)
-        test = None
-        for row, packed in zip(history, recommended):
+        for row, packed in zip(history, validated):
             if row["improved"]:  # the returned mask changes only here
                 logits = backend.logits(unpack_mask(packed, network.shapes), data.X_test)
                 test = float(accuracy(logits, data.y_test))
@@ -401,7 +374,7 @@ class ComparisonResult:
 
 def prepare(config: Comparison | str | os.PathLike) -> tuple[Comparison, dict]:
     """Load the config and its datasets, resolve architectures and check them against the data."""
-    from prunetrain.api import resolve_arch
+    from prunetrain.runs import resolve_arch
 
     comparison = config if isinstance(config, Comparison) else load_config(config)
     names = dict.fromkeys(r.dataset for r in comparison.runs)

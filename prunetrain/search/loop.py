@@ -26,7 +26,8 @@ from prunetrain.threads import one_blas_thread
 
 logger = logging.getLogger(__name__)
 
-Callback = Callable[[dict], "bool | None"]
+#: Called after every validation with the history row and the validated mask; ``True`` stops.
+Callback = Callable[[dict, Mask], "bool | None"]
 
 #: Validate when this many validation-set sizes of training sample-forwards
 #: have passed since the last validation, so validation costs about 10 %.
@@ -77,10 +78,13 @@ def run(
         ``10 × (validation set size)`` (the training set stands in for an empty
         validation set), so validation costs about 10 %.
     callbacks : sequence of callables
-        Each is called with the history row after every validation; one that
-        returns ``True`` stops the search (``stopped_by="callback"``). A row
-        with ``improved`` true means ``searcher.recommend()`` is now the mask
-        the search would return.
+        Each is called as ``callback(row, mask)`` after every validation, the
+        starting mask's and the final one's included: ``row`` is the history
+        row just appended, ``mask`` the mask validated for it (the searcher's
+        ``recommend()``; its own arrays, so copy what you keep). One that
+        returns ``True`` stops the search (``stopped_by="callback"``), before
+        its first step if it does so for the starting mask. A row with
+        ``improved`` true means ``mask`` is now the one the search would return.
     progress : bool
         Show progress on stderr (:class:`~prunetrain.progress.Progress`: a
         bar on a terminal, plain lines otherwise): evaluations, best train
@@ -154,7 +158,7 @@ def run(
     history, best = state["history"], state["best"]
 
     def validate() -> bool:
-        """Validate the recommended mask, record it; True if it is the best so far."""
+        """Validate the recommended mask, record it, call the callbacks; True if one says stop."""
         mask, train_loss = searcher.recommend()
         # Before its first step a searcher has no training loss yet (inf): record None.
         train_loss = float(train_loss) if np.isfinite(train_loss) else None
@@ -170,19 +174,18 @@ def run(
             state["since_better"] = 0
         else:
             state["since_better"] += 1
-        history.append(
-            {
-                "evaluations": used(),
-                "sample_forwards": problem.sample_forwards_used(),
-                "seconds": elapsed(),
-                "train_loss": train_loss,
-                "val_loss": val_loss,
-                "val_accuracy": val_acc,
-                "best_val_accuracy": best["val_accuracy"],
-                "improved": better,
-            }
-        )
-        return better
+        row = {
+            "evaluations": used(),
+            "sample_forwards": problem.sample_forwards_used(),
+            "seconds": elapsed(),
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "best_val_accuracy": best["val_accuracy"],
+            "improved": better,
+        }
+        history.append(row)
+        return any(cb(row, mask) for cb in callbacks)
 
     last_checkpoint = time.perf_counter()
 
@@ -237,11 +240,12 @@ def run(
             if resume is None:
                 state["step_start"] = usage()
                 searcher.setup(problem, searcher_rng(seed), init_mask)
-                validate()
+                if validate():
+                    stopped_by = "callback"
                 state["last_validation"] = problem.n_sample_forwards
                 if checkpoint is not None:
                     save_checkpoint()
-            while not spent():
+            while stopped_by != "callback" and not spent():
                 state["step_start"] = usage()
                 searcher.step()
                 if searcher.finished:
@@ -249,8 +253,7 @@ def run(
                     break
                 if problem.n_sample_forwards - state["last_validation"] >= interval:
                     state["last_validation"] = problem.n_sample_forwards
-                    validate()
-                    if any(cb(history[-1]) for cb in callbacks):
+                    if validate():
                         stopped_by = "callback"
                         break
                     if patience is not None and state["since_better"] >= patience:
@@ -273,7 +276,7 @@ def run(
             last_step = now - state["step_start"]
             overshoot = max(0.0, now - total) if stopped_by == "budget" else 0.0
             if history[-1]["evaluations"] != used():
-                validate()
+                validate()  # the search ends here whatever the callbacks say
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread
         stopped_by = "interrupted"
         if not best:

@@ -1,0 +1,79 @@
+"""The one path from arguments to a run record (issue 20): ``runs.build``, ``runs.search``,
+and run-loop callbacks that see each validated mask."""
+
+import json
+
+import numpy as np
+import pytest
+
+from prunetrain import runs
+from prunetrain.api import run_search
+from prunetrain.errors import PrunetrainError
+from prunetrain.masks import pack_mask
+from prunetrain.search import make_searcher, run
+
+ARCH = "64-24-16-10"
+
+
+def test_build_makes_the_network_and_rule_a_search_runs_on(digits):
+    setup = runs.build(digits, ARCH, keep=0.25, keep_rule="global", seed=3, network_seed=7)
+    assert setup.data is digits and setup.loaded_from is None
+    assert setup.spec.arch == ARCH and setup.spec.keep == 0.25
+    assert (setup.rule.keep, setup.rule.kind) == (0.25, "global")
+    assert (setup.seed, setup.network_seed, setup.network.seed) == (3, 7, 7)
+    named = runs.build("digits", ARCH, seed=3)
+    assert named.loaded_from == "digits" and named.network_seed == 3
+    again = runs.build(digits, ARCH, seed=4, network=setup.network)
+    assert again.network is setup.network and again.network_seed == 7
+    with pytest.raises(PrunetrainError, match="takes 32 inputs"):
+        runs.build(digits, "32-10")
+
+
+def test_search_gives_what_run_search_gives(digits, tmp_path):
+    setup = runs.build(digits, ARCH, seed=1)
+    done = runs.search(setup, make_searcher("random"), "60evals", out=tmp_path / "r")
+    expected = run_search(digits, ARCH, method="random", budget="60evals", seed=1)
+    assert done.config == expected.config
+    assert pack_mask(done.ticket.mask).tobytes() == pack_mask(expected.ticket.mask).tobytes()
+    assert done.metrics == expected.metrics
+    record = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert (
+        record["config"] == done.config
+        and record["test_accuracy"] == done.metrics["test"]["accuracy"]
+    )
+    assert not (tmp_path / "r" / "checkpoint.pkl").exists()
+
+
+def test_run_config_of_a_baseline(digits):
+    setup = runs.build(digits, ARCH, seed=2)
+    config = runs.run_config(setup, "magnitude", {}, None, baseline=True)
+    assert list(config) == [
+        "dataset", "data_source", "arch", "init", "scale", "keep", "keep_rule", "method",
+        "method_params", "budget", "seed", "network_seed", "baseline",
+    ]  # fmt: skip
+
+
+def test_a_callback_sees_every_validated_mask(digits):
+    setup = runs.build(digits, ARCH, seed=1)
+    searcher = make_searcher("random")
+    problem = setup.problem(searcher, backend="numpy")
+    seen = []
+
+    def callback(row, mask):
+        seen.append((row, [m.copy() for m in mask]))
+
+    result = run(problem, searcher, "200evals", seed=1, callbacks=[callback])
+    assert [row for row, _ in seen] == result.history  # the start's and the final one's too
+    for row, mask in seen:
+        assert problem.validate(mask)[1] == row["val_accuracy"]
+    last_better = [mask for row, mask in seen if row["improved"]][-1]
+    for a, b in zip(last_better, result.mask):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_callback_can_stop_a_search_before_its_first_step(digits):
+    setup = runs.build(digits, ARCH, seed=1)
+    searcher = make_searcher("random")
+    result = run(setup.problem(searcher), searcher, "200evals", callbacks=[lambda row, mask: True])
+    assert result.stopped_by == "callback" and len(result.history) == 1
+    assert result.history[0]["evaluations"] == 0
