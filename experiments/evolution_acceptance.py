@@ -34,7 +34,7 @@ from prunetrain.backends import make_backend
 from prunetrain.data import load_dataset
 from prunetrain.masks import KeepRule
 from prunetrain.network import FrozenNetwork, NetworkSpec
-from prunetrain.objective import Problem
+from prunetrain.problem import Problem
 from prunetrain.search import make_searcher, run
 
 WINDOWS = [(0, 5), (5, 20), (20, 60), (60, 120), (120, 300), (300, 600)]

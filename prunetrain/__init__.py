@@ -19,7 +19,7 @@ from prunetrain.data import Dataset, load_dataset
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KeepRule, MaskPopulation, pack_mask, random_mask, unpack_mask
 from prunetrain.network import FrozenNetwork, NetworkSpec
-from prunetrain.objective import Budget, Problem
+from prunetrain.problem import Budget, Problem
 from prunetrain.search import SEARCHERS, Searcher, SearchResult, make_searcher, run
 from prunetrain.ticket import Ticket
 

@@ -24,7 +24,7 @@ from prunetrain.errors import DataError, PrunetrainError
 from prunetrain.files import check_writable_folder
 from prunetrain.metrics import log_softmax
 from prunetrain.network import check_seed
-from prunetrain.objective import Budget
+from prunetrain.problem import Budget
 from prunetrain.provenance import versions  # noqa: F401  (re-exported)
 
 # Re-exported: the run assembly, records and run folders live in prunetrain.runs.

@@ -17,7 +17,7 @@ from prunetrain.baselines import BASELINES
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KEEP_KINDS
 from prunetrain.network import INIT_SCHEMES, SCALE_RULES
-from prunetrain.objective import SCHEDULES
+from prunetrain.problem import SCHEDULES
 from prunetrain.search import DEFAULT_METHOD, SEARCHERS
 
 EXIT_USER_ERROR = 2

@@ -2,7 +2,7 @@
 
 A thin scikit-learn face over the rest of the package: ``fit`` builds a
 :class:`~prunetrain.network.FrozenNetwork` sized for the data and a
-:class:`~prunetrain.objective.Problem` over the given arrays as every run does
+:class:`~prunetrain.problem.Problem` over the given arrays as every run does
 (:func:`prunetrain.runs.build`), and runs a searcher with the shared run loop;
 the result is a
 :class:`~prunetrain.ticket.Ticket`. Predictions always come from the
@@ -33,7 +33,7 @@ from prunetrain.data import Dataset, FeatureScaling
 from prunetrain.masks import KeepRule, pack_mask, unpack_mask
 from prunetrain.metrics import cross_entropy, log_softmax
 from prunetrain.network import INIT_SCHEMES, FrozenNetwork, NetworkSpec
-from prunetrain.objective import Budget
+from prunetrain.problem import Budget
 from prunetrain.search import SEARCHERS, make_searcher, run
 from prunetrain.threads import one_blas_thread
 from prunetrain.ticket import Ticket

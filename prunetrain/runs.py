@@ -32,7 +32,7 @@ from prunetrain.files import atomic_write, check_writable_folder, write_folder, 
 from prunetrain.masks import KeepRule, Mask
 from prunetrain.metrics import accuracy, cross_entropy
 from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed, parse_arch
-from prunetrain.objective import Budget, Problem
+from prunetrain.problem import Budget, Problem
 from prunetrain.provenance import record_provenance
 from prunetrain.search import Searcher, SearchResult, resolve_batch_size, run
 from prunetrain.search.checkpoint import CHECKPOINT, Checkpoint

@@ -439,7 +439,7 @@ def test_gpu_flip_screen_matches_the_reference(sizes, B, bias):
 @needs_gpu
 def test_gpu_pickling_and_search():
     from prunetrain.data import load_dataset
-    from prunetrain.objective import Problem
+    from prunetrain.problem import Problem
     from prunetrain.search import make_searcher, run
 
     net, *_ = random_case((64, 24, 10), 1, 1, False, 2)

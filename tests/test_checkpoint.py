@@ -13,7 +13,7 @@ import pytest
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KeepRule
 from prunetrain.network import FrozenNetwork, NetworkSpec
-from prunetrain.objective import Problem
+from prunetrain.problem import Problem
 from prunetrain.search import SEARCHERS, make_searcher, run
 from prunetrain.search.checkpoint import Checkpoint, read_checkpoint, restricted_loads
 from prunetrain.ticket import Ticket

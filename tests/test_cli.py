@@ -498,7 +498,7 @@ def test_interrupted_search_exits_130_and_resume_gives_the_uninterrupted_ticket(
     tmp_path, capsys, monkeypatch
 ):
     """The issue's case: ga interrupted at 160 of 320 evaluations, then resumed."""
-    from prunetrain.objective import Problem
+    from prunetrain.problem import Problem
 
     args = ["search", "--method", "ga", "--budget", "320evals", "--arch", "64-16-10", "-q"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"

@@ -9,7 +9,7 @@ from prunetrain.baselines import BASELINES
 from prunetrain.cli import main
 from prunetrain.masks import KEEP_KINDS
 from prunetrain.network import INIT_SCHEMES, SCALE_RULES
-from prunetrain.objective import SCHEDULES
+from prunetrain.problem import SCHEDULES
 from prunetrain.search import DEFAULT_METHOD, SEARCHERS
 
 

@@ -373,7 +373,7 @@ def test_workers_exit_when_compare_is_killed(tmp_path):
 
 def test_in_process_interrupt_records_only_complete_runs(tmp_path, monkeypatch):
     """--jobs 1 runs in this process: the cut-short run must not be recorded as finished."""
-    from prunetrain.objective import Problem
+    from prunetrain.problem import Problem
 
     config = write_config(tmp_path, SLOW.replace('"1s"', '"40evals"'), "evals.toml")
     next_batch, batches = Problem.next_batch, []

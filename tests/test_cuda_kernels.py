@@ -361,7 +361,7 @@ def probe_search_runs_on_the_backend_and_keeps_the_rule():
     from conftest import planted
 
     from prunetrain.backends.cupy.cupy_backend import CupyBackend
-    from prunetrain.objective import Problem
+    from prunetrain.problem import Problem
     from prunetrain.search import make_searcher, run
 
     net, data, _ = planted(seed=1, sizes=(6, 5, 4, 3), n=60)

@@ -10,7 +10,7 @@ from prunetrain.api import evaluate_ticket
 from prunetrain.data import Dataset
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KeepRule, Layout
-from prunetrain.objective import Problem
+from prunetrain.problem import Problem
 from prunetrain.search import make_searcher, run
 from prunetrain.search.evolution.distributions import nes_utilities
 from prunetrain.search.evolution.operators import (

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KeepRule
-from prunetrain.objective import Budget, Problem
+from prunetrain.problem import Budget, Problem
 from prunetrain.search import make_searcher, run
 from prunetrain.search.hebbian import (
     balanced_top,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from prunetrain.errors import PrunetrainError
 from prunetrain.hyperparams import check_choice, check_number
 from prunetrain.masks import KeepRule
-from prunetrain.objective import Problem
+from prunetrain.problem import Problem
 from prunetrain.search import make_searcher, run
 from prunetrain.search.base import SEARCHERS
 

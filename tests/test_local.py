@@ -10,7 +10,7 @@ from conftest import planted
 from prunetrain.api import evaluate_ticket
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KeepRule
-from prunetrain.objective import Problem
+from prunetrain.problem import Problem
 from prunetrain.search import make_searcher, run
 from prunetrain.ticket import Ticket
 

@@ -5,7 +5,7 @@ from prunetrain.backends.flips import flip_cost
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KeepRule
 from prunetrain.network import FrozenNetwork, NetworkSpec
-from prunetrain.objective import MAX_EVALUATIONS, MAX_SECONDS, Budget, FlipSession, Problem
+from prunetrain.problem import MAX_EVALUATIONS, MAX_SECONDS, Budget, FlipSession, Problem
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KeepRule, random_mask
 from prunetrain.metrics import cross_entropy
 from prunetrain.network import FrozenNetwork, NetworkSpec
-from prunetrain.objective import Problem
+from prunetrain.problem import Problem
 from prunetrain.search import make_searcher, run
 from prunetrain.search.loop import searcher_rng
 from prunetrain.search.probe import TINY

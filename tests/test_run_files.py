@@ -146,7 +146,7 @@ def interrupt_at(monkeypatch, evaluations):
     """Ctrl-C (a real SIGINT) once a search has used ``evaluations``, in the middle of a step."""
     import signal
 
-    from prunetrain.objective import Problem
+    from prunetrain.problem import Problem
 
     next_batch = Problem.next_batch
 

@@ -9,7 +9,7 @@ from prunetrain.data import Dataset
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KeepRule, MaskPopulation, random_mask
 from prunetrain.network import FrozenNetwork, NetworkSpec
-from prunetrain.objective import Problem
+from prunetrain.problem import Problem
 from prunetrain.search import make_searcher, run
 
 CPU = [name for name in ("numpy", "numba") if name in BACKENDS]

@@ -6,7 +6,7 @@ import pytest
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KeepRule
 from prunetrain.network import FrozenNetwork, NetworkSpec
-from prunetrain.objective import Problem
+from prunetrain.problem import Problem
 from prunetrain.search import SEARCHERS, Searcher, make_searcher, run
 
 

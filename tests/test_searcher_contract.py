@@ -27,7 +27,7 @@ from conftest import planted
 
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KEEP_KINDS, KeepRule
-from prunetrain.objective import Problem
+from prunetrain.problem import Problem
 from prunetrain.search import SEARCHERS, make_searcher, run
 
 METHODS = sorted(SEARCHERS)

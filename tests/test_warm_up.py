@@ -8,7 +8,7 @@ import time
 
 from prunetrain.backends import NumpyBackend
 from prunetrain.masks import KeepRule
-from prunetrain.objective import Problem
+from prunetrain.problem import Problem
 from prunetrain.search import make_searcher, run
 
 COMPILE = 0.5
@@ -55,7 +55,7 @@ def test_no_kernel_compiles_inside_the_budget():
         from prunetrain.data import load_dataset
         from prunetrain.masks import KeepRule
         from prunetrain.network import FrozenNetwork, NetworkSpec
-        from prunetrain.objective import Problem
+        from prunetrain.problem import Problem
         from prunetrain.search import make_searcher, run
 
         def signatures():

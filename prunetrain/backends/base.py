@@ -72,7 +72,7 @@ class Backend(abc.ABC):
         ``w`` (optional, float64 device array of shape ``(B,)``) weights each
         sample: the results are the means of ``w · loss`` and ``w · hit``, the
         weighted means when the weights average 1 (the
-        :class:`~prunetrain.objective.Problem` scales them so).
+        :class:`~prunetrain.problem.Problem` scales them so).
 
         Returns
         -------

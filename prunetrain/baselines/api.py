@@ -17,7 +17,7 @@ from prunetrain.baselines.base import BaselineResult, make_baseline
 from prunetrain.baselines.weights import TrainedWeights
 from prunetrain.data import Dataset
 from prunetrain.network import FrozenNetwork, check_seed
-from prunetrain.objective import Budget
+from prunetrain.problem import Budget
 from prunetrain.provenance import record_provenance
 from prunetrain.runs import check_out, dataset_meta, evaluate_ticket, resolve_out, split_metrics
 from prunetrain.threads import one_blas_thread

@@ -14,7 +14,7 @@ from prunetrain.hyperparams import Hyperparameters, build_named
 from prunetrain.masks import KeepRule, Mask
 from prunetrain.metrics import accuracy, cross_entropy
 from prunetrain.network import FrozenNetwork
-from prunetrain.objective import Budget
+from prunetrain.problem import Budget
 from prunetrain.progress import Progress
 
 if TYPE_CHECKING:

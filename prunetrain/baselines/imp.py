@@ -17,7 +17,7 @@ from prunetrain.baselines.dense import GradientBaseline, train_weights
 from prunetrain.baselines.select import keep_largest
 from prunetrain.hyperparams import check_number
 from prunetrain.masks import KeepRule
-from prunetrain.objective import Budget
+from prunetrain.problem import Budget
 
 #: Fraction of the remaining weights pruned per round when ``rounds`` is not given.
 DEFAULT_PRUNE_RATE = 0.2

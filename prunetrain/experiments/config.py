@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import prunetrain
 from prunetrain.errors import PrunetrainError
 from prunetrain.network import NetworkSpec, check_keep, check_seed, parse_arch
-from prunetrain.objective import Budget
+from prunetrain.problem import Budget
 
 if TYPE_CHECKING:
     from prunetrain.experiments.report import ReportOptions
@@ -310,7 +310,7 @@ def _network_options(raw: dict) -> dict:
 def _search_options(given: dict) -> dict:
     """The ``[search]`` table with its defaults, each option checked."""
     from prunetrain.backends import BACKEND_NAMES
-    from prunetrain.objective import SCHEDULES
+    from prunetrain.problem import SCHEDULES
 
     extra = set(given) - set(SEARCH_OPTIONS)
     if extra:
@@ -352,7 +352,7 @@ def check_searcher(searcher, keep_rule: str) -> None:
     from prunetrain.data import Dataset
     from prunetrain.masks import KeepRule
     from prunetrain.network import FrozenNetwork
-    from prunetrain.objective import Problem
+    from prunetrain.problem import Problem
     from prunetrain.search.loop import searcher_rng
 
     rng = np.random.default_rng(0)

@@ -180,7 +180,7 @@ def overshoot(record: dict) -> tuple[float | None, str | None]:
     """
     if record["kind"] != "search":
         return None, None
-    from prunetrain.objective import Budget
+    from prunetrain.problem import Budget
 
     budget = Budget.parse(record["run"]["budget"])
     unit = "evaluations" if budget.evaluations is not None else "seconds"

@@ -13,7 +13,7 @@ from prunetrain.hyperparams import Hyperparameters, build_named
 from prunetrain.masks import Mask
 
 if TYPE_CHECKING:
-    from prunetrain.objective import Problem
+    from prunetrain.problem import Problem
 
 
 class BudgetView(Protocol):
@@ -73,7 +73,7 @@ class Searcher(Hyperparameters, abc.ABC):
 
     def budget_used(self) -> float:
         """Fraction of the budget spent so far, in [0, 1]: the problem's
-        (:meth:`~prunetrain.objective.Problem.budget_used`) or, if set, :attr:`budget_view`'s.
+        (:meth:`~prunetrain.problem.Problem.budget_used`) or, if set, :attr:`budget_view`'s.
         0 before :meth:`setup`."""
         if self.budget_view is not None:
             return self.budget_view.budget_used()
@@ -114,7 +114,7 @@ def make_searcher(name: str, **params) -> Searcher:
 
 
 def resolve_batch_size(batch_size: int | str | None, searcher: Searcher) -> int | None:
-    """The batch size to give :class:`~prunetrain.objective.Problem` for ``searcher``.
+    """The batch size to give :class:`~prunetrain.problem.Problem` for ``searcher``.
 
     ``"auto"`` is the searcher's :attr:`~Searcher.preferred_batch_size`;
     ``0`` and ``None`` mean the whole training set (``None``); a positive

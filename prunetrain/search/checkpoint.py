@@ -1,7 +1,7 @@
 """Checkpoints of a running search: everything it takes to continue exactly where it was.
 
 A checkpoint holds the searcher itself (pickled: its hyperparameters and all
-its state, random generator included), the :class:`~prunetrain.objective.Problem`'s
+its state, random generator included), the :class:`~prunetrain.problem.Problem`'s
 batch order, cost counters and the evaluations and seconds the run has used,
 and the run loop's own state (history, best mask, validation counters). With
 an evaluation budget a search interrupted and resumed from a checkpoint

@@ -31,7 +31,7 @@ import numpy as np
 from prunetrain.backends.flips import FlipState, flip_cost
 from prunetrain.hyperparams import check_choice, check_number
 from prunetrain.masks import Mask
-from prunetrain.objective import FlipSession
+from prunetrain.problem import FlipSession
 from prunetrain.search.base import Searcher, register
 
 #: Forward passes' worth of candidate moves each layer gets per round by default ...
@@ -122,7 +122,7 @@ class FlipSearcher(Searcher):
         self, layer: int, moves: Moves, accept: Callable[[np.ndarray], np.ndarray]
     ) -> tuple[np.ndarray, int | None]:
         """Gains of ``moves`` and the first one ``accept`` takes, charged up to it
-        (:meth:`~prunetrain.objective.FlipSession.first_accepted`)."""
+        (:meth:`~prunetrain.problem.FlipSession.first_accepted`)."""
         return self.session.first_accepted(layer, *moves, accept=accept)
 
     def accept(self, layer: int, moves: Moves) -> None:

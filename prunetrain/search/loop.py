@@ -18,7 +18,7 @@ from prunetrain.backends import warm_up
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import Mask, check_mask
 from prunetrain.network import check_seed
-from prunetrain.objective import Budget, Problem
+from prunetrain.problem import Budget, Problem
 from prunetrain.progress import Progress
 from prunetrain.search.base import Searcher, SearchResult
 from prunetrain.search.checkpoint import Checkpoint, bound_objects, dumps_state, loads_state

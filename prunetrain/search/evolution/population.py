@@ -2,7 +2,7 @@
 
 Every searcher of :mod:`prunetrain.search.evolution` works on a *population*
 of masks and evaluates it whole: each step takes one fresh batch and makes
-one call to :meth:`Problem.evaluate <prunetrain.objective.Problem.evaluate>`
+one call to :meth:`Problem.evaluate <prunetrain.problem.Problem.evaluate>`
 for every mask of the generation, incumbents included, so that all the
 masks compared in a step are compared on the same samples.
 
