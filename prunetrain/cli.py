@@ -97,42 +97,99 @@ def parse_method_params(pairs: tuple[str, ...]) -> dict:
     return params
 
 
-def network_options(command):
-    """The options that pick the data and the frozen network, shared by search and baseline."""
-    options = [
+def options(*decorators):
+    """Apply click options in the order given, which is their order in ``--help``."""
+
+    def apply(command):
+        for option in reversed(decorators):
+            command = option(command)
+        return command
+
+    return apply
+
+
+#: The options that pick the data and the frozen network, shared by search and baseline.
+network_options = options(
+    click.option(
+        "--dataset",
+        default="digits",
+        show_default=True,
+        help="digits, fashion-mnist, mnist, or a .npz/.csv file.",
+    ),
+    click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False),
+        help="Folder of the IDX files (else $PRUNETRAIN_DATA, else the Debian path).",
+    ),
+    click.option(
+        "--arch", help="Layer sizes, e.g. 784-300-100-10. Default: inputs-256-256-classes."
+    ),
+    click.option(
+        "--init",
+        "init",
+        default="signed_constant",
+        show_default=True,
+        type=choice(INIT_SCHEMES),
+        help="How the frozen weights are drawn.",
+    ),
+    click.option(
+        "--scale",
+        default="keep",
+        show_default=True,
+        type=choice(SCALE_RULES),
+        help="keep: scale weights by 1/sqrt(keep); none.",
+    ),
+)
+
+
+def choice_option(flag: str, default: str, values, help: str):
+    """An option whose value is one of ``values``, with its default shown."""
+    return click.option(flag, default=default, show_default=True, type=choice(values), help=help)
+
+
+def run_options(
+    *, keep_help: str, rule_help: str, method: str, methods, kind: str, param_help: str
+):
+    """--keep, --keep-rule, --method and --param, shared by search and baseline."""
+    return options(
+        click.option("--keep", default=0.5, show_default=True, type=float, help=keep_help),
+        choice_option("--keep-rule", "layer", KEEP_KINDS, rule_help),
+        choice_option("--method", method, methods, f"{kind}; see `prunetrain methods`."),
         click.option(
-            "--dataset",
-            default="digits",
+            "--param",
+            "-p",
+            "params",
+            multiple=True,
+            metavar="NAME=VALUE",
+            help=param_help,
+        ),
+    )
+
+
+def seed_options(what: str):
+    """--seed (of ``what`` and, by default, of the network) and --network-seed."""
+    return options(
+        click.option(
+            "--seed",
+            default=0,
             show_default=True,
-            help="digits, fashion-mnist, mnist, or a .npz/.csv file.",
+            type=int,
+            help=f"Seed of the {what} and, by default, of the network.",
         ),
         click.option(
-            "--data-dir",
-            type=click.Path(file_okay=False),
-            help="Folder of the IDX files (else $PRUNETRAIN_DATA, else the Debian path).",
+            "--network-seed", type=int, help="Seed of the frozen weights, if other than --seed."
         ),
-        click.option(
-            "--arch", help="Layer sizes, e.g. 784-300-100-10. Default: inputs-256-256-classes."
-        ),
-        click.option(
-            "--init",
-            "init",
-            default="signed_constant",
-            show_default=True,
-            type=choice(INIT_SCHEMES),
-            help="How the frozen weights are drawn.",
-        ),
-        click.option(
-            "--scale",
-            default="keep",
-            show_default=True,
-            type=choice(SCALE_RULES),
-            help="keep: scale weights by 1/sqrt(keep); none.",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    )
+
+
+def output_options(out_help: str):
+    """--out, --force, --json and --quiet, shared by search and baseline."""
+    return options(
+        click.option("--out", type=click.Path(), help=out_help),
+        force_option,
+        json_option,
+        click.option("--quiet", "-q", is_flag=True, help="No progress or summary."),
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -143,34 +200,13 @@ def cli() -> None:
 
 @cli.command()
 @network_options
-@click.option(
-    "--keep",
-    default=0.5,
-    show_default=True,
-    type=float,
-    help="Fraction of weights kept, in (0, 1].",
-)
-@click.option(
-    "--keep-rule",
-    default="layer",
-    show_default=True,
-    type=choice(KEEP_KINDS),
-    help="layer: exact count per layer; global: exact over the network; free.",
-)
-@click.option(
-    "--method",
-    default=DEFAULT_METHOD,
-    show_default=True,
-    type=choice(sorted(SEARCHERS)),
-    help="Search method; see `prunetrain methods`.",
-)
-@click.option(
-    "--param",
-    "-p",
-    "params",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A method hyperparameter; repeatable.",
+@run_options(
+    keep_help="Fraction of weights kept, in (0, 1].",
+    rule_help="layer: exact count per layer; global: exact over the network; free.",
+    method=DEFAULT_METHOD,
+    methods=sorted(SEARCHERS),
+    kind="Search method",
+    param_help="A method hyperparameter; repeatable.",
 )
 @click.option(
     "--budget",
@@ -178,33 +214,20 @@ def cli() -> None:
     show_default=True,
     help="Wall time (30s, 10m, 1h) or evaluations (20000evals).",
 )
-@click.option(
-    "--batch-size",
-    type=int,
-    help=_batch_size_help(),
-)
-@click.option(
+@click.option("--batch-size", type=int, help=_batch_size_help())
+@choice_option(
     "--schedule",
-    default="rotate",
-    show_default=True,
-    type=choice(SCHEDULES),
-    help="rotate: a fresh minibatch each step; fixed: one subset; full: the whole set.",
+    "rotate",
+    SCHEDULES,
+    "rotate: a fresh minibatch each step; fixed: one subset; full: the whole set.",
 )
-@click.option(
+@choice_option(
     "--backend",
-    default="auto",
-    show_default=True,
-    type=choice(backend_names()),
-    help="Where the search runs; auto: the fastest that works here.",
+    "auto",
+    backend_names(),
+    "Where the search runs; auto: the fastest that works here.",
 )
-@click.option(
-    "--seed",
-    default=0,
-    show_default=True,
-    type=int,
-    help="Seed of the search and, by default, of the network.",
-)
-@click.option("--network-seed", type=int, help="Seed of the frozen weights, if other than --seed.")
+@seed_options("search")
 @click.option("--patience", type=int, help="Stop after this many validations without improvement.")
 @click.option(
     "--init-mask",
@@ -220,21 +243,16 @@ def cli() -> None:
     help="Most of the budget an --init-mask searcher may use.",
 )
 @click.option(
-    "--out",
-    type=click.Path(),
-    help="Output folder. Default: runs/DATASET-METHOD-ARCH-keepK-BUDGET-seedS-HASH "
-    "(HASH: of the whole config; a rerun writes beside it, into ...-2).",
-)
-@click.option(
     "--resume",
     type=click.Path(file_okay=False),
     metavar="DIR",
     help="Continue the interrupted search in DIR exactly where it stopped (its "
     "checkpoint.pkl); takes every setting from the checkpoint.",
 )
-@force_option
-@json_option
-@click.option("--quiet", "-q", is_flag=True, help="No progress or summary.")
+@output_options(
+    "Output folder. Default: runs/DATASET-METHOD-ARCH-keepK-BUDGET-seedS-HASH "
+    "(HASH: of the whole config; a rerun writes beside it, into ...-2)."
+)
 @click.option("--verbose", "-v", is_flag=True, help="Say which backend `auto` chose and why.")
 def search(**opts) -> None:
     """Search a frozen random network for a mask; write ticket.npz, result.json and the curve.
@@ -268,22 +286,9 @@ def search(**opts) -> None:
     finished = run_search(
         opts["dataset"],
         opts["arch"],
-        data_dir=opts["data_dir"],
-        init=opts["init"],
-        scale=opts["scale"],
-        keep=opts["keep"],
-        keep_rule=opts["keep_rule"],
-        method=opts["method"],
         method_params=parse_method_params(opts["params"]),
-        budget=opts["budget"],
         batch_size="auto" if opts["batch_size"] is None else opts["batch_size"],
-        schedule=opts["schedule"],
-        backend=opts["backend"],
-        seed=opts["seed"],
-        network_seed=opts["network_seed"],
-        patience=opts["patience"],
-        init_mask=opts["init_mask"],
-        init_share=opts["init_share"],
+        **_picked(opts, *RUN_KEYS, "schedule", "backend", "patience", "init_mask", "init_share"),
         **_output_options(opts),
     )
     _report_search(finished, opts)
@@ -320,56 +325,23 @@ def _print_summary(finished) -> None:
 
 @cli.command()
 @network_options
-@click.option(
-    "--keep",
-    default=0.5,
-    show_default=True,
-    type=float,
-    help="Fraction of weights kept, in (0, 1] (dense ignores it but for the network's scale).",
-)
-@click.option(
-    "--keep-rule",
-    default="layer",
-    show_default=True,
-    type=choice(KEEP_KINDS),
-    help="layer: exact count per layer; global; free (treated as global).",
-)
-@click.option(
-    "--method",
-    default="dense",
-    show_default=True,
-    type=choice(BASELINES),
-    help="Baseline; see `prunetrain methods`.",
-)
-@click.option(
-    "--param",
-    "-p",
-    "params",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A baseline hyperparameter (epochs, lr, ...); repeatable.",
+@run_options(
+    keep_help="Fraction of weights kept, in (0, 1] (dense ignores it but for the network's scale).",
+    rule_help="layer: exact count per layer; global; free (treated as global).",
+    method="dense",
+    methods=BASELINES,
+    kind="Baseline",
+    param_help="A baseline hyperparameter (epochs, lr, ...); repeatable.",
 )
 @click.option(
     "--budget",
     help="Optional cap: wall time (30s, 10m) or gradient steps (5000evals). Default: the method's epochs.",
 )
 @click.option("--batch-size", type=int, help="Training batch size. Default: the method's (128).")
-@click.option(
-    "--seed",
-    default=0,
-    show_default=True,
-    type=int,
-    help="Seed of the training and, by default, of the network.",
+@seed_options("training")
+@output_options(
+    "Output folder. Default: runs/DATASET-METHOD-ARCH-keepK-seedS-HASH (a rerun: ...-2)."
 )
-@click.option("--network-seed", type=int, help="Seed of the frozen weights, if other than --seed.")
-@click.option(
-    "--out",
-    type=click.Path(),
-    help="Output folder. Default: runs/DATASET-METHOD-ARCH-keepK-seedS-HASH (a rerun: ...-2).",
-)
-@force_option
-@json_option
-@click.option("--quiet", "-q", is_flag=True, help="No progress or summary.")
 def baseline(**opts) -> None:
     """Run a gradient-trained or data-free baseline; write result.json, the curve and a ticket or weights.
 
@@ -381,17 +353,9 @@ def baseline(**opts) -> None:
     finished = run_baseline(
         opts["dataset"],
         opts["arch"],
-        method=opts["method"],
         method_params=parse_method_params(opts["params"]),
-        data_dir=opts["data_dir"],
-        init=opts["init"],
-        scale=opts["scale"],
-        keep=opts["keep"],
-        keep_rule=opts["keep_rule"],
-        budget=opts["budget"],
         batch_size=opts["batch_size"],
-        seed=opts["seed"],
-        network_seed=opts["network_seed"],
+        **_picked(opts, *RUN_KEYS),
         **_output_options(opts),
     )
     if _reported_as_json(finished, opts):
@@ -745,6 +709,25 @@ def bench(
         raise PrunetrainError("--population, --batch-size and --repeats must be at least 1")
     result = run_bench(arch, population, batch_size, list(backends) or None, repeats)
     click.echo(json.dumps(result) if as_json else format_bench(result))
+
+
+#: Options that search and baseline pass on to the API unchanged, under the same names.
+RUN_KEYS = (
+    "data_dir",
+    "init",
+    "scale",
+    "keep",
+    "keep_rule",
+    "method",
+    "budget",
+    "seed",
+    "network_seed",
+)
+
+
+def _picked(opts: dict, *names: str) -> dict:
+    """The options ``names`` of ``opts``, to pass on as keyword arguments of the same names."""
+    return {name: opts[name] for name in names}
 
 
 def _output_options(opts: dict) -> dict:
