@@ -90,8 +90,6 @@ class PruneAtInit(Baseline):
         log.close()
         return BaselineResult(
             mask=mask,
-            weights=None,
-            biases=None,
             history=log.rows,
             snapshots=log.snapshots,
             seconds=seconds,

@@ -267,6 +267,24 @@ class Trainer:
         self.sample_forwards = 0
         self.stopped_by = "epochs"
 
+    def counts(self) -> dict:
+        """Gradient steps, samples forwarded and training seconds so far (:meth:`EpochLog.add`'s
+        keywords)."""
+        return {
+            "steps": self.steps,
+            "sample_forwards": self.sample_forwards,
+            "seconds": self.seconds,
+        }
+
+    def totals(self) -> dict:
+        """What a :class:`~prunetrain.baselines.base.BaselineResult` says of the training:
+        :meth:`counts`, the epochs trained and why it stopped."""
+        return {
+            **self.counts(),
+            "epochs": self.steps / self.steps_per_epoch,
+            "stopped_by": self.stopped_by,
+        }
+
     def run(self, step: Callable[[np.ndarray, int], float], on_epoch: Callable[[int, float], None]):
         """Call ``step(batch_rows, step_number)`` over the epochs; ``on_epoch(epoch, mean_loss)`` after each.
 

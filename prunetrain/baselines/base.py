@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from prunetrain.data import Dataset
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class BaselineResult:
-    """What a baseline returns.
+    """What a baseline returns (built by keyword; ``mask`` or ``weights`` is left ``None``).
 
     Attributes
     ----------
@@ -58,9 +58,9 @@ class BaselineResult:
         that a caller can score the rows on held-out data after training.
     """
 
-    mask: Mask | None
-    weights: list[np.ndarray] | None
-    biases: list[np.ndarray] | None
+    mask: Mask | None = None
+    weights: list[np.ndarray] | None = None
+    biases: list[np.ndarray] | None = None
     history: list[dict]
     seconds: float
     steps: int

@@ -37,7 +37,29 @@ from prunetrain.network import FrozenNetwork
 
 
 class GradientBaseline(Baseline):
-    """Shared hyperparameters and checks of the baselines trained by our NumPy backprop."""
+    """Shared hyperparameters and checks of the baselines trained by our NumPy backprop.
+
+    Its defaults are ``dense``'s; a subclass with other defaults or more
+    hyperparameters passes its own on to this constructor.
+    """
+
+    def __init__(
+        self,
+        epochs: int = 10,
+        batch_size: int = 128,
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        schedule: str = "cosine",
+    ) -> None:
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.schedule = schedule
 
     def check(self) -> None:
         check_number("epochs", self.epochs, 0, open_low=False, integer=True)
@@ -106,14 +128,7 @@ def train_weights(
 
     def on_epoch(epoch: int, loss: float) -> None:
         if log is not None:
-            log.add(
-                snapshot_logits(weights, biases),
-                epoch,
-                loss,
-                steps=trainer.steps,
-                sample_forwards=trainer.sample_forwards,
-                seconds=trainer.seconds,
-            )
+            log.add(snapshot_logits(weights, biases), epoch, loss, **trainer.counts())
 
     trainer.run(step, on_epoch)
     return weights, biases
@@ -145,24 +160,6 @@ class DenseBackprop(GradientBaseline):
     summary = "all weights trained by NumPy backprop from the frozen init (same engine)"
     produces = "weights"
 
-    def __init__(
-        self,
-        epochs: int = 10,
-        batch_size: int = 128,
-        optimizer: str = "adam",
-        lr: float = 1e-3,
-        momentum: float = 0.9,
-        weight_decay: float = 0.0,
-        schedule: str = "cosine",
-    ) -> None:
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.optimizer = optimizer
-        self.lr = lr
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.schedule = schedule
-
     def fit(self, network, data, rule: KeepRule, *, seed=0, budget=None, progress=False):
         self.check()
         trainer = self._trainer(len(data.y_train), seed, budget)
@@ -170,16 +167,11 @@ class DenseBackprop(GradientBaseline):
         weights, biases = train_weights(self, network, data, None, trainer, log)
         log.close()
         return BaselineResult(
-            mask=None,
             weights=weights,
             biases=biases,
             history=log.rows,
             snapshots=log.snapshots,
-            seconds=trainer.seconds,
-            steps=trainer.steps,
-            sample_forwards=trainer.sample_forwards,
-            epochs=trainer.steps / trainer.steps_per_epoch,
-            stopped_by=trainer.stopped_by,
+            **trainer.totals(),
             note=(
                 "dense network trained by backprop (all weights, keep 1.0) from the frozen "
                 "network's init; trained weights, not a ticket of the frozen network"
@@ -267,7 +259,6 @@ class SklearnMLP(Baseline):
                 break
         log.close()
         return BaselineResult(
-            mask=None,
             weights=[np.asarray(c) for c in model.coefs_],
             biases=[np.asarray(b) for b in model.intercepts_],
             history=log.rows,

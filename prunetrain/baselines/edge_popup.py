@@ -115,13 +115,7 @@ class EdgePopup(GradientBaseline):
         schedule: str = "cosine",
         score_init: str = "kaiming_uniform",
     ) -> None:
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.optimizer = optimizer
-        self.lr = lr
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.schedule = schedule
+        super().__init__(epochs, batch_size, optimizer, lr, momentum, weight_decay, schedule)
         self.score_init = score_init
 
     def check(self) -> None:
@@ -155,24 +149,16 @@ class EdgePopup(GradientBaseline):
                 lambda Z: logits_of(effective, biases, Z),
                 epoch,
                 loss,
-                steps=trainer.steps,
-                sample_forwards=trainer.sample_forwards,
-                seconds=trainer.seconds,
+                **trainer.counts(),
             )
 
         trainer.run(step, on_epoch)
         log.close()
         return BaselineResult(
             mask=top_k_mask(scores, rule, shapes),
-            weights=None,
-            biases=None,
             history=log.rows,
             snapshots=log.snapshots,
-            seconds=trainer.seconds,
-            steps=trainer.steps,
-            sample_forwards=trainer.sample_forwards,
-            epochs=trainer.steps / trainer.steps_per_epoch,
-            stopped_by=trainer.stopped_by,
+            **trainer.totals(),
             note=(
                 "edge-popup: a mask over the frozen network's weights (a ticket), found by "
                 "training scores with gradients (straight-through top-k)"

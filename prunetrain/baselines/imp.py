@@ -66,14 +66,8 @@ class IterativeMagnitudePruning(GradientBaseline):
         weight_decay: float = 0.0,
         schedule: str = "cosine",
     ) -> None:
-        self.epochs = epochs
+        super().__init__(epochs, batch_size, optimizer, lr, momentum, weight_decay, schedule)
         self.rounds = rounds
-        self.batch_size = batch_size
-        self.optimizer = optimizer
-        self.lr = lr
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.schedule = schedule
 
     def check(self) -> None:
         super().check()
