@@ -38,6 +38,18 @@ class Hyperparameters:
 T = TypeVar("T", bound=Hyperparameters)
 
 
+def registrar(registry: dict[str, type[T]], kind: str):
+    """A class decorator that makes a class available in ``registry`` by its ``name``."""
+
+    def register(cls: type[T]) -> type[T]:
+        if cls.name in registry:
+            raise RuntimeError(f"two {kind}s are named {cls.name!r}")
+        registry[cls.name] = cls
+        return cls
+
+    return register
+
+
 def build_named(registry: dict[str, type[T]], kind: str, name: str, params: dict) -> T:
     """``registry[name](**params)``, or a one-line error naming what ``kind`` exists or takes."""
     cls = registry.get(name)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from prunetrain.hyperparams import Hyperparameters, build_named
+from prunetrain.hyperparams import Hyperparameters, build_named, registrar
 from prunetrain.masks import KeepRule, Mask
 from prunetrain.metrics import accuracy, cross_entropy
 from prunetrain.network import FrozenNetwork
@@ -107,14 +107,8 @@ class Baseline(Hyperparameters, abc.ABC):
 
 
 BASELINES: dict[str, type[Baseline]] = {}
-
-
-def register(cls: type[Baseline]) -> type[Baseline]:
-    """Class decorator: make a baseline available by its ``name``."""
-    if cls.name in BASELINES:
-        raise RuntimeError(f"two baselines are named {cls.name!r}")
-    BASELINES[cls.name] = cls
-    return cls
+#: Class decorator: make a baseline available by its ``name``.
+register = registrar(BASELINES, "baseline")
 
 
 def make_baseline(name: str, **params) -> Baseline:

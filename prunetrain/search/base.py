@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 import numpy as np
 
 from prunetrain.errors import PrunetrainError
-from prunetrain.hyperparams import Hyperparameters, build_named
+from prunetrain.hyperparams import Hyperparameters, build_named, registrar
 from prunetrain.masks import Mask
 
 if TYPE_CHECKING:
@@ -98,14 +98,8 @@ class Searcher(Hyperparameters, abc.ABC):
 
 
 SEARCHERS: dict[str, type[Searcher]] = {}
-
-
-def register(cls: type[Searcher]) -> type[Searcher]:
-    """Class decorator: make a searcher available by its ``name``."""
-    if cls.name in SEARCHERS:
-        raise RuntimeError(f"two searchers are named {cls.name!r}")
-    SEARCHERS[cls.name] = cls
-    return cls
+#: Class decorator: make a searcher available by its ``name``.
+register = registrar(SEARCHERS, "searcher")
 
 
 def make_searcher(name: str, **params) -> Searcher:

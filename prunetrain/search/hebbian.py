@@ -49,7 +49,7 @@ from typing import ClassVar
 import numpy as np
 
 from prunetrain.errors import PrunetrainError
-from prunetrain.hyperparams import check_choice, check_number
+from prunetrain.hyperparams import check_choice, check_flag, check_number
 from prunetrain.masks import Mask
 from prunetrain.metrics import log_softmax
 from prunetrain.search.base import Searcher, register
@@ -224,6 +224,7 @@ class HebbianBase(Searcher):
         check_number("epochs", self.epochs, 0, optional=True)
         check_number("momentum", self.momentum, 0, 1, open_low=False, open_high=True)
         check_number("reselect", self.reselect, 0, integer=True)
+        check_flag("homeostasis", self.homeostasis)
         self._select = self.select if self.select is not None else self.default_select
         check_choice("select", self._select, SELECTIONS)
         net = problem.network
