@@ -44,6 +44,7 @@ from prunetrain.runs import (  # noqa: F401
 )
 from prunetrain.search import DEFAULT_METHOD, SEARCHERS, make_searcher, run
 from prunetrain.search.checkpoint import CHECKPOINT, Checkpoint, read_checkpoint
+from prunetrain.search.loop import Callback
 from prunetrain.search.pipeline import Pipeline
 from prunetrain.threads import one_blas_thread
 from prunetrain.ticket import Ticket
@@ -202,6 +203,7 @@ def run_search(
     init_mask: Ticket | str | os.PathLike | None = None,
     init_share: float = 0.25,
     progress: bool = False,
+    callbacks: Sequence[Callback] = (),
     out: str | os.PathLike | None = None,
     runs_dir: str | os.PathLike | None = None,
     force: bool = False,
@@ -253,6 +255,11 @@ def run_search(
         Most of the budget an ``init_mask`` searcher may use, in (0, 1).
     progress : bool
         Show a progress bar.
+    callbacks : sequence of callables
+        ``callback(row, mask)`` after every validation, the starting mask's and
+        the final one's included: the history row just recorded and the mask
+        validated for it (copy what you keep). One that returns ``True`` stops
+        the search (``stopped_by="callback"``); see :func:`~prunetrain.search.run`.
     out : path, optional
         Folder to write ``ticket.npz``, ``result.json`` and the curve into.
         While the search runs, ``checkpoint.pkl`` there holds its state
@@ -319,6 +326,7 @@ def run_search(
         init_mask=start_mask,
         init_from=None if init_mask is None or isinstance(init_mask, Ticket) else str(init_mask),
         progress=progress,
+        callbacks=callbacks,
         out=out,
         runs_dir=runs_dir,
         force=force,

@@ -77,3 +77,18 @@ def test_a_callback_can_stop_a_search_before_its_first_step(digits):
     result = run(setup.problem(searcher), searcher, "200evals", callbacks=[lambda row, mask: True])
     assert result.stopped_by == "callback" and len(result.history) == 1
     assert result.history[0]["evaluations"] == 0
+
+
+def test_run_search_passes_callbacks_on_and_a_callback_can_stop_it(digits):
+    seen = []
+
+    def callback(row, mask):
+        seen.append(row["evaluations"])
+        return len(seen) == 3
+
+    done = run_search(
+        digits, ARCH, method="random", budget="2000evals", seed=1, callbacks=[callback]
+    )
+    assert done.result.stopped_by == "callback"
+    assert seen == [row["evaluations"] for row in done.result.history] and len(seen) == 3
+    assert done.result.evaluations < 2000
