@@ -18,8 +18,10 @@ A searcher that accepts a clearly bad value is listed in ``KNOWN_GAPS``
 
 from __future__ import annotations
 
+import itertools
 import math
 import signal
+import types
 
 import numpy as np
 import pytest
@@ -28,7 +30,7 @@ from conftest import planted
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KEEP_KINDS, KeepRule
 from prunetrain.problem import Problem
-from prunetrain.search import SEARCHERS, make_searcher, run
+from prunetrain.search import SEARCHERS, loop, make_searcher, run
 
 METHODS = sorted(SEARCHERS)
 KEEP = 0.3
@@ -66,10 +68,22 @@ def same_mask(a, b) -> bool:
     return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
-def assert_returns_the_best_validated_mask(result, recommended, rule):
-    """``result.mask`` is the mask recommended at the last validation that improved, and is valid."""
+def assert_returns_the_best_validated_mask(result, recommended, rule, returns_last=False):
+    """``result.mask`` is the mask recommended at the last validation that improved, and is valid.
+
+    For a searcher that ``returns_last``, every validation "improves" and the last is returned.
+    """
     history = result.history
     assert len(recommended) == len(history)  # one recommendation per validation
+    if returns_last:
+        assert all(row["improved"] for row in history)
+        assert (result.val_accuracy, result.val_loss) == (
+            history[-1]["val_accuracy"],
+            history[-1]["val_loss"],
+        )
+        assert same_mask(result.mask, recommended[-1])
+        assert rule.satisfied_by(result.mask)
+        return
     best = max(range(len(history)), key=lambda i: (history[i]["improved"], i))
     assert history[best]["improved"]
     assert (result.val_accuracy, -result.val_loss) == max(
@@ -198,6 +212,19 @@ def test_a_tiny_time_budget_stops_the_search(planted_problem, method):
     assert KeepRule(KEEP).satisfied_by(result.mask)
 
 
+def test_a_step_starts_only_before_the_budget_ends_whatever_the_clock_does(
+    planted_problem, monkeypatch
+):
+    """A clock that moves on every reading (a pause anywhere) never starts a step after the end."""
+    for seconds in [k + 0.5 for k in range(4, 14)]:
+        ticks = itertools.count()
+        clock = types.SimpleNamespace(perf_counter=lambda ticks=ticks: float(next(ticks)))
+        monkeypatch.setattr(loop, "time", clock)
+        result = run(make_problem(planted_problem), make_searcher("random"), seconds, seed=0)
+        assert result.stopped_by == "budget" and result.seconds >= seconds
+        assert 0.0 <= result.budget_overshoot < result.last_step  # the last step began in time
+
+
 # --- (5) interrupts -------------------------------------------------------------------------------
 
 
@@ -221,6 +248,7 @@ def interrupt_at_step(searcher, n, how):
 @pytest.mark.parametrize("how", ["soft", "hard"])
 @pytest.mark.parametrize("method", METHODS)
 def test_an_interrupt_returns_the_best_validated_mask(planted_problem, method, how):
+    """The best validated mask, or the last for a searcher that ``returns_last``."""
     n = 4
     rule = KeepRule(KEEP)
     problem = make_problem(planted_problem)
@@ -237,5 +265,5 @@ def test_an_interrupt_returns_the_best_validated_mask(planted_problem, method, h
         assert result.history[-1]["evaluations"] == result.evaluations
     for mask in recommended:
         assert rule.satisfied_by(mask)
-    assert_returns_the_best_validated_mask(result, recommended, rule)
+    assert_returns_the_best_validated_mask(result, recommended, rule, searcher.returns_last)
     assert problem.validate(result.mask) == (result.val_loss, result.val_accuracy)

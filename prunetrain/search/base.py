@@ -66,6 +66,10 @@ class Searcher(Hyperparameters, abc.ABC):
     rng: np.random.Generator
     #: A searcher sets this when it has nothing more to do (e.g. converged).
     finished: bool = False
+    #: True: the run returns the last mask validated (the searcher's final recommendation)
+    #: instead of the best on validation. For a searcher whose schedule settles on one mask,
+    #: where the best of many noisy validations of a small split is partly luck.
+    returns_last: bool = False
     #: Where :meth:`budget_used` reads from instead of the problem: an object with a
     #: ``budget_used()`` method, such as the share of a pipeline's budget that the
     #: :class:`~prunetrain.search.pipeline.Pipeline` gives each of its stages.

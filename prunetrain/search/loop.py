@@ -102,7 +102,8 @@ def run(
     Returns
     -------
     SearchResult
-        The best mask on validation among those the searcher recommended.
+        The best mask on validation among those the searcher recommended
+        (the last one validated, for a searcher that sets ``returns_last``).
         Ctrl-C ends the search early and still returns the best so far
         (``stopped_by="interrupted"``): the first at the end of the current
         step (after writing a checkpoint), a second at once.
@@ -141,6 +142,7 @@ def run(
     state = {  # everything of the loop a checkpoint holds besides the searcher and problem
         "history": [],
         "best": {},
+        "last": {},  # the last validated mask, kept when the searcher returns_last
         "since_better": 0,
         "last_validation": 0.0,
         "step_start": 0.0,  # budget usage when the latest step (or the setup) began
@@ -155,7 +157,7 @@ def run(
         searcher = saved["searcher"]
         problem.set_state(saved["problem"])  # with the seconds and evaluations the run had used
         state.update(saved["loop"])
-    history, best = state["history"], state["best"]
+    history, best, last = state["history"], state["best"], state["last"]
 
     def validate() -> bool:
         """Validate the recommended mask, record it, call the callbacks; True if one says stop."""
@@ -164,16 +166,14 @@ def run(
         train_loss = float(train_loss) if np.isfinite(train_loss) else None
         val_loss, val_acc = problem.validate(mask)
         better = not best or (val_acc, -val_loss) > (best["val_accuracy"], -best["val_loss"])
+        scores = dict(train_loss=train_loss, val_loss=val_loss, val_accuracy=val_acc)
         if better:
-            best.update(
-                mask=[m.copy() for m in mask],
-                train_loss=train_loss,
-                val_loss=val_loss,
-                val_accuracy=val_acc,
-            )
+            best.update(mask=[m.copy() for m in mask], **scores)
             state["since_better"] = 0
         else:
             state["since_better"] += 1
+        if searcher.returns_last:
+            last.update(mask=[m.copy() for m in mask], **scores)
         row = {
             "evaluations": used(),
             "sample_forwards": problem.sample_forwards_used(),
@@ -182,7 +182,7 @@ def run(
             "val_loss": val_loss,
             "val_accuracy": val_acc,
             "best_val_accuracy": best["val_accuracy"],
-            "improved": better,
+            "improved": better or searcher.returns_last,  # the mask the run would return now
         }
         history.append(row)
         return any(cb(row, mask) for cb in callbacks)
@@ -210,9 +210,6 @@ def run(
         return used() if budget.evaluations is not None else elapsed()
 
     total = budget.evaluations if budget.evaluations is not None else budget.seconds
-
-    def spent() -> bool:
-        return usage() >= total
 
     bar = Progress(
         total,
@@ -245,8 +242,13 @@ def run(
                 state["last_validation"] = problem.n_sample_forwards
                 if checkpoint is not None:
                     save_checkpoint()
-            while stopped_by != "callback" and not spent():
-                state["step_start"] = usage()
+            while stopped_by != "callback":
+                # One reading of the clock both decides and dates the step, so a pause between
+                # two readings cannot start a step that the budget has already ended.
+                start = usage()
+                if start >= total:
+                    break
+                state["step_start"] = start
                 searcher.step()
                 if searcher.finished:
                     stopped_by = "finished"
@@ -286,11 +288,12 @@ def run(
             done, fields = shown()
             bar.close(done, **fields)  # the final numbers, drawn once
         bar.close()
+    chosen = last if searcher.returns_last and last else best
     return SearchResult(
-        mask=best["mask"],
-        train_loss=best["train_loss"],
-        val_loss=best["val_loss"],
-        val_accuracy=best["val_accuracy"],
+        mask=chosen["mask"],
+        train_loss=chosen["train_loss"],
+        val_loss=chosen["val_loss"],
+        val_accuracy=chosen["val_accuracy"],
         history=history,
         evaluations=used(),
         sample_forwards=problem.sample_forwards_used(),
