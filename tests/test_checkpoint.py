@@ -27,9 +27,9 @@ def make_problem(digits):
     return Problem(net, digits, RULE, backend="numpy", batch_size=128, seed=3)
 
 
-def search(digits, method, **kwargs):
+def search(digits, method, params=None, **kwargs):
     problem = make_problem(digits)
-    searcher = make_searcher(method) if "resume" not in kwargs else None
+    searcher = make_searcher(method, **(params or {})) if "resume" not in kwargs else None
     result = run(problem, searcher, f"{BUDGET}evals", seed=11, validation_interval=400, **kwargs)
     return problem, result
 
@@ -55,16 +55,22 @@ def interrupt_by_signal(at: float):
     return callback, sent
 
 
-@pytest.mark.parametrize("method", sorted(SEARCHERS))
-def test_interrupted_and_resumed_search_gives_the_uninterrupted_ticket(digits, tmp_path, method):
-    problem, whole = search(digits, method)
+@pytest.mark.parametrize(
+    "method, params", [(m, None) for m in sorted(SEARCHERS)] + [("probe", {"select": "last"})]
+)
+def test_interrupted_and_resumed_search_gives_the_uninterrupted_ticket(
+    digits, tmp_path, method, params
+):
+    problem, whole = search(digits, method, params)
     assert whole.stopped_by in ("budget", "finished")
     expected = ticket_bytes(problem, whole, tmp_path, "whole")
 
     # Ctrl-C at half the budget: the step ends, a checkpoint is written, the search returns.
     path = tmp_path / "checkpoint.pkl"
     callback, sent = interrupt_by_signal(whole.evaluations / 2)
-    _, cut = search(digits, method, callbacks=[callback], checkpoint=Checkpoint(path, every=3600))
+    _, cut = search(
+        digits, method, params, callbacks=[callback], checkpoint=Checkpoint(path, every=3600)
+    )
     assert sent and cut.stopped_by == "interrupted" and cut.evaluations < whole.evaluations
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     _, state = read_checkpoint(path)

@@ -1,5 +1,7 @@
 """The probe searcher: scores from the screen, flips confirmed by exact gains, keep rules, determinism."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ from prunetrain.network import FrozenNetwork, NetworkSpec
 from prunetrain.problem import Problem
 from prunetrain.search import make_searcher, run
 from prunetrain.search.loop import searcher_rng
-from prunetrain.search.probe import TINY
+from prunetrain.search.probe import DECAY_MAX, DECAY_SAMPLES, SMALL_VALIDATION, TINY
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +71,38 @@ def test_the_keep_rule_holds_exactly(digits, rule):
 
 
 def test_the_search_learns(digits):
-    result = run(problem(digits), make_searcher("probe"), "1200evals", seed=0)
+    # The best validated mask (digits' small validation split makes "auto" return the last).
+    result = run(problem(digits), make_searcher("probe", select="best_val"), "1200evals", seed=0)
     assert result.val_accuracy > 0.75  # a random mask of this network: about 0.1
+
+
+def test_select_last_returns_the_last_validated_mask_and_otherwise_searches_alike(digits):
+    def search(select):
+        seen = []
+        callback = lambda row, mask: seen.append((dict(row), [m.copy() for m in mask]))  # noqa: E731
+        searcher = make_searcher("probe", select=select)
+        result = run(problem(digits), searcher, "300evals", seed=0, callbacks=[callback])
+        return result, seen
+
+    best, seen_best = search("best_val")
+    last, seen_last = search("last")
+    # The same search either way: the same masks validated, the same rows but "improved".
+    assert len(seen_best) == len(seen_last) > 3
+    for (row_b, mask_b), (row_l, mask_l) in zip(seen_best, seen_last):
+        assert all(np.array_equal(x, y) for x, y in zip(mask_b, mask_l))
+        assert {k: v for k, v in row_b.items() if k not in ("seconds", "improved")} == {
+            k: v for k, v in row_l.items() if k not in ("seconds", "improved")
+        }
+        assert row_l["improved"]  # every validated mask is, in turn, the one "last" returns
+    final_row, final_mask = seen_last[-1]
+    assert all(np.array_equal(x, y) for x, y in zip(last.mask, final_mask))
+    assert last.val_accuracy == final_row["val_accuracy"]
+    assert last.val_loss == final_row["val_loss"]
+    # "best_val" returns the first of the validated masks with the best (accuracy, -loss).
+    rows = [row for row, _ in seen_best]
+    top = max(range(len(rows)), key=lambda i: (rows[i]["val_accuracy"], -rows[i]["val_loss"]))
+    assert all(np.array_equal(x, y) for x, y in zip(best.mask, seen_best[top][1]))
+    assert last.history[-1]["best_val_accuracy"] == best.val_accuracy
 
 
 def test_same_seed_same_ticket_other_seed_other_ticket(digits):
@@ -126,6 +158,43 @@ def test_score_update_is_momentum_on_the_screened_change(digits):
         np.testing.assert_allclose(s_new, s - 0.5 * want_v, rtol=1e-6, atol=1e-7)
 
 
+def sized(digits, n_train, n_val):
+    """Digits with ``n_train`` training and ``n_val`` validation rows (repeated as needed)."""
+    rows = lambda X, n: np.resize(np.arange(len(X)), n)  # noqa: E731
+    t, v = rows(digits.X_train, n_train), rows(digits.X_val, n_val)
+    return dataclasses.replace(
+        digits,
+        X_train=np.ascontiguousarray(digits.X_train[t]),
+        y_train=digits.y_train[t],
+        X_val=np.ascontiguousarray(digits.X_val[v]),
+        y_val=digits.y_val[v],
+    )
+
+
+@pytest.mark.parametrize(
+    "n_train, n_val, decay, select",
+    [
+        (54000, 6000, 5e-4, "best_val"),  # Fashion-MNIST: the fixed defaults of before
+        (1293, 144, DECAY_MAX, "last"),  # digits
+        (2700, SMALL_VALIDATION, 0.01, "best_val"),
+        (2700, SMALL_VALIDATION - 1, 0.01, "last"),
+        (100, 0, DECAY_MAX, "last"),
+    ],
+)
+def test_default_settings_follow_the_split_sizes(digits, n_train, n_val, decay, select):
+    data = sized(digits, n_train, n_val)
+    net = FrozenNetwork(NetworkSpec((64, 8, 10)), 0)
+    prob = Problem(net, data, KeepRule(0.5), backend="numpy", batch_size=64)
+    searcher = bound(prob)
+    assert searcher.weight_decay_ == pytest.approx(decay, rel=1e-12)
+    assert searcher.select_ == select and searcher.returns_last == (select == "last")
+    if n_train == 54000:  # bit for bit the earlier default
+        assert searcher.weight_decay_ == 5e-4 == DECAY_SAMPLES / 54000
+    explicit = bound(prob, weight_decay=0.125, select="best_val")
+    assert explicit.weight_decay_ == 0.125 and explicit.select_ == "best_val"
+    assert not explicit.returns_last
+
+
 def test_velocities_never_become_subnormal(digits):
     searcher = bound(problem(digits), weight_decay=0.0)
     zero = [np.zeros(m.shape, dtype=np.float32) for m in searcher.mask]
@@ -149,7 +218,16 @@ def test_scores_start_on_the_side_of_the_initial_mask(digits):
 
 @pytest.mark.parametrize(
     "params",
-    [{"lr": -1}, {"momentum": 1.0}, {"probe": 0}, {"schedule": "linear"}, {"confirm": "yes"}],
+    [
+        {"lr": -1},
+        {"momentum": 1.0},
+        {"probe": 0},
+        {"schedule": "linear"},
+        {"confirm": "yes"},
+        {"select": "best"},
+        {"weight_decay": "strong"},
+        {"weight_decay": -0.1},
+    ],
 )
 def test_bad_hyperparameters_are_refused_before_any_evaluation(digits, params):
     prob = problem(digits)
