@@ -149,7 +149,8 @@ class SearchResult:
     history : list of dict
         One row per validation point: ``evaluations``, ``sample_forwards``,
         ``seconds``, ``train_loss``, ``val_loss``, ``val_accuracy``,
-        ``best_val_accuracy``, ``improved`` (this mask became the best).
+        ``best_val_accuracy``, ``improved`` (this mask became the one the run returns:
+        the best, or each in turn for a searcher that ``returns_last``).
     evaluations, sample_forwards, seconds : float
         Total cost of the search.
     stopped_by : str
