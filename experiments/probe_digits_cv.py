@@ -34,12 +34,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
+from prunetrain import runs
 from prunetrain.api import evaluate_ticket
-from prunetrain.backends import make_backend
 from prunetrain.data import load_dataset
-from prunetrain.masks import KeepRule
-from prunetrain.network import FrozenNetwork, NetworkSpec
-from prunetrain.problem import Problem
 from prunetrain.provenance import record_provenance
 from prunetrain.search import make_searcher, run
 from prunetrain.ticket import Ticket
@@ -69,12 +66,10 @@ def fold_datasets(n_folds: int, n_val: int = 144):
         )
 
 
-def one_run(data, sizes, keep, params, budget, seed, batch_size) -> dict:
-    net = FrozenNetwork(NetworkSpec(sizes, keep=keep), seed)
-    rule = KeepRule(keep)
-    problem = Problem(
-        net, data, rule, backend=make_backend("numba", net), batch_size=batch_size, seed=seed
-    )
+def one_run(data, arch, keep, params, budget, seed, batch_size) -> dict:
+    setup = runs.build(data, arch, keep=keep, seed=seed)
+    problem = setup.problem(backend="numba", batch_size=batch_size)
+    net, rule = setup.network, setup.rule
     validated = []
     callback = lambda row, mask: validated.append(  # noqa: E731
         (row["val_accuracy"], row["val_loss"], [m.copy() for m in mask])
@@ -113,7 +108,6 @@ def main(argv=None) -> None:
         "--summarize", action="store_true", help="rewrite summary.md from --out's runs.jsonl"
     )
     args = ap.parse_args(argv)
-    sizes = [int(s) for s in args.arch.split("-")]
     settings = []
     for text in args.setting or ["base"]:
         name, _, rest = text.partition(":")
@@ -123,16 +117,27 @@ def main(argv=None) -> None:
             params[key] = json.loads(value)
         settings.append((name, params))
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = []
     if args.summarize:
         rows = [json.loads(line) for line in open(args.out / "runs.jsonl")]
-        settings = []
-    with open(args.out / "runs.jsonl", "a" if args.summarize else "w") as fh:
+    else:
+        (args.out / "command.txt").write_text(
+            f"python {' '.join(shlex.quote(a) for a in sys.argv)}\n"
+        )
+        rows = run_settings(settings, args)
+    text = summarize(rows, (args.out / "command.txt").read_text().strip(), args)
+    (args.out / "summary.md").write_text(text)
+    print(text)
+
+
+def run_settings(settings, args) -> list[dict]:
+    """Every setting on every fold and seed, each run appended to ``runs.jsonl`` as it ends."""
+    rows = []
+    with open(args.out / "runs.jsonl", "w") as fh:
         for name, params in settings:
             for k, data in fold_datasets(args.folds):
                 for seed in args.seeds:
                     row = one_run(
-                        data, sizes, args.keep, params, args.budget, seed, args.batch_size
+                        data, args.arch, args.keep, params, args.budget, seed, args.batch_size
                     )
                     row.update(setting=name, params=params, fold=k)
                     rows.append(row)
@@ -143,13 +148,7 @@ def main(argv=None) -> None:
                         + " ".join(f"{p} {row[p]['test']:.4f}" for p in POLICIES),
                         file=sys.stderr,
                     )
-    command = f"python {' '.join(shlex.quote(a) for a in sys.argv)}"
-    if not args.summarize:
-        (args.out / "command.txt").write_text(command + "\n")
-    command = (args.out / "command.txt").read_text().strip()
-    text = summarize(rows, command, args)
-    (args.out / "summary.md").write_text(text)
-    print(text)
+    return rows
 
 
 def summarize(rows: list[dict], command: str, args) -> str:
