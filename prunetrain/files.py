@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -129,3 +130,32 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def check_regular_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """Raise unless ``path`` is a regular file (or a link to one) that can be opened.
+
+    A FIFO, a device or a folder is refused at once: reading a FIFO blocks until
+    a writer comes, a device may never end. A name too long for the file system
+    and a missing file are refused with the reason.
+
+    Raises
+    ------
+    PrunetrainError
+        One line naming ``what``, the path and the reason.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise PrunetrainError(f"cannot read {what} {_shown(path)}: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise PrunetrainError(f"{what} {_shown(path)} is {kind}")
+    return path
+
+
+def _shown(path: Path, limit: int = 120) -> str:
+    """``path`` as text for a one-line message, its middle cut out past ``limit`` characters."""
+    text = str(path)
+    return text if len(text) <= limit else f"{text[: limit // 2]}…{text[-limit // 2 :]}"

@@ -40,6 +40,8 @@ MAX_ENTRIES = 256
 MAX_DIRECTORY_BYTES = 64 * 1024
 #: Header bytes allowed in one ``.npy`` entry (NumPy itself writes 64 to 128).
 MAX_NPY_HEADER = 4096
+#: Dimensions an ``"array"`` entry may have.
+MAX_NDIM = 8
 
 _EOCD = struct.Struct("<4s4H2LH")  # end of central directory record
 _EOCD_SIGNATURE = b"PK\x05\x06"
@@ -56,25 +58,30 @@ class Expect:
 
     Parameters
     ----------
-    kind : {"text", "int", "bytes"}
+    kind : {"text", "int", "bytes", "array"}
         ``"text"``: a 0-d unicode string (``<U``); ``"int"``: a 0-d integer;
-        ``"bytes"``: a 1-D ``uint8`` array.
+        ``"bytes"``: a 1-D ``uint8`` array; ``"array"``: a numeric array (bool,
+        integer or float, little-endian) of any shape with at most ``max_items``
+        elements and at most :data:`MAX_NDIM` dimensions.
     max_items : int
-        Most characters (text) or bytes (bytes) allowed.
+        Most characters (text), bytes (bytes) or elements (array) allowed.
     length : int, optional
         For ``"bytes"``: the exact length required.
     optional : bool
         Whether the archive may lack the entry (then it is left out of the result).
+    ndim : int, optional
+        For ``"array"``: the exact number of dimensions required.
     """
 
     kind: str
     max_items: int = 64
     length: int | None = None
     optional: bool = False
+    ndim: int | None = None
 
     def limit_bytes(self) -> int:
         """Most bytes the entry may occupy, header included."""
-        item = {"text": 4, "int": 8, "bytes": 1}[self.kind]
+        item = {"text": 4, "int": 8, "bytes": 1, "array": 8}[self.kind]
         n = self.length if self.length is not None else self.max_items
         return MAX_NPY_HEADER + item * n
 
@@ -201,6 +208,7 @@ _DESCR = {
     "text": re.compile(r"^<U(\d{1,9})$"),
     "int": re.compile(r"^[<|][iu][1248]$"),
     "bytes": re.compile(r"^\|u1$"),
+    "array": re.compile(r"^(\|b1|\|[iu]1|<[iu][248]|<f[248])$"),
 }
 
 
@@ -232,6 +240,14 @@ def _parse_npy(data: bytes, expect: Expect, name: str) -> np.ndarray:
             raise ArchiveError(f"{what} holds {shape[0]} bytes; expected {expect.length}")
         if shape[0] > expect.max_items and expect.length is None:
             raise ArchiveError(f"{what} holds {shape[0]} bytes, more than {expect.max_items}")
+    elif expect.kind == "array":
+        if len(shape) > MAX_NDIM or (expect.ndim is not None and len(shape) != expect.ndim):
+            wanted = f"{expect.ndim}" if expect.ndim is not None else f"at most {MAX_NDIM}"
+            raise ArchiveError(f"{what} has shape {shape}; expected {wanted} dimensions")
+        if math.prod(shape) > expect.max_items:
+            raise ArchiveError(
+                f"{what} has shape {shape}, more than {expect.max_items} elements"
+            )
     elif shape != ():
         raise ArchiveError(f"{what} has shape {shape}; expected a single value")
     if expect.kind == "text" and int(match.group(1)) > expect.max_items:
@@ -252,6 +268,7 @@ _KIND_WORDS = {
     "text": "a unicode string",
     "int": "an integer",
     "bytes": "uint8 bytes",
+    "array": "a little-endian bool, integer or float array",
 }
 
 
