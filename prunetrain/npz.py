@@ -245,9 +245,7 @@ def _parse_npy(data: bytes, expect: Expect, name: str) -> np.ndarray:
             wanted = f"{expect.ndim}" if expect.ndim is not None else f"at most {MAX_NDIM}"
             raise ArchiveError(f"{what} has shape {shape}; expected {wanted} dimensions")
         if math.prod(shape) > expect.max_items:
-            raise ArchiveError(
-                f"{what} has shape {shape}, more than {expect.max_items} elements"
-            )
+            raise ArchiveError(f"{what} has shape {shape}, more than {expect.max_items} elements")
     elif shape != ():
         raise ArchiveError(f"{what} has shape {shape}; expected a single value")
     if expect.kind == "text" and int(match.group(1)) > expect.max_items:
