@@ -15,6 +15,25 @@ import numpy as np
 
 from prunetrain.errors import PrunetrainError
 
+# Upper bounds of the count and size hyperparameters of every searcher and baseline: what one
+# machine can hold and what one step of a run may do, so that a typo such as
+# ``population=1e12`` is refused in one line instead of hanging or failing mid-run. They are
+# far above any value that works (the defaults are 1 to 100).
+
+#: Masks one step may hold and evaluate (``population``, ``offspring``, ``parents``,
+#: ``tournament``, ``elite``): memory and time grow with it in every step.
+MAX_POPULATION = 10_000
+#: Repeats of a unit of work that one step, or one baseline, makes without a budget check
+#: (local search's ``rounds``, ``epochs``, pruning ``rounds`` and ``iterations``, ``reselect``).
+MAX_REPEATS = 10_000
+#: Other counts and sizes (candidate moves, pool sizes, tabu tenure, ages, swaps per child,
+#: batch sizes): bounded so that counters and draws fit 64-bit integers with room to spare.
+MAX_COUNT = 10**9
+#: Rates, temperatures, decays and other scales (``lr``, ``t_start``, ``noise``, ``adapt``,
+#: ``weight_decay``): losses and scores here are of order 1, so past this none of them means
+#: anything, and their products and exponentials start to overflow.
+MAX_SCALE = 1e6
+
 
 class Hyperparameters:
     """Mixin: ``param_names``, ``get_params`` and a ``repr`` from the constructor's signature."""
@@ -104,16 +123,43 @@ def check_number(
         ok = int(value) == value
     if not ok:
         kind = "a whole number" if integer else "a finite number"
+        low_, high_ = _shown(low), _shown(high)
         if low is not None and high is not None:
-            where = f"in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+            where = f"in {'(' if open_low else '['}{low_}, {high_}{')' if open_high else ']'}"
         elif low is not None:
-            where = f"{'>' if open_low else '>='} {low:g}"
+            where = f"{'>' if open_low else '>='} {low_}"
         elif high is not None:
-            where = f"{'<' if open_high else '<='} {high:g}"
+            where = f"{'<' if open_high else '<='} {high_}"
         else:
             where = ""
         raise PrunetrainError(f"{name} must be {kind} {where}".rstrip() + f", got {value!r}")
     return int(value) if integer else float(value)
+
+
+def _shown(bound: float | None) -> str:
+    """A bound as a message shows it: integers in full (``1000000000``), floats short."""
+    if bound is None or isinstance(bound, (int, np.integer)):
+        return str(bound)
+    return f"{bound:g}"
+
+
+def check_count(name: str, value, high: int, low: int = 1, *, optional: bool = False):
+    """``value`` as an int in ``[low, high]``: a count or size hyperparameter, bounded above.
+
+    ``high`` is one of :data:`MAX_POPULATION`, :data:`MAX_REPEATS`, :data:`MAX_COUNT` (or a
+    smaller bound that another hyperparameter sets), so that no count a machine cannot hold
+    gets past the check.
+
+    Examples
+    --------
+    >>> check_count("population", 32.0, MAX_POPULATION)
+    32
+    >>> check_count("population", 1e12, MAX_POPULATION)
+    Traceback (most recent call last):
+    ...
+    prunetrain.errors.PrunetrainError: population must be a whole number in [1, 10000], got 1000000000000.0
+    """
+    return check_number(name, value, low, high, open_low=False, integer=True, optional=optional)
 
 
 def check_choice(name: str, value, choices) -> None:

@@ -1,7 +1,9 @@
 """`check_number` and `check_choice`: the one place hyperparameters are range-checked."""
 
+import contextlib
 import json
 import math
+import signal
 
 import numpy as np
 import pytest
@@ -9,8 +11,9 @@ from conftest import planted
 from hypothesis import given
 from hypothesis import strategies as st
 
+from prunetrain.baselines import BASELINES, make_baseline
 from prunetrain.errors import PrunetrainError
-from prunetrain.hyperparams import check_choice, check_number
+from prunetrain.hyperparams import MAX_POPULATION, check_choice, check_count, check_number
 from prunetrain.masks import KeepRule
 from prunetrain.problem import Problem
 from prunetrain.search import make_searcher, run
@@ -114,3 +117,122 @@ def test_no_searcher_accepts_nan_or_infinity(planted_problem, method):
 def test_default_hyperparameters_are_strict_json(method):
     """Records are written with allow_nan=False: an infinite default once broke `compare`."""
     json.dumps(SEARCHERS[method]().get_params(), allow_nan=False)
+
+
+# --- upper bounds: every count and size of every searcher and baseline -------------------
+
+ABSURD = (1e300, 1e12, -1, math.nan)
+
+
+def _swept_params(cls) -> list[str]:
+    """Every hyperparameter that is not a name or a flag (numeric, or ``None`` by default)."""
+    return [
+        k
+        for k, v in cls().get_params().items()
+        if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+    ]
+
+
+def _absurd_values(cls, name) -> tuple:
+    default = cls().get_params()[name]
+    counts = isinstance(default, int) and not isinstance(default, bool)
+    return ABSURD + ((0.5,) if counts else ())
+
+
+@contextlib.contextmanager
+def _within(seconds: int, what: str):
+    """Fail (instead of hanging the suite) if the block runs longer than ``seconds``."""
+
+    def expired(signum, frame):
+        raise AssertionError(f"{what} took more than {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _assert_one_line_refusal(check, what):
+    with _within(5, what):
+        try:
+            check()
+        except PrunetrainError as e:
+            assert "\n" not in str(e), what
+            return
+    raise AssertionError(f"{what} was accepted")
+
+
+@pytest.mark.parametrize("method", sorted(SEARCHERS))
+def test_searcher_refuses_absurd_counts_and_sizes_at_validation(method):
+    """`rounds=1e300` hung, `population=1e12` hung inside config validation, `tenure=1e300`
+    overflowed and some ten more values failed only in the first run: every one is refused
+    in one line by the config's check, fast."""
+    from prunetrain.experiments.config import check_searcher
+
+    cls = SEARCHERS[method]
+    for name in _swept_params(cls):
+        for bad in _absurd_values(cls, name):
+            _assert_one_line_refusal(
+                lambda name=name, bad=bad: check_searcher(
+                    make_searcher(method, **{name: bad}), "layer"
+                ),
+                f"{method} {name}={bad!r}",
+            )
+
+
+@pytest.mark.parametrize("method", sorted(BASELINES))
+def test_baseline_refuses_absurd_counts_and_sizes_at_validation(method):
+    """`epochs=1e300` hung a baseline: its check refuses it, and every other absurd value."""
+    cls = BASELINES[method]
+    for name in _swept_params(cls):
+        for bad in _absurd_values(cls, name):
+            _assert_one_line_refusal(
+                lambda name=name, bad=bad: make_baseline(method, **{name: bad}).check(),
+                f"baseline {method} {name}={bad!r}",
+            )
+
+
+def test_check_count_states_its_bound():
+    assert check_count("population", 32.0, MAX_POPULATION) == 32
+    with pytest.raises(PrunetrainError) as err:
+        check_count("population", 1e12, MAX_POPULATION)
+    assert str(err.value) == (
+        f"population must be a whole number in [1, {MAX_POPULATION}], got 1000000000000.0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["search", "--method", "random", "-p", "population=1e12"],
+            "population must be a whole number in [1, 10000], got 1000000000000.0",
+        ),
+        (
+            ["search", "--method", "tabu", "-p", "tenure=1e300"],
+            "tenure must be a whole number in [1, 1000000000], got 1e+300",
+        ),
+        (
+            ["search", "--method", "hill", "-p", "rounds=1e300"],
+            "rounds must be a whole number in [1, 10000], got 1e+300",
+        ),
+        (
+            ["baseline", "--method", "dense", "-p", "epochs=1e300"],
+            "epochs must be a whole number in [0, 10000], got 1e+300",
+        ),
+    ],
+)
+def test_cli_refuses_absurd_hyperparameters_in_one_line(tmp_path, capsys, args, message):
+    """From the CLI these hung (`population=1e12`, `epochs=1e300`) or overflowed (`tenure`)."""
+    from prunetrain.cli import main
+
+    out = tmp_path / "o"
+    with _within(20, " ".join(args)), pytest.raises(SystemExit) as exit_:
+        main([*args, "--arch", "64-8-10", "--budget", "50evals", "--out", str(out), "-q"])
+    _, err = capsys.readouterr()
+    assert exit_.value.code == 2
+    assert err.count("\n") == 1 and err.startswith("prunetrain: error: ") and message in err
+    assert not out.exists()

@@ -22,7 +22,7 @@ import numpy as np
 from prunetrain.backends import NumpyBackend
 from prunetrain.baselines.base import Baseline, BaselineResult, EpochLog, register
 from prunetrain.baselines.select import jitter, keep_largest
-from prunetrain.hyperparams import check_number
+from prunetrain.hyperparams import MAX_REPEATS, check_count
 from prunetrain.masks import KeepRule, Mask, random_mask
 
 
@@ -141,7 +141,7 @@ class SynFlow(PruneAtInit):
         self.iterations = iterations
 
     def check(self) -> None:
-        check_number("iterations", self.iterations, 0, integer=True)
+        check_count("iterations", self.iterations, MAX_REPEATS)
 
     def make_mask(self, network, rule, rng):
         return synflow_mask(network.weights, rule, int(self.iterations), rng)

@@ -31,7 +31,7 @@ from prunetrain.baselines.base import (
 )
 from prunetrain.baselines.weights import snapshot_logits
 from prunetrain.errors import PrunetrainError
-from prunetrain.hyperparams import check_number
+from prunetrain.hyperparams import MAX_COUNT, MAX_REPEATS, MAX_SCALE, check_count, check_number
 from prunetrain.masks import KeepRule
 from prunetrain.network import FrozenNetwork
 
@@ -62,11 +62,11 @@ class GradientBaseline(Baseline):
         self.schedule = schedule
 
     def check(self) -> None:
-        check_number("epochs", self.epochs, 0, open_low=False, integer=True)
-        check_number("batch_size", self.batch_size, 0, integer=True)
-        check_number("lr", self.lr, 0)
-        check_number("momentum", self.momentum, 0, open_low=False)
-        check_number("weight_decay", self.weight_decay, 0, open_low=False)
+        check_count("epochs", self.epochs, MAX_REPEATS, low=0)
+        check_count("batch_size", self.batch_size, MAX_COUNT)
+        check_number("lr", self.lr, 0, MAX_SCALE)
+        check_number("momentum", self.momentum, 0, MAX_SCALE, open_low=False)
+        check_number("weight_decay", self.weight_decay, 0, MAX_SCALE, open_low=False)
         if self.optimizer not in OPTIMIZERS:
             raise PrunetrainError(
                 f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}"
@@ -208,10 +208,10 @@ class SklearnMLP(Baseline):
         self.alpha = alpha
 
     def check(self) -> None:
-        check_number("epochs", self.epochs, 0, integer=True)
-        check_number("batch_size", self.batch_size, 0, integer=True)
-        check_number("lr", self.lr, 0)
-        check_number("alpha", self.alpha, 0, open_low=False)
+        check_count("epochs", self.epochs, MAX_REPEATS)
+        check_count("batch_size", self.batch_size, MAX_COUNT)
+        check_number("lr", self.lr, 0, MAX_SCALE)
+        check_number("alpha", self.alpha, 0, MAX_SCALE, open_low=False)
 
     def fit(self, network, data, rule: KeepRule, *, seed=0, budget=None, progress=False):
         from sklearn.exceptions import ConvergenceWarning

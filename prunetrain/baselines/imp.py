@@ -15,7 +15,7 @@ import numpy as np
 from prunetrain.baselines.base import BaselineResult, EpochLog, register
 from prunetrain.baselines.dense import GradientBaseline, train_weights
 from prunetrain.baselines.select import keep_largest
-from prunetrain.hyperparams import check_number
+from prunetrain.hyperparams import MAX_REPEATS, check_count
 from prunetrain.masks import KeepRule
 from prunetrain.problem import Budget
 
@@ -72,7 +72,7 @@ class IterativeMagnitudePruning(GradientBaseline):
     def check(self) -> None:
         super().check()
         if self.rounds is not None:
-            check_number("rounds", self.rounds, 0, integer=True)
+            check_count("rounds", self.rounds, MAX_REPEATS)
 
     def fit(self, network, data, rule: KeepRule, *, seed=0, budget=None, progress=False):
         self.check()

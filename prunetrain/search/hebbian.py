@@ -49,7 +49,14 @@ from typing import ClassVar
 import numpy as np
 
 from prunetrain.errors import PrunetrainError
-from prunetrain.hyperparams import check_choice, check_flag, check_number
+from prunetrain.hyperparams import (
+    MAX_REPEATS,
+    MAX_SCALE,
+    check_choice,
+    check_count,
+    check_flag,
+    check_number,
+)
 from prunetrain.masks import Mask
 from prunetrain.metrics import log_softmax
 from prunetrain.search.base import Searcher, register
@@ -221,9 +228,9 @@ class HebbianBase(Searcher):
                 "batch averages); use a local or evolutionary method"
             )
         super().setup(problem, rng, init_mask)
-        check_number("epochs", self.epochs, 0, optional=True)
+        check_number("epochs", self.epochs, 0, MAX_REPEATS, optional=True)
         check_number("momentum", self.momentum, 0, 1, open_low=False, open_high=True)
-        check_number("reselect", self.reselect, 0, integer=True)
+        check_count("reselect", self.reselect, MAX_REPEATS)
         check_flag("homeostasis", self.homeostasis)
         self._select = self.select if self.select is not None else self.default_select
         check_choice("select", self._select, SELECTIONS)
@@ -450,8 +457,8 @@ class HebbianRewardSearcher(HebbianBase):
         self.noise = noise
 
     def setup(self, problem, rng, init_mask=None) -> None:
-        check_number("lr", self.lr, 0)
-        check_number("noise", self.noise, 0)
+        check_number("lr", self.lr, 0, MAX_SCALE)
+        check_number("noise", self.noise, 0, MAX_SCALE)
         super().setup(problem, rng, init_mask)
         self.scores = [rng.random(m.shape) + m for m in self.mask]
 

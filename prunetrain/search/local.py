@@ -29,7 +29,14 @@ from typing import NamedTuple
 import numpy as np
 
 from prunetrain.backends.flips import FlipState, flip_cost
-from prunetrain.hyperparams import check_choice, check_number
+from prunetrain.hyperparams import (
+    MAX_COUNT,
+    MAX_REPEATS,
+    MAX_SCALE,
+    check_choice,
+    check_count,
+    check_number,
+)
 from prunetrain.masks import Mask
 from prunetrain.problem import FlipSession
 from prunetrain.search.base import Searcher, register
@@ -76,8 +83,8 @@ class FlipSearcher(Searcher):
 
     def setup(self, problem, rng, init_mask: Mask | None = None) -> None:
         super().setup(problem, rng, init_mask)
-        check_number("candidates", self.candidates, 0, integer=True, optional=True)
-        check_number("rounds", self.rounds, 0, integer=True)
+        check_count("candidates", self.candidates, MAX_COUNT, optional=True)
+        check_count("rounds", self.rounds, MAX_REPEATS)
         self.mask = [
             m.copy() for m in (init_mask if init_mask is not None else problem.random_mask(rng))
         ]
@@ -262,8 +269,8 @@ class Annealer(FlipSearcher):
 
     def setup(self, problem, rng, init_mask=None) -> None:
         super().setup(problem, rng, init_mask)
-        self._t0 = check_number("t_start", self.t_start, 0, optional=True)
-        self._t1 = check_number("t_end", self.t_end, 0, optional=True)
+        self._t0 = check_number("t_start", self.t_start, 0, MAX_SCALE, optional=True)
+        self._t1 = check_number("t_end", self.t_end, 0, MAX_SCALE, optional=True)
 
     def temperature(self) -> float:
         t0 = self._t0
@@ -311,7 +318,7 @@ class TabuSearcher(FlipSearcher):
 
     def setup(self, problem, rng, init_mask=None) -> None:
         super().setup(problem, rng, init_mask)
-        check_number("tenure", self.tenure, 0, integer=True)
+        check_count("tenure", self.tenure, MAX_COUNT)
         self.tabu_until = [np.zeros(a * b, dtype=np.int64) for a, b in problem.shapes]
         self.best_visited: tuple[list, float] | None = None
 
@@ -375,7 +382,7 @@ class SteepestSearcher(FlipSearcher):
 
     def setup(self, problem, rng, init_mask=None) -> None:
         super().setup(problem, rng, init_mask)
-        check_number("block", self.block, 0, integer=True)
+        check_count("block", self.block, MAX_COUNT)
 
     def step(self) -> None:
         for layer, moves in self.rounds_of_moves():
@@ -445,9 +452,9 @@ class AccumulateSearcher(FlipSearcher):
         self.candidates = self.pool
         super().setup(problem, rng, init_mask)
         check_number("decay", self.decay, 0, 1, open_high=True)
-        check_number("shrink", self.shrink, 0, open_low=False)
+        check_number("shrink", self.shrink, 0, MAX_SCALE, open_low=False)
         check_number("flip_fraction", self.flip_fraction, 0, 1)
-        check_number("max_age", self.max_age, 0, integer=True)
+        check_count("max_age", self.max_age, MAX_COUNT)
         shapes = problem.shapes
         # Single flips are evaluated, so a candidate costs one flip, not a swap.
         self.single_costs = [flip_cost(shapes, layer) for layer in range(len(shapes))]

@@ -42,7 +42,14 @@ import numpy as np
 
 from prunetrain.backends.flips import flip_cost
 from prunetrain.backends.screen import PROBE
-from prunetrain.hyperparams import check_choice, check_flag, check_number
+from prunetrain.hyperparams import (
+    MAX_COUNT,
+    MAX_SCALE,
+    check_choice,
+    check_count,
+    check_flag,
+    check_number,
+)
 from prunetrain.masks import Mask
 from prunetrain.search.base import Searcher, register
 
@@ -134,13 +141,13 @@ class ProbeSearcher(Searcher):
 
     def setup(self, problem, rng, init_mask: Mask | None = None) -> None:
         super().setup(problem, rng, init_mask)
-        check_number("lr", self.lr, 0)
+        check_number("lr", self.lr, 0, MAX_SCALE)
         check_number("momentum", self.momentum, 0, 1, open_low=False, open_high=True)
-        check_number("weight_decay", self.weight_decay, 0, open_low=False, optional=True)
+        check_number("weight_decay", self.weight_decay, 0, MAX_SCALE, open_low=False, optional=True)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_number("probe", self.probe, 0, 1)
         check_flag("confirm", self.confirm)
-        check_number("max_checks", self.max_checks, 0, integer=True, optional=True)
+        check_count("max_checks", self.max_checks, MAX_COUNT, optional=True)
         check_choice("select", self.select, SELECTIONS)
         shapes = problem.shapes
         self.weight_decay_ = (

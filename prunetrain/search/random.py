@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from prunetrain.hyperparams import check_number
+from prunetrain.hyperparams import MAX_POPULATION, check_count
 from prunetrain.masks import Mask
 from prunetrain.search.base import Searcher, register
 
@@ -31,7 +31,7 @@ class RandomSearcher(Searcher):
 
     def setup(self, problem, rng, init_mask: Mask | None = None) -> None:
         super().setup(problem, rng, init_mask)
-        check_number("population", self.population, 0, integer=True)
+        check_count("population", self.population, MAX_POPULATION)
         self.best_mask = init_mask if init_mask is not None else problem.random_mask(rng)
         self.best_loss = np.inf
 

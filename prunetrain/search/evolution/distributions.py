@@ -15,10 +15,14 @@ import math
 import numpy as np
 
 from prunetrain.backends.topk import gumbel_top_k, top_k_rows
-from prunetrain.hyperparams import check_number
+from prunetrain.hyperparams import MAX_POPULATION, MAX_SCALE, check_count, check_number
 from prunetrain.masks import Mask
 from prunetrain.search.base import register
 from prunetrain.search.evolution.population import PopulationSearcher
+
+#: Largest ``max_logit``: sigmoid(50) is 1 - 2e-22, already a sure keep; the logits' exponentials
+#: overflow past about 709.
+MAX_LOGIT = 50.0
 
 
 def topk_mode(theta: np.ndarray, k: int) -> np.ndarray:
@@ -47,7 +51,7 @@ class DistributionSearcher(PopulationSearcher):
         Samples per generation.
     max_logit : float
         Logits are clipped to ``[-max_logit, max_logit]``, so no weight is
-        ever certain and sampling keeps exploring.
+        ever certain and sampling keeps exploring; at most :data:`MAX_LOGIT`.
     """
 
     def __init__(self, population: int = 32, max_logit: float = 5.0) -> None:
@@ -56,8 +60,8 @@ class DistributionSearcher(PopulationSearcher):
 
     def setup(self, problem, rng, init_mask=None) -> None:
         super().setup(problem, rng, init_mask)
-        check_number("population", self.population, 0, integer=True)
-        check_number("max_logit", self.max_logit, 0)
+        check_count("population", self.population, MAX_POPULATION)
+        check_number("max_logit", self.max_logit, 0, MAX_LOGIT)
         n = self.layout.n
         # A tiny fixed jitter breaks the ties of a flat θ, so the first mode is a random mask.
         self.theta = 1e-3 * rng.standard_normal(n)
@@ -165,8 +169,8 @@ class PBILSearcher(DistributionSearcher):
     def setup(self, problem, rng, init_mask=None) -> None:
         super().setup(problem, rng, init_mask)
         check_number("lr", self.lr, 0, 1)
-        check_number("elite", self.elite, 0, int(self.population), integer=True)
-        check_number("negative_lr", self.negative_lr, 0, open_low=False)
+        check_count("elite", self.elite, int(self.population))
+        check_number("negative_lr", self.negative_lr, 0, 1, open_low=False)
 
     def update(self, samples: np.ndarray, loss: np.ndarray) -> None:
         order = np.argsort(loss, kind="stable")
@@ -288,7 +292,7 @@ class NESSearcher(DistributionSearcher):
 
     def setup(self, problem, rng, init_mask=None) -> None:
         super().setup(problem, rng, init_mask)
-        check_number("lr", self.lr, 0)
+        check_number("lr", self.lr, 0, MAX_SCALE)
         check_number("momentum", self.momentum, 0, 1, open_low=False, open_high=True)
         self.velocity = np.zeros_like(self.theta)
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from prunetrain.hyperparams import check_choice, check_number
+from prunetrain.hyperparams import (
+    MAX_COUNT,
+    MAX_POPULATION,
+    check_choice,
+    check_count,
+    check_number,
+)
 from prunetrain.search.base import register
 from prunetrain.search.evolution.operators import poisson_at_least_one
 from prunetrain.search.evolution.population import PopulationSearcher
@@ -62,12 +68,12 @@ class GeneticSearcher(PopulationSearcher):
 
     def setup(self, problem, rng, init_mask=None) -> None:
         super().setup(problem, rng, init_mask)
-        p = check_number("population", self.population, 2, open_low=False, integer=True)
-        check_number("tournament", self.tournament, 0, integer=True)
+        p = check_count("population", self.population, MAX_POPULATION, low=2)
+        check_count("tournament", self.tournament, MAX_POPULATION)
         check_number("elites", self.elites, 0, p, open_low=False, open_high=True, integer=True)
         check_choice("crossover", self.crossover, ("uniform", "block"))
         check_number("crossover_rate", self.crossover_rate, 0, 1, open_low=False)
-        check_number("mutation", self.mutation, 0)
+        check_number("mutation", self.mutation, 0, MAX_COUNT)
         self.rows = self.start_rows(p, float(self.mutation))
 
     def step(self) -> None:

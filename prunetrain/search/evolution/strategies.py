@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from prunetrain.errors import PrunetrainError
-from prunetrain.hyperparams import check_choice, check_flag, check_number
+from prunetrain.hyperparams import (
+    MAX_COUNT,
+    MAX_POPULATION,
+    MAX_SCALE,
+    check_choice,
+    check_count,
+    check_flag,
+    check_number,
+)
 from prunetrain.search.base import register
 from prunetrain.search.evolution.operators import poisson_at_least_one
 from prunetrain.search.evolution.population import PopulationSearcher
@@ -94,16 +102,16 @@ class EvolutionSearcher(PopulationSearcher):
     def setup(self, problem, rng, init_mask=None) -> None:
         super().setup(problem, rng, init_mask)
         check_choice("strategy", self.strategy, STRATEGIES)
-        lam = check_number("offspring", self.offspring, 0, integer=True)
-        parents = check_number("parents", self.parents, 0, integer=True)
+        lam = check_count("offspring", self.offspring, MAX_POPULATION)
+        parents = check_count("parents", self.parents, MAX_POPULATION)
         mu = 1 if self.strategy == "1+lambda" else parents
         if self.strategy == "mu,lambda" and mu > lam:
             raise PrunetrainError(f"parents must be <= offspring for mu,lambda, got {mu} > {lam}")
-        check_number("mutation", self.mutation, 0)
-        check_number("adapt", self.adapt, 1)
-        check_number("tau", self.tau, 0, open_low=False)
+        check_number("mutation", self.mutation, 0, MAX_COUNT)
+        check_number("adapt", self.adapt, 1, MAX_SCALE)
+        check_number("tau", self.tau, 0, MAX_SCALE, open_low=False)
         check_flag("confirm", self.confirm)
-        cap = check_number("max_mutation", self.max_mutation, 0, optional=True)
+        cap = check_number("max_mutation", self.max_mutation, 0, MAX_COUNT, optional=True)
         self.cap = cap if cap is not None else max(1.0, 0.01 * self.layout.n)
         sigma0 = min(max(float(self.mutation), 1.0), self.cap)
         self.parent_rows = self.start_rows(mu, sigma0)
