@@ -32,7 +32,7 @@ from prunetrain.backends import backend_names
 from prunetrain.data import Dataset, FeatureScaling
 from prunetrain.masks import KeepRule, pack_mask, unpack_mask
 from prunetrain.metrics import cross_entropy, log_softmax
-from prunetrain.network import INIT_SCHEMES, FrozenNetwork, NetworkSpec
+from prunetrain.network import INIT_SCHEMES, MAX_LAYER_SIZE, FrozenNetwork, NetworkSpec
 from prunetrain.problem import Budget
 from prunetrain.search import SEARCHERS, make_searcher, run
 from prunetrain.threads import one_blas_thread
@@ -212,7 +212,7 @@ default="signed_constant"
     """
 
     _parameter_constraints: dict = {
-        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, MAX_LAYER_SIZE, closed="both")],
         "init": [StrOptions(set(INIT_SCHEMES))],
         "keep": [Interval(Real, 0, 1, closed="right")],
         "method": [str, None],  # checked against the registry when fit runs

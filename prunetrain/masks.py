@@ -124,13 +124,27 @@ class KeepRule:
 
     # --- counts ------------------------------------------------------------------------
 
+    def check_shapes(self, shapes: Sequence[tuple[int, ...]]) -> None:
+        """Raise :class:`PrunetrainError` unless ``keep`` leaves every layer a weight.
+
+        The bound is :func:`~prunetrain.network.check_keep`'s, ``keep * n_l >= 1/2``
+        for every layer, under every kind of rule: it is the ``"layer"``
+        count, the split ``"global"`` starts from, the expected count of a
+        ``"free"`` random mask. Every count below checks it, so no mask is
+        made under a keep that a layer cannot hold.
+        """
+        check_keep(self.keep, [tuple(shape) for shape in shapes])
+
     def layer_counts(self, shapes: Sequence[tuple[int, ...]]) -> list[int]:
         """Weights kept per layer under the ``"layer"`` rule (at least one)."""
+        self.check_shapes(shapes)
         # keep * fan_in * fan_out, multiplied in that order: the float rounding counts always had
+        # (``max``: a layer at exactly half a weight rounds to even, 0, and keeps one)
         return [max(1, round(math.prod(shape, start=self.keep))) for shape in shapes]
 
     def total_count(self, shapes: Sequence[tuple[int, ...]]) -> int:
         """Weights kept in the whole network under the ``"global"`` rule."""
+        self.check_shapes(shapes)
         return max(1, round(self.keep * sum(_sizes(shapes))))
 
     def layer_split(self, shapes: Sequence[tuple[int, ...]]) -> list[int]:
@@ -265,6 +279,7 @@ class FreeRule(KeepRule):
     fixes_counts = False
 
     def segments(self, shapes):
+        self.check_shapes(shapes)
         return [Segment(s, e, None) for s, e in _bounds(shapes)]
 
     def counted(self):

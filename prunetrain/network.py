@@ -21,6 +21,21 @@ INIT_SCHEMES = ("signed_constant", "kaiming_normal", "kaiming_uniform", "binary"
 SCALE_RULES = ("keep", "none")
 ACTIVATIONS = ("relu",)
 
+# What one machine can hold. Every spec checks them (the CLI's --arch, the estimator's hidden
+# sizes, compare's archs, tickets and checkpoints all make a spec), so a network too deep or too
+# large for memory is refused before its weights are drawn, and a ticket that a search writes
+# can always be read back.
+
+#: Weight matrices (layers) a network may have.
+MAX_LAYERS = 64
+#: Units a layer (input and output included) may have.
+MAX_LAYER_SIZE = 2**20
+#: Weights a network may have in all: 2**28 float32 weights are 1 GiB, and a search holds a few
+#: copies (masks, caches, float64 scores) besides.
+MAX_WEIGHTS = 2**28
+#: Characters an architecture string may have: far more than MAX_LAYERS + 1 sizes need.
+_MAX_ARCH_CHARS = 4096
+
 
 def parse_arch(text: str) -> tuple[int, ...]:
     """Parse an architecture string such as ``"784-300-100-10"``.
@@ -40,7 +55,13 @@ def parse_arch(text: str) -> tuple[int, ...]:
     >>> parse_arch("64-256-256-10")
     (64, 256, 256, 10)
     """
-    parts = str(text).replace(",", "-").replace("x", "-").split("-")
+    text = str(text)
+    if len(text) > _MAX_ARCH_CHARS:
+        raise PrunetrainError(
+            f"bad architecture {text[:40]!r}...: {len(text)} characters; expected at most "
+            f"{MAX_LAYERS + 1} layer sizes such as 784-300-100-10"
+        )
+    parts = text.replace(",", "-").replace("x", "-").split("-")
     try:
         sizes = tuple(int(p) for p in parts)
     except ValueError:
@@ -52,7 +73,37 @@ def parse_arch(text: str) -> tuple[int, ...]:
             f"bad architecture {text!r}: need at least an input and an output size, "
             "all positive, such as 784-300-100-10"
         )
+    check_layer_sizes(sizes)
     return sizes
+
+
+def check_layer_sizes(sizes: Sequence[int]) -> None:
+    """Raise unless ``sizes`` (positive integers) fit :data:`MAX_LAYERS`, :data:`MAX_LAYER_SIZE`
+    and :data:`MAX_WEIGHTS`.
+
+    Examples
+    --------
+    >>> check_layer_sizes((64, 100_000_000, 10))
+    Traceback (most recent call last):
+    ...
+    prunetrain.errors.PrunetrainError: bad layer sizes 64-100000000-10: a layer of 100000000 units; at most 1048576 per layer
+    """
+    shown = "-".join(map(str, sizes if len(sizes) <= 8 else (*sizes[:3], "...", sizes[-1])))
+    if len(sizes) - 1 > MAX_LAYERS:
+        raise PrunetrainError(
+            f"bad layer sizes {shown}: {len(sizes) - 1} layers; at most {MAX_LAYERS} "
+            f"({MAX_LAYERS + 1} sizes, input and output included)"
+        )
+    widest = max(sizes)
+    if widest > MAX_LAYER_SIZE:
+        raise PrunetrainError(
+            f"bad layer sizes {shown}: a layer of {widest} units; at most {MAX_LAYER_SIZE} per layer"
+        )
+    n_weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    if n_weights > MAX_WEIGHTS:
+        raise PrunetrainError(
+            f"bad layer sizes {shown}: {n_weights} weights; at most {MAX_WEIGHTS} (2**28) in all"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +147,7 @@ class NetworkSpec:
                 f"bad layer sizes {sizes}: need >= 2 sizes, each a positive integer"
             )
         sizes = tuple(int(s) for s in sizes)
+        check_layer_sizes(sizes)
         object.__setattr__(self, "layer_sizes", sizes)
         if self.init not in INIT_SCHEMES:
             raise PrunetrainError(
@@ -105,8 +157,7 @@ class NetworkSpec:
             raise PrunetrainError(
                 f"unknown scale rule {self.scale!r}; expected one of {', '.join(SCALE_RULES)}"
             )
-        check_keep(self.keep)
-        object.__setattr__(self, "keep", float(self.keep))
+        object.__setattr__(self, "keep", check_keep(self.keep, self.shapes))
         if self.activation not in ACTIVATIONS:
             raise PrunetrainError(
                 f"unknown activation {self.activation!r}; expected one of {', '.join(ACTIVATIONS)}"
@@ -163,13 +214,41 @@ def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def check_keep(keep: float) -> float:
-    """Return ``keep`` as a float if it is a number in (0, 1], else raise."""
+def check_keep(keep: float, shapes: Sequence[tuple[int, ...]] | None = None) -> float:
+    """Return ``keep`` as a float if it is a number in (0, 1], else raise.
+
+    With ``shapes`` (the layers' ``(fan_in, fan_out)``, or flat), ``keep`` must also
+    leave every layer at least one weight: ``keep * n_l >= 1/2`` for each
+    layer of ``n_l`` weights, so that ``round(keep * n_l)``, the count the
+    ``"layer"`` rule keeps, is at least 1. The same bound holds under every
+    keep rule: ``"global"`` starts from those counts and ``"free"`` draws
+    its random masks with that expectation, and a smaller ``keep`` would be
+    silently rounded up to another fraction (and its ``1/sqrt(keep)`` weight
+    scale overflow float32 when it is tiny, as 1e-300 did).
+
+    Examples
+    --------
+    >>> check_keep(0.01, [(64, 8), (8, 10)])
+    0.01
+    >>> check_keep(0.001, [(64, 8), (8, 10)])
+    Traceback (most recent call last):
+    ...
+    prunetrain.errors.PrunetrainError: keep 0.001 leaves layer 2 (8x10, 80 weights) without a weight: expected keep >= 0.00625 for this network
+    """
     if isinstance(keep, (bool, np.bool_)) or not isinstance(keep, (int, float, np.number)):
         raise PrunetrainError(f"keep must be a number in (0, 1], got {keep!r}")
     k = float(keep)
     if not (0.0 < k <= 1.0) or math.isnan(k):
         raise PrunetrainError(f"keep must lie in (0, 1], got {keep!r}")
+    if shapes:
+        sizes = [math.prod(shape) for shape in shapes]
+        smallest = int(np.argmin(sizes))
+        if k * sizes[smallest] < 0.5:
+            shape = "x".join(map(str, shapes[smallest]))
+            raise PrunetrainError(
+                f"keep {keep!r} leaves layer {smallest + 1} ({shape}, {sizes[smallest]} weights) "
+                f"without a weight: expected keep >= {0.5 / sizes[smallest]:.3g} for this network"
+            )
     return k
 
 

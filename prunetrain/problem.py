@@ -187,6 +187,7 @@ class Problem:
     ) -> None:
         self.network = network
         self.rule = rule if rule is not None else KeepRule(network.spec.keep)
+        self.rule.check_shapes(network.shapes)  # a keep that leaves a layer without a weight
         if data.n_features != network.spec.layer_sizes[0]:
             raise PrunetrainError(
                 f"the data has {data.n_features} features but the network's input "

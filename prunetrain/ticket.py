@@ -21,7 +21,7 @@ import numpy as np
 import prunetrain
 from prunetrain.errors import PrunetrainError, TicketError
 from prunetrain.masks import KeepRule, Mask, check_mask, pack_mask, unpack_mask
-from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed
+from prunetrain.network import MAX_LAYERS, FrozenNetwork, NetworkSpec, check_seed
 from prunetrain.npz import Expect, read_entries, write_entries
 
 FORMAT = "prunetrain-ticket"
@@ -138,6 +138,7 @@ class Ticket:
             spec = _parse_spec(str(fields["spec"]))
             seed = check_seed(int(fields["seed"]))
             rule = _parse_rule(str(fields["rule"]))
+            rule.check_shapes(spec.shapes)
             meta = check_meta(_parse_json(str(fields["meta"]), "meta"))
             packed = fields["mask"]
             if hashlib.sha256(packed.tobytes()).hexdigest() != str(fields["mask_sha256"]):
@@ -177,8 +178,6 @@ MAX_TICKET_BYTES = 16 * 2**20
 #: Characters allowed in the JSON of the spec, the rule and ``meta``.
 MAX_SPEC_CHARS = 4096
 MAX_META_CHARS = 1_000_000
-#: Layers a ticket's network may have.
-MAX_LAYERS = 64
 
 
 def _entries() -> dict:

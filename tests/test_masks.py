@@ -29,6 +29,14 @@ shapes_strategy = st.lists(
 )
 
 
+@st.composite
+def shapes_and_keep(draw):
+    """Shapes and a keep in [0.01, 1] that leaves every layer a weight (keep * n_l >= 1/2)."""
+    shapes = draw(shapes_strategy)
+    low = max(0.01, 0.5 / min(a * b for a, b in shapes))
+    return shapes, draw(st.floats(low, 1.0))
+
+
 @settings(max_examples=50, deadline=None)
 @given(shapes_strategy, st.integers(0, 2**32 - 1), st.floats(0.01, 1.0))
 def test_pack_unpack_round_trip(shapes, seed, p):
@@ -55,12 +63,12 @@ def test_unpack_rejects_wrong_size():
 
 @settings(max_examples=40, deadline=None)
 @given(
-    shapes_strategy,
-    st.floats(0.01, 1.0),
+    shapes_and_keep(),
     st.sampled_from(["layer", "global", "free"]),
     st.integers(0, 999),
 )
-def test_random_mask_obeys_rule(shapes, keep, kind, seed):
+def test_random_mask_obeys_rule(shapes_keep, kind, seed):
+    shapes, keep = shapes_keep
     rule = KeepRule(keep, kind)
     mask = random_mask(shapes, rule, np.random.default_rng(seed))
     assert [m.shape for m in mask] == [tuple(s) for s in shapes]
@@ -242,8 +250,9 @@ def test_rules_pickle_and_old_pickles_load():
 
 
 @settings(max_examples=40, deadline=None)
-@given(shapes_strategy, st.floats(0.01, 1.0), st.sampled_from(KINDS), st.integers(0, 999))
-def test_random_mask_draws_what_it_always_drew(shapes, keep, kind, seed):
+@given(shapes_and_keep(), st.sampled_from(KINDS), st.integers(0, 999))
+def test_random_mask_draws_what_it_always_drew(shapes_keep, kind, seed):
+    shapes, keep = shapes_keep
     rule = KeepRule(keep, kind)
     new_rng, old_rng = np.random.default_rng(seed), np.random.default_rng(seed)
     for _ in range(2):
@@ -255,14 +264,14 @@ def test_random_mask_draws_what_it_always_drew(shapes, keep, kind, seed):
 
 @settings(max_examples=60, deadline=None)
 @given(
-    shapes_strategy,
-    st.floats(0.01, 1.0),
+    shapes_and_keep(),
     st.sampled_from(KINDS),
     st.integers(0, 999),
     st.sampled_from([np.float32, np.float64]),
     st.booleans(),
 )
-def test_keep_top_is_what_baselines_and_probe_kept(shapes, keep, kind, seed, dtype, ties):
+def test_keep_top_is_what_baselines_and_probe_kept(shapes_keep, kind, seed, dtype, ties):
+    shapes, keep = shapes_keep
     rng = np.random.default_rng(seed)
     rule = KeepRule(keep, kind)
     scores = [
@@ -321,3 +330,29 @@ def test_a_new_rule_is_one_class():
         assert KeepRule.from_dict(rule.to_dict()) == rule
     finally:
         del KeepRule._kinds["first-layer"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_rule_refuses_a_keep_that_leaves_a_layer_without_a_weight(kind):
+    """`--keep 1e-300` searched to NaN probabilities: whatever the rule, no mask is made under a
+    keep that rounds a layer's share below one weight."""
+    shapes = [(64, 8), (8, 10)]
+    rule = KeepRule(1e-300, kind)  # no shapes yet: the fraction alone is fine
+    message = "keep 1e-300 leaves layer 2 (8x10, 80 weights) without a weight"
+    for use in (rule.check_shapes, lambda s: rule.random_mask(s, np.random.default_rng(0))):
+        with pytest.raises(PrunetrainError) as err:
+            use(shapes)
+        assert message in str(err.value)
+    KeepRule(0.00625, kind).random_mask(shapes, np.random.default_rng(0))  # half a weight: one
+
+
+def test_a_problem_refuses_a_rule_that_leaves_a_layer_without_a_weight():
+    from prunetrain.data import Dataset
+    from prunetrain.network import FrozenNetwork, NetworkSpec
+    from prunetrain.problem import Problem
+
+    X = np.zeros((8, 4), dtype=np.float32)
+    y = np.arange(8) % 2
+    data = Dataset("d", X, y, X, y, X, y, np.arange(2))
+    with pytest.raises(PrunetrainError, match="leaves layer 2"):
+        Problem(FrozenNetwork(NetworkSpec((4, 3, 2)), 0), data, KeepRule(0.05), "numpy")

@@ -6,7 +6,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prunetrain.errors import PrunetrainError
-from prunetrain.network import INIT_SCHEMES, FrozenNetwork, NetworkSpec, parse_arch
+from prunetrain.network import (
+    INIT_SCHEMES,
+    MAX_LAYER_SIZE,
+    MAX_LAYERS,
+    MAX_WEIGHTS,
+    FrozenNetwork,
+    NetworkSpec,
+    parse_arch,
+)
 
 
 def test_parse_arch():
@@ -162,3 +170,131 @@ def test_weights_hash_of_the_default_spec_is_pinned():
     # The hash covers the spec's JSON too: a new spec field would also invalidate tickets.
     expected = "688da32dfe5f2fb2f86264c16d59b0f284bfcc21193e2fd3cb03a1a185fdb74c"
     assert FrozenNetwork(NetworkSpec((64, 32, 10)), 0).weights_hash == expected
+
+
+# --- bounds: what a machine holds and what a ticket can be read back with -------------------
+
+
+def test_an_arch_deeper_than_a_ticket_holds_is_refused_where_it_enters():
+    """A 72-layer --arch searched to exit 0, then `evaluate` refused its ticket ("expected 2
+    to 65"): the spec and the ticket share one bound, so the arch is refused up front."""
+    import prunetrain.ticket
+
+    assert prunetrain.ticket.MAX_LAYERS is MAX_LAYERS
+    deepest = (4,) + (3,) * (MAX_LAYERS - 1) + (2,)
+    assert NetworkSpec(deepest).n_layers == MAX_LAYERS
+    too_deep = "-".join(["8"] * 73)
+    with pytest.raises(PrunetrainError) as err:
+        parse_arch(too_deep)
+    assert str(err.value) == (
+        "bad layer sizes 8-8-8-...-8: 72 layers; at most 64 (65 sizes, input and output included)"
+    )
+    with pytest.raises(PrunetrainError, match="65 layers; at most 64"):
+        NetworkSpec((4,) + (3,) * MAX_LAYERS + (2,))
+
+
+@pytest.mark.parametrize(
+    ("sizes", "message"),
+    [
+        ((64, 10**8, 10), "a layer of 100000000 units; at most 1048576 per layer"),
+        ((10**9, 10), "a layer of 1000000000 units"),
+        ((64, 10**6, 10**6, 10), "1000074000000 weights; at most 268435456 (2**28) in all"),
+    ],
+)
+def test_layer_sizes_past_memory_are_refused_before_any_weight(sizes, message):
+    """Sizes of 10^8-10^9 were accepted and failed later with a MemoryError traceback."""
+    with pytest.raises(PrunetrainError) as err:
+        NetworkSpec(sizes)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(PrunetrainError, match=message.split(";")[0]):
+        parse_arch("-".join(map(str, sizes)))
+    with pytest.raises(PrunetrainError):
+        NetworkSpec.from_dict({"layer_sizes": list(sizes)})  # tickets, checkpoints
+
+
+def test_the_bounds_themselves_are_accepted():
+    assert NetworkSpec((MAX_LAYER_SIZE, 2)).n_weights == 2 * MAX_LAYER_SIZE
+    assert NetworkSpec((2**14, 2**14)).n_weights == MAX_WEIGHTS
+    assert parse_arch("x".join(["9"] * 65)) == (9,) * 65
+    with pytest.raises(PrunetrainError, match="characters"):
+        parse_arch("9-" * 5000 + "9")
+
+
+@pytest.mark.parametrize("keep", [1e-300, 1e-3])
+def test_a_keep_that_leaves_a_layer_without_a_weight_is_refused(keep):
+    """`--keep 1e-300` gave NaN probabilities: 1/sqrt(keep) overflowed the float32 weights."""
+    with pytest.raises(PrunetrainError) as err:
+        NetworkSpec((64, 8, 10), keep=keep)
+    assert str(err.value) == (
+        f"keep {keep!r} leaves layer 2 (8x10, 80 weights) without a weight: "
+        "expected keep >= 0.00625 for this network"
+    )
+    assert NetworkSpec((64, 8, 10), keep=0.00625).keep == 0.00625  # half a weight rounds up
+
+
+def test_keep_1e_minus_300_is_refused_by_the_cli_and_the_estimator(tmp_path, capsys):
+    from prunetrain.cli import main
+    from prunetrain.estimator import SubnetworkClassifier
+
+    out = tmp_path / "o"
+    with pytest.raises(SystemExit) as exit_:
+        main(["search", "--keep", "1e-300", "--arch", "64-8-10", "--budget", "20evals",
+              "--out", str(out), "-q"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert "keep 1e-300 leaves layer 2 (8x10, 80 weights) without a weight" in err
+    assert not out.exists()
+    X = np.random.default_rng(0).random((40, 6))
+    y = np.arange(40) % 2
+    with pytest.raises(PrunetrainError, match="leaves layer"):
+        SubnetworkClassifier(hidden_layer_sizes=(4,), keep=1e-300, budget="20evals").fit(X, y)
+
+
+def test_a_72_layer_arch_is_refused_by_the_cli_before_the_search(tmp_path, capsys):
+    from prunetrain.cli import main
+
+    out = tmp_path / "o"
+    arch = "-".join(["64", *["8"] * 71, "10"])
+    with pytest.raises(SystemExit) as exit_:
+        main(["search", "--arch", arch, "--budget", "20evals", "--out", str(out), "-q"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "72 layers; at most 64" in err
+    assert not out.exists()
+
+
+def test_the_estimator_refuses_hidden_sizes_past_the_bound():
+    from prunetrain.estimator import SubnetworkClassifier
+
+    X = np.random.default_rng(0).random((40, 6))
+    y = np.arange(40) % 2
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        SubnetworkClassifier(hidden_layer_sizes=10**8).fit(X, y)
+    with pytest.raises(PrunetrainError, match="at most 1048576 per layer"):
+        SubnetworkClassifier(hidden_layer_sizes=(4, 10**8)).fit(X, y)
+    with pytest.raises(PrunetrainError, match="at most 64"):
+        SubnetworkClassifier(hidden_layer_sizes=(4,) * 64).fit(X, y)
+
+
+def test_a_ticket_with_keep_1e_minus_300_is_refused_when_loaded(tmp_path, capsys):
+    """Such a ticket passed every check, then `evaluate --json` failed on NaN in JSON."""
+    import warnings
+
+    from prunetrain.cli import main
+    from prunetrain.errors import TicketError
+    from prunetrain.masks import KeepRule
+    from prunetrain.ticket import Ticket
+
+    spec = NetworkSpec((64, 8, 10))
+    object.__setattr__(spec, "keep", 1e-300)  # as a spec was before keep met its shapes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the 1/sqrt(keep) scale overflows float32
+        net = FrozenNetwork(spec, 0)
+    path = tmp_path / "t.npz"
+    Ticket(net, [np.ones(s, dtype=bool) for s in net.shapes], KeepRule(1e-300)).save(path)
+    with pytest.raises(TicketError, match="keep 1e-300 leaves layer 2"):
+        Ticket.load(path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", str(path), "--dataset", "digits", "--json"])
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "leaves layer 2" in err
+    assert out == ""
