@@ -19,11 +19,13 @@ import math
 import os
 import zipfile
 import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from prunetrain.errors import DataError
+from prunetrain.files import check_regular_file
 
 DATASETS = ("digits", "fashion-mnist", "mnist")
 
@@ -61,6 +63,25 @@ _HOW_TO_GET = {
 LABEL_COLUMNS = ("label", "target", "class", "y")
 
 _IDX_UBYTE = 0x08
+
+# What a data file may cost to read. A stored ``.npz`` entry is bounded by the file itself
+# (its header must account for exactly the bytes it holds); the others are stated here and
+# checked while reading, before the memory is spent.
+
+#: Bytes the compressed entries of an ``.npz`` dataset may inflate to, in all (checked against
+#: the sizes the archive declares, before inflating; inflating stops at the declared size).
+MAX_INFLATED_BYTES = 4 * 2**30
+#: Fields a CSV row may have.
+MAX_CSV_FIELDS = 100_000
+#: Characters a CSV row may take (one line, or the lines of a row with quoted line breaks).
+MAX_CSV_LINE_CHARS = 4 * 2**20
+#: Data bytes an IDX file may claim (MNIST's train images are 47 MB); a gzipped file is
+#: inflated only up to what its header claims.
+MAX_IDX_BYTES = 4 * 2**30
+#: Dimensions of an IDX file: labels (n,) or images (n, rows, cols).
+MAX_IDX_DIMS = 3
+#: Bytes read at a time from an archive entry or a gzip stream.
+_CHUNK = 16 * 2**20
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -300,9 +321,8 @@ def load_dataset(
         return dataclasses.replace(data, source={"name": name})
     path = Path(name)
     suffix = path.suffix.lower()
-    if suffix in FILE_SUFFIXES or path.exists():
-        if not path.is_file():
-            raise DataError(f"dataset file {str(path)!r} does not exist or is not a file")
+    if suffix in FILE_SUFFIXES or _exists(path):
+        _check_data_file(path, "dataset file")
         if suffix in (".npz", ".csv"):
             load = _load_npz if suffix == ".npz" else _load_csv
             return dataclasses.replace(load(path, validation_fraction), source=file_source(path))
@@ -314,6 +334,24 @@ def load_dataset(
         f"unknown dataset {name!r}: expected one of {', '.join(DATASETS)}, "
         f"or a path to a file ending {' or '.join(FILE_SUFFIXES)}"
     )
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long for the file system: checked as a file, which says so
+        return True
+
+
+def _check_data_file(path: Path, what: str) -> None:
+    """Refuse a missing file, and at once a FIFO, a device or a folder (reading a FIFO blocks)."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise DataError(f"{what} {str(path)!r} does not exist") from None
+    except OSError:
+        pass  # check_regular_file says why
+    check_regular_file(path, what)
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -346,17 +384,24 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
            [4, 5, 6]], dtype=uint8)
     """
     path = Path(path)
+    gzipped = False
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read IDX file {str(path)!r}: {exc.strerror or exc}") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
+        with open(path, "rb") as f:
+            gzipped = f.read(2) == b"\x1f\x8b"
+            f.seek(0)
+            stream = gzip.GzipFile(fileobj=f) if gzipped else f
+            return _read_idx_stream(stream, path, None if gzipped else os.fstat(f.fileno()).st_size)
+    except (OSError, EOFError, zlib.error) as exc:
+        if gzipped and not isinstance(exc, FileNotFoundError):
             raise DataError(
                 f"IDX file {str(path)!r} is damaged or truncated (gzip: {exc})"
             ) from None
+        raise DataError(f"cannot read IDX file {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def _read_idx_stream(stream, path: Path, file_size: int | None) -> np.ndarray:
+    """The array of an open IDX stream; nothing is read past what its header claims, plus one."""
+    raw = stream.read(4)
     if len(raw) < 4:
         raise DataError(
             f"IDX file {str(path)!r} is truncated: {len(raw)} bytes, expected a 4-byte magic number"
@@ -371,22 +416,42 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise DataError(
             f"IDX file {str(path)!r} has data type 0x{dtype_code:02x}: expected 0x08 (unsigned byte)"
         )
-    header = 4 + 4 * ndim
-    if len(raw) < header:
+    if ndim > MAX_IDX_DIMS:
         raise DataError(
-            f"IDX file {str(path)!r} is truncated: {len(raw)} bytes, expected a {header}-byte "
+            f"IDX file {str(path)!r} has {ndim} dimensions: expected 1 to {MAX_IDX_DIMS} "
+            "(labels, or images of n × rows × cols)"
+        )
+    header = 4 + 4 * ndim
+    dims = stream.read(4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise DataError(
+            f"IDX file {str(path)!r} is truncated: {4 + len(dims)} bytes, expected a {header}-byte "
             f"header for {ndim} dimensions"
         )
-    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
     expected = math.prod(shape)
-    actual = len(raw) - header
+    if expected > MAX_IDX_BYTES:
+        raise DataError(
+            f"IDX file {str(path)!r} claims shape {shape}, {expected} bytes: at most "
+            f"{MAX_IDX_BYTES} are read (MAX_IDX_BYTES)"
+        )
+    if file_size is not None and file_size - header < expected:
+        actual = file_size - header
+    else:
+        data = bytearray()
+        while len(data) <= expected:  # one byte past the claim tells trailing bytes
+            chunk = stream.read(min(_CHUNK, expected + 1 - len(data)))
+            if not chunk:
+                break
+            data += chunk
+        actual = len(data)
     if actual != expected:
         what = "truncated" if actual < expected else "damaged (trailing bytes)"
         raise DataError(
             f"IDX file {str(path)!r} is {what}: {actual} data bytes, expected {expected} "
             f"for shape {shape}"
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy()
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape).copy()
 
 
 # --- named datasets -----------------------------------------------------------------
@@ -476,7 +541,7 @@ def _load_idx_dataset(
     scaling = FeatureScaling(factor=1 / 255)  # pixels 0..255
 
     def pixels(images: np.ndarray) -> np.ndarray:
-        return scaling.transform(images.reshape(len(images), -1))
+        return scaling.transform(images.reshape(len(images), math.prod(images.shape[1:])))
 
     classes = _classes(train_labels, "train labels", str(folder))
     _check_subset(classes, test_labels, "test labels", str(folder))
@@ -507,18 +572,15 @@ def _load_idx_dataset(
 def _load_npz(path: Path, validation_fraction: float) -> Dataset:
     source = path.name
     fixed = ("X_train", "y_train", "X_test", "y_test")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            keys = set(archive.files)
-            if set(fixed) <= keys:
-                wanted = fixed + tuple(k for k in ("X_val", "y_val") if k in keys)
-            elif {"X", "y"} <= keys:
-                wanted = ("X", "y")
-            else:
-                wanted = ()
-            arrays = {k: archive[k] for k in wanted}
-    except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
-        raise DataError(f"cannot read {str(path)!r} as .npz: {exc}") from None
+
+    def wanted(keys: set[str]) -> tuple[str, ...]:
+        if set(fixed) <= keys:
+            return fixed + tuple(k for k in ("X_val", "y_val") if k in keys)
+        if {"X", "y"} <= keys:
+            return ("X", "y")
+        return ()
+
+    keys, arrays = read_npz(path, wanted)
     if not arrays:
         raise DataError(
             f"{source} holds keys {sorted(keys)}: expected 'X' and 'y', or a fixed split "
@@ -557,6 +619,121 @@ def _load_npz(path: Path, validation_fraction: float) -> Dataset:
     )
 
 
+def read_npz(
+    path: Path, wanted: Callable[[set[str]], Sequence[str]]
+) -> tuple[set[str], dict[str, np.ndarray]]:
+    """The names of an ``.npz`` file's arrays, and the arrays ``wanted(names)`` picks.
+
+    ``np.load`` trusts its file: it allocates what an array header claims and
+    inflates whatever an entry holds. Here every entry is checked first:
+    stored entries must hold exactly the bytes their header claims (so none
+    claims more than the file), compressed ones may declare at most
+    :data:`MAX_INFLATED_BYTES` in all and are inflated only up to what they
+    declare, and object arrays (pickles) are refused. Only then is an
+    array allocated and filled.
+
+    Raises
+    ------
+    DataError
+        One line saying what is wrong with the file or which entry.
+    """
+    source = path.name
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = {
+                info.filename[: -len(".npy")]: info
+                for info in archive.infolist()
+                if info.filename.endswith(".npy")
+            }
+            file_size = os.stat(path).st_size
+            inflated = 0
+            arrays = {}
+            for key in wanted(set(infos)):
+                info = infos[key]
+                if info.compress_type == zipfile.ZIP_STORED:
+                    if info.file_size > file_size:
+                        raise DataError(
+                            f"{source}: entry {key!r} claims {info.file_size} bytes, more than "
+                            f"the file's {file_size}"
+                        )
+                elif info.compress_type == zipfile.ZIP_DEFLATED:
+                    inflated += info.file_size
+                    if inflated > MAX_INFLATED_BYTES:
+                        raise DataError(
+                            f"{source}: entry {key!r} is compressed and inflates to "
+                            f"{info.file_size} bytes; a compressed entry may inflate to at most "
+                            f"{MAX_INFLATED_BYTES} bytes (store it uncompressed with np.savez)"
+                        )
+                else:
+                    raise DataError(
+                        f"{source}: entry {key!r} is compressed with method "
+                        f"{info.compress_type}: expected stored or deflated (np.savez, "
+                        "np.savez_compressed)"
+                    )
+                with archive.open(info) as entry:
+                    arrays[key] = _read_npy(entry, info.file_size, key, source)
+    except DataError:
+        raise
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        RuntimeError,
+        NotImplementedError,
+        zlib.error,
+        zipfile.BadZipFile,
+    ) as exc:
+        if isinstance(exc, zipfile.BadZipFile) and _starts_with(path, b"\x93NUMPY"):
+            raise DataError(
+                f"cannot read {str(path)!r} as .npz: it is a single .npy array; a dataset is "
+                "an .npz archive of named arrays, e.g. np.savez(path, X=X, y=y)"
+            ) from None
+        raise DataError(f"cannot read {str(path)!r} as .npz: {exc}") from None
+    return set(infos), arrays
+
+
+def _read_npy(entry, size: int, key: str, source: str) -> np.ndarray:
+    """One ``.npy`` entry of ``size`` bytes, its header checked against ``size`` before any
+    allocation."""
+    fmt = np.lib.format
+    what = f"{source}: entry {key!r}"
+    try:
+        version = fmt.read_magic(entry)
+    except ValueError:
+        raise DataError(f"{what} is not a .npy array") from None
+    try:
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(entry)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(entry)
+        else:
+            raise DataError(f"{what} has .npy format version {version}: expected 1.0 or 2.0")
+    except (ValueError, TypeError, SyntaxError):
+        raise DataError(f"{what} has a damaged .npy header") from None
+    if dtype.hasobject:
+        raise DataError(f"{what} has dtype object: expected numbers or text (no pickles)")
+    count = math.prod(shape)
+    nbytes = count * dtype.itemsize
+    held = size - entry.tell()
+    if nbytes != held:
+        raise DataError(f"{what} claims shape {shape} of {dtype}, {nbytes} bytes, but holds {held}")
+    array = np.empty(count, dtype=dtype)
+    if nbytes:
+        buffer = array.view(np.uint8)
+        done = 0
+        while done < nbytes:
+            got = entry.readinto(buffer[done : done + _CHUNK])
+            if not got:
+                raise DataError(f"{what} is truncated: {done} of {nbytes} bytes")
+            done += got
+    return array.reshape(shape, order="F" if fortran else "C")
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(magic)) == magic
+
+
 def _load_csv(path: Path, validation_fraction: float) -> Dataset:
     source = path.name
     header, body, lines = _read_csv(path)
@@ -574,6 +751,12 @@ def _load_csv(path: Path, validation_fraction: float) -> Dataset:
     X = _numeric_columns(
         table, feature_cols, header, lines, f" (the label column is {header[label_col]!r})", source
     )
+    empty = np.flatnonzero(table[:, label_col] == "")
+    if len(empty):
+        raise DataError(
+            f"{source} line {lines[empty[0] + 1]}: the label (column {header[label_col]!r}) "
+            "is empty"
+        )
     data = _from_unsplit(
         path.stem,
         X,
@@ -613,20 +796,14 @@ def read_features(
         raise DataError(
             f"cannot read {str(path)!r}: expected a file ending {' or '.join(FILE_SUFFIXES)}"
         )
-    if not path.is_file():
-        raise DataError(f"data file {str(path)!r} does not exist or is not a file")
+    _check_data_file(path, "data file")
     if suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                if "X" not in archive.files:
-                    raise DataError(
-                        f"{source} holds keys {sorted(archive.files)}: expected 'X' (samples × features)"
-                    )
-                X = archive["X"]
-        except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
-            if isinstance(exc, DataError):
-                raise
-            raise DataError(f"cannot read {str(path)!r} as .npz: {exc}") from None
+        keys, arrays = read_npz(path, lambda keys: ("X",) if "X" in keys else ())
+        if "X" not in arrays:
+            raise DataError(
+                f"{source} holds keys {sorted(keys)}: expected 'X' (samples × features)"
+            )
+        X = arrays["X"]
     else:
         header, body, lines = _read_csv(path)
         table = np.char.strip(np.array(body, dtype=str))
@@ -654,9 +831,16 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
     source = path.name
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
+            bounded = _BoundedLines(handle, source)
+            reader = csv.reader(bounded)
             rows, lines = [], []
             for row in reader:
+                if len(row) > MAX_CSV_FIELDS:
+                    raise DataError(
+                        f"{source} line {reader.line_num} has {len(row)} fields: a row may have "
+                        f"at most {MAX_CSV_FIELDS} (MAX_CSV_FIELDS)"
+                    )
+                bounded.row_done()
                 if any(cell.strip() for cell in row):
                     rows.append(row)
                     lines.append(reader.line_num)
@@ -679,6 +863,37 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
                 f"{source} line {line} has {len(row)} fields: expected {len(header)} like the header"
             )
     return header, body, lines
+
+
+class _BoundedLines:
+    """The lines of a text file for :func:`csv.reader`, no row longer than
+    :data:`MAX_CSV_LINE_CHARS` characters: a line is read at most that far, so a huge line
+    costs that much memory and no more before it is refused."""
+
+    def __init__(self, handle, source: str) -> None:
+        self.handle = handle
+        self.source = source
+        self.line = 0
+        self.row_chars = 0  # characters of the row being read (a quoted field may span lines)
+
+    def __iter__(self) -> _BoundedLines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.handle.readline(MAX_CSV_LINE_CHARS + 1 - self.row_chars)
+        if not line:
+            raise StopIteration
+        self.line += 1
+        self.row_chars += len(line)
+        if self.row_chars > MAX_CSV_LINE_CHARS:
+            raise DataError(
+                f"{self.source} line {self.line} is longer than {MAX_CSV_LINE_CHARS} characters: "
+                f"a row may have at most {MAX_CSV_LINE_CHARS} (MAX_CSV_LINE_CHARS)"
+            )
+        return line
+
+    def row_done(self) -> None:
+        self.row_chars = 0
 
 
 def _numeric_columns(
@@ -831,6 +1046,18 @@ def _check_labels(y: np.ndarray, n: int, what: str, x_what: str, source: str) ->
         raise DataError(
             f"{what} in {source} has dtype {y.dtype}: expected integer, float or string labels"
         )
+    if y.dtype.kind == "S":
+        # Bytes labels become text here: a record (JSON) holds text, and a user who saved
+        # b"cat" means "cat".
+        for label in np.unique(y):
+            try:
+                label.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(
+                    f"{what} in {source} holds bytes labels that are not UTF-8 text: "
+                    f"{bytes(label)!r}"
+                ) from None
+        y = np.char.decode(y, "utf-8")
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         raise DataError(f"{what} in {source} has NaN or infinite labels: expected finite values")
     return y

@@ -597,7 +597,7 @@ def test_damaged_npz(tmp_path):
 def test_npz_with_object_array_is_refused(tmp_path):
     path = tmp_path / "obj.npz"
     np.savez(path, X=np.eye(3), y=np.array(["a", 1, None], dtype=object))
-    with pytest.raises(DataError, match="cannot read"):
+    with pytest.raises(DataError, match="entry 'y' has dtype object"):
         load_dataset(str(path))
 
 
@@ -632,3 +632,234 @@ def test_extreme_finite_features_scale_without_overflow(tmp_path):
     assert set(np.unique(both[:, 0])) == {0.0, 1.0}  # -1e308 -> 0, 1e308 -> 1
     assert np.all(np.diff(np.sort(both[:, 1])) >= 0) and both[:, 1].max() == 1.0
     assert set(np.unique(data.X_test[:, 3])) == {0.0, 1.0}  # clipped, not NaN
+
+
+# --- hostile and unusual user files (issue 28) -------------------------------------------
+
+
+def npy_claiming(shape: tuple, data: bytes = bytes(48), descr: str = "<f8") -> bytes:
+    """A ``.npy`` payload whose header claims ``shape`` but which holds only ``data``."""
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": descr, "fortran_order": False, "shape": shape}
+    )
+    return buffer.getvalue() + data
+
+
+def write_zip(path: Path, entries: dict[str, bytes], compress: bool = False) -> str:
+    import zipfile
+
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(path, "w", method) as archive:
+        for name, payload in entries.items():
+            archive.writestr(name, payload)
+    return str(path)
+
+
+def y_npy(n: int = 6) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.arange(n) % 2)
+    return buffer.getvalue()
+
+
+def test_npz_whose_header_claims_8_tb_is_refused_before_allocation(tmp_path):
+    """np.load allocated what the header of X claimed: a MemoryError traceback in search and
+    predict. The header is checked against the bytes the entry holds before any allocation."""
+    import tracemalloc
+
+    from prunetrain.data import read_features
+
+    path = write_zip(
+        tmp_path / "huge.npz", {"X.npy": npy_claiming((10**12, 1000)), "y.npy": y_npy()}
+    )
+    tracemalloc.start()
+    try:
+        for read in (lambda: load_dataset(path), lambda: read_features(path, 1000)):
+            with pytest.raises(DataError) as err:
+                read()
+            assert str(err.value) == (
+                "huge.npz: entry 'X' claims shape (1000000000000, 1000) of float64, "
+                "8000000000000000 bytes, but holds 48"
+            )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20
+
+
+def test_a_bare_npy_named_npz_is_refused_in_one_line(tmp_path):
+    """np.load returned an array, not an archive: a TypeError traceback."""
+    from prunetrain.data import read_features
+
+    path = tmp_path / "x.npz"
+    np.save(tmp_path / "x.npy", np.eye(3))
+    (tmp_path / "x.npy").rename(path)
+    for read in (lambda: load_dataset(str(path)), lambda: read_features(path, 3)):
+        with pytest.raises(DataError) as err:
+            read()
+        assert str(err.value) == (
+            f"cannot read {str(path)!r} as .npz: it is a single .npy array; a dataset is "
+            "an .npz archive of named arrays, e.g. np.savez(path, X=X, y=y)"
+        )
+
+
+def test_compressed_npz_datasets_load_and_their_declared_size_is_bounded(tmp_path, monkeypatch):
+    import prunetrain.data
+
+    X, y = blobs()
+    np.savez_compressed(tmp_path / "c.npz", X=X, y=y)
+    np.savez(tmp_path / "s.npz", X=X, y=y)
+    assert_same(load_dataset(str(tmp_path / "c.npz")), load_dataset(str(tmp_path / "s.npz")))
+    monkeypatch.setattr(prunetrain.data, "MAX_INFLATED_BYTES", 1000)
+    with pytest.raises(DataError) as err:
+        load_dataset(str(tmp_path / "c.npz"))
+    assert str(err.value) == (
+        "c.npz: entry 'X' is compressed and inflates to 1568 bytes; a compressed entry may "
+        "inflate to at most 1000 bytes (store it uncompressed with np.savez)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (npy_claiming((3,), bytes(24), "|O"), "entry 'X' has dtype object: expected numbers"),
+        (b"\x93NUMPY\x01\x00\xff\xffjunk", "entry 'X' has a damaged .npy header"),
+        (b"not an array at all", "entry 'X' is not a .npy array"),
+        (npy_claiming((2, 2), bytes(64)), "entry 'X' claims shape (2, 2) of float64, 32 bytes"),
+    ],
+)
+def test_npz_entries_are_checked_before_their_data(tmp_path, payload, message):
+    path = write_zip(tmp_path / "bad.npz", {"X.npy": payload, "y.npy": y_npy(2)})
+    with pytest.raises(DataError) as err:
+        load_dataset(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bytes_labels_are_decoded_as_text_where_the_data_enters(tmp_path):
+    """Bytes labels failed only after the whole search, when the record was written."""
+    X, y = blobs(n_classes=2)
+    names = np.array([b"cat", b"dog"])[y]
+    ds = load_dataset(save_npz(tmp_path / "b.npz", X=X, y=names))
+    assert ds.classes.tolist() == ["cat", "dog"] and ds.classes.dtype.kind == "U"
+    bad = np.array([b"\xff\xfe", b"dog"])[y]
+    with pytest.raises(DataError) as err:
+        load_dataset(save_npz(tmp_path / "nb.npz", X=X, y=bad))
+    assert str(err.value) == "y in nb.npz holds bytes labels that are not UTF-8 text: b'\\xff\\xfe'"
+
+
+def test_search_on_bytes_labels_writes_its_record(tmp_path, capsys):
+    import json
+
+    from prunetrain.cli import main
+    from prunetrain.ticket import Ticket
+
+    X, y = blobs(n_classes=2)
+    path = save_npz(tmp_path / "b.npz", X=X, y=np.array([b"cat", b"dog"])[y])
+    out = tmp_path / "o"
+    with pytest.raises(SystemExit) as exit_:
+        main(["search", "--dataset", path, "--arch", "3-4-2", "--budget", "20evals",
+              "--out", str(out), "-q"])  # fmt: skip
+    assert exit_.value.code == 0, capsys.readouterr().err
+    assert json.loads((out / "result.json").read_text())["evaluations"] >= 20
+    assert Ticket.load(out / "ticket.npz").meta["classes"] == ["cat", "dog"]
+
+
+def test_an_idx_set_of_two_images_loads(tmp_path):
+    """It gave "cannot reshape array of size 0" (the empty validation split)."""
+    arrays = tiny_idx_arrays(n_train=2, n_test=2)
+    arrays[IDX_STEMS[1]][:] = [0, 1]
+    arrays[IDX_STEMS[3]][:] = [0, 1]
+    for stem, array in arrays.items():
+        write_idx(tmp_path / stem, array, gz=False)
+    ds = load_dataset("fashion-mnist", data_dir=tmp_path)
+    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (2, 0, 2)
+    assert ds.X_val.shape == (0, 6)
+
+
+def test_an_idx_file_of_255_dimensions_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "deep-idx3-ubyte"
+    path.write_bytes(bytes([0, 0, 8, 255]) + struct.pack(">255I", *([1] * 255)) + b"\x07")
+    with pytest.raises(DataError) as err:
+        read_idx(path)
+    assert str(err.value) == (
+        f"IDX file {str(path)!r} has 255 dimensions: expected 1 to 3 (labels, or images "
+        "of n × rows × cols)"
+    )
+
+
+def test_a_gzipped_idx_is_not_inflated_past_what_its_header_claims(tmp_path):
+    path = tmp_path / "bomb-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(bytes([0, 0, 8, 1, 0, 0, 0, 4]) + bytes(50_000_000)))
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match="trailing bytes"):
+            read_idx(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20  # 50 MB were inflated whole before
+
+
+def test_csv_lines_are_bounded_while_reading(tmp_path, monkeypatch):
+    """A 1 GB single-line CSV grew past 3.5 GB before a MemoryError: each line's length and
+    field count are checked as it is read."""
+    import prunetrain.data
+
+    monkeypatch.setattr(prunetrain.data, "MAX_CSV_FIELDS", 4)
+    wide = write_csv(tmp_path / "wide.csv", "a,b,c,label\n1,2,3,0\n1,2,3,4,5\n")
+    with pytest.raises(DataError) as err:
+        load_dataset(wide)
+    assert str(err.value) == (
+        "wide.csv line 3 has 5 fields: a row may have at most 4 (MAX_CSV_FIELDS)"
+    )
+    monkeypatch.setattr(prunetrain.data, "MAX_CSV_LINE_CHARS", 20)
+    long = write_csv(tmp_path / "long.csv", "a,label\n1,0\n" + "1" * 30 + ",1\n")
+    with pytest.raises(DataError) as err:
+        load_dataset(long)
+    assert str(err.value) == (
+        "long.csv line 3 is longer than 20 characters: a row may have at most 20 "
+        "(MAX_CSV_LINE_CHARS)"
+    )
+
+
+def test_a_huge_single_line_csv_is_refused_with_bounded_memory(tmp_path):
+    import tracemalloc
+
+    import prunetrain.data
+
+    path = tmp_path / "line.csv"
+    n = prunetrain.data.MAX_CSV_LINE_CHARS // 2 + 1000  # one-character fields
+    path.write_text("x," * n + "label\n")
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match="line 1 is longer than"):
+            load_dataset(str(path))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * prunetrain.data.MAX_CSV_LINE_CHARS + 2**20
+
+
+def test_an_empty_label_cell_is_refused_with_its_line(tmp_path):
+    """`''` became a class and turned every label into a string."""
+    text = "a,label\n1,0\n2,1\n3,\n4,1\n"
+    with pytest.raises(DataError) as err:
+        load_dataset(write_csv(tmp_path / "e.csv", text))
+    assert str(err.value) == "e.csv line 4: the label (column 'label') is empty"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npz"])
+def test_a_fifo_given_as_data_is_refused_at_once(tmp_path, suffix):
+    from prunetrain.data import read_features
+
+    path = tmp_path / f"pipe{suffix}"
+    os.mkfifo(path)
+    for read in (lambda: load_dataset(str(path)), lambda: read_features(path, 3)):
+        with pytest.raises(PrunetrainError, match="is not a regular file"):
+            read()
