@@ -387,10 +387,21 @@ def baseline(**opts) -> None:
     type=click.Path(file_okay=False),
     help="Output folder. Default: experiments/results/<config name>.",
 )
+@click.option(
+    "--yes",
+    is_flag=True,
+    help="Start a comparison of more than 1000 runs or a day of search time (asked otherwise).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Only the final summary line.")
 @json_option
 def compare(
-    config: str, jobs: int, scheduler: str | None, out: str | None, quiet: bool, as_json: bool
+    config: str,
+    jobs: int,
+    scheduler: str | None,
+    out: str | None,
+    yes: bool,
+    quiet: bool,
+    as_json: bool,
 ) -> None:
     """Run every method and baseline of CONFIG.toml over its seeds; resume what is missing.
 
@@ -401,8 +412,14 @@ def compare(
     --out (results.jsonl is locked while written).
     """
     from prunetrain.experiments import load_config, run_comparison
+    from prunetrain.experiments.config import CONFIRM_RUNS
 
     comparison = load_config(config)
+    size = comparison.describe_size(jobs)
+    if comparison.needs_confirmation(jobs) and not yes:
+        raise PrunetrainError(
+            f"{size}: more than {CONFIRM_RUNS} runs or a day of search; pass --yes to start it"
+        )
     out = out or f"experiments/results/{comparison.name}"
     try:
         result = run_comparison(

@@ -495,3 +495,86 @@ def test_unreachable_scheduler_leaves_no_folder(tmp_path, capsys, monkeypatch):
         code, _, err = cli(capsys, "compare", config, "--scheduler", address, "--out", out)
         assert code == 2 and err.count("\n") == 1 and "scheduler" in err, err
         assert not out.exists()
+
+
+# --- a config's size and its duplicates, before any run (issue 28) -------------------------
+
+
+def test_archs_naming_one_network_after_expansion_are_refused_up_front(
+    tmp_path, capsys, monkeypatch
+):
+    """`archs = ["*-8-*", "64-8-10"]` ran both and failed only at report time."""
+    import prunetrain.experiments.runner as runner
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("a run started before the duplicates were found")
+
+    monkeypatch.setattr(runner, "execute_run", no_run)
+    text = 'budget = "10evals"\narchs = ["*-8-*", "64-8-10"]\nmethods = {random = {}}'
+    out = tmp_path / "o"
+    code, _, err = cli(capsys, "compare", write_config(tmp_path, text, "dup.toml"), "--out", out)
+    assert code == 2 and err.count("\n") == 1
+    assert (
+        "archs '*-8-*' and '64-8-10' are the same network 64-8-10 on digits: "
+        "each run must be listed once"
+    ) in err
+    assert not out.exists()
+
+
+def test_the_size_of_a_comparison_is_counted_and_estimated(tmp_path):
+    c = load_config(write_config(tmp_path))
+    assert c.size(jobs=1) == (10, 0.0)  # evaluation budgets: no time estimate
+    timed = load_config(
+        write_config(
+            tmp_path,
+            'budget = "1h"\nhidden = [[8]]\nseeds = [0, 1, 2, 3]\nmethods = {random = {}, hill = {}}'
+            "\nbaselines = {dense = {}}",
+            "timed.toml",
+        )
+    )
+    assert timed.size(jobs=2) == (12, 4 * 3600.0)  # 8 searches of 1 h on 2 jobs
+    assert timed.describe_size(jobs=2) == ("12 runs; their search budgets alone take 4 h on 2 jobs")
+    assert not timed.needs_confirmation(jobs=2)
+    assert timed.needs_confirmation(jobs=1) is False  # 8 h
+    many = dict(name="many", budget="24h")
+    assert parse_config({**many, "methods": {"random": {}}}).needs_confirmation(jobs=1) is False
+    assert parse_config({**many, "seeds": [0, 1], "methods": {"random": {}}}).needs_confirmation(
+        jobs=1
+    )
+
+
+def test_a_grid_past_the_limit_starts_only_with_yes(tmp_path, capsys, monkeypatch):
+    """A grid of 400,000 runs started without a word."""
+    import prunetrain.experiments.runner as runner
+
+    seeds = ", ".join(map(str, range(1001)))
+    text = f'budget = "10evals"\nhidden = [[8]]\nseeds = [{seeds}]\nmethods = {{random = {{}}}}'
+    config = write_config(tmp_path, text, "big.toml")
+    out = tmp_path / "o"
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("a run started without --yes")
+
+    monkeypatch.setattr(runner, "execute_run", no_run)
+    code, _, err = cli(capsys, "compare", config, "--out", out)
+    assert code == 2 and err.count("\n") == 1
+    assert (
+        "1001 runs (time not estimated: evaluation budgets): more than 1000 runs or a day "
+        "of search; pass --yes to start it"
+    ) in err
+    assert not out.exists()
+    monkeypatch.undo()
+    import prunetrain.experiments.config as config_module
+
+    monkeypatch.setattr(config_module, "CONFIRM_RUNS", 1)
+    small = write_config(
+        tmp_path, 'budget = "20evals"\nhidden = [[8]]\nseeds = [0, 1]\nmethods = {random = {}}'
+    )
+    code, _, err = cli(capsys, "compare", small, "--out", out)
+    assert code == 2 and "2 runs" in err and "--yes" in err and not out.exists()
+    code, _, err = cli(capsys, "compare", small, "--out", out, "--yes")
+    assert code == 0, err
+    assert err.splitlines()[0].startswith(
+        "tiny: 2 runs (time not estimated: evaluation budgets), 0 already in"
+    )
+    assert len(read_results(out / "results.jsonl")) == 2

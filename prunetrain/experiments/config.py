@@ -52,6 +52,11 @@ TOP_KEYS = {
 #: Options of ``[search]``, shared by every search (``run_search``'s arguments).
 #: ``batch_size = "auto"`` becomes each method's preferred size when the config is read.
 SEARCH_OPTIONS = {"batch_size": "auto", "schedule": "rotate", "backend": "auto", "patience": None}
+#: Past this many runs, or this much search time (the searches' time budgets over the jobs),
+#: a comparison is confirmed before it starts (``prunetrain compare --yes``): a typo in a grid
+#: should not start a week of work without a word.
+CONFIRM_RUNS = 1000
+CONFIRM_SECONDS = 24 * 3600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +128,40 @@ class Comparison:
     data_dir: str | None = None
     source: str | None = None
     report: ReportOptions | None = None
+
+    def size(self, jobs: int | None = 1) -> tuple[int, float]:
+        """The number of runs, and the seconds their searches' time budgets take on ``jobs``
+        (``None``: workers unknown, the sum).
+
+        Only time budgets are estimable before running: evaluation budgets and
+        baselines count 0, so the time is a lower bound.
+        """
+        seconds = sum(
+            Budget.parse(r.budget).seconds or 0.0
+            for r in self.runs
+            if r.kind == "search" and r.budget is not None
+        )
+        return len(self.runs), seconds / max(1, int(jobs or 1))
+
+    def describe_size(self, jobs: int | None = 1) -> str:
+        """One line: how many runs, and how long their search budgets take where that is known."""
+        n, seconds = self.size(jobs)
+        if not seconds:
+            return f"{n} runs (time not estimated: evaluation budgets)"
+        where = f"on {jobs} jobs" if jobs else "in all"
+        return f"{n} runs; their search budgets alone take {_duration(seconds)} {where}"
+
+    def needs_confirmation(self, jobs: int = 1) -> bool:
+        """Whether it is larger than :data:`CONFIRM_RUNS` runs or :data:`CONFIRM_SECONDS`."""
+        n, seconds = self.size(jobs)
+        return n > CONFIRM_RUNS or seconds > CONFIRM_SECONDS
+
+
+def _duration(seconds: float) -> str:
+    for unit, length in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= length:
+            return f"{seconds / length:.3g} {unit}"
+    return f"{seconds:.3g} s"
 
 
 def load_config(path: str | os.PathLike) -> Comparison:
@@ -371,7 +410,9 @@ def _is_count(value) -> bool:
 def resolve_archs(comparison: Comparison, datasets: dict) -> Comparison:
     """Replace hidden-only architectures (``"*-300-100-*"``) by each dataset's full sizes."""
     runs = []
+    named: dict[tuple[str, str], str] = {}  # (dataset, full arch) -> the arch as the config gave it
     for r in comparison.runs:
+        given = r.arch
         if r.arch.startswith("*"):
             data = datasets[r.dataset]
             hidden = r.arch.strip("*-")
@@ -381,6 +422,12 @@ def resolve_archs(comparison: Comparison, datasets: dict) -> Comparison:
                 data.n_classes,
             ]
             r = dataclasses.replace(r, arch="-".join(map(str, sizes)))
+        first = named.setdefault((r.dataset, r.arch), given)
+        if first != given:
+            raise PrunetrainError(
+                f"archs {first!r} and {given!r} are the same network {r.arch} on {r.dataset}: "
+                "each run must be listed once"
+            )
         runs.append(r)
     return dataclasses.replace(comparison, runs=runs)
 

@@ -445,7 +445,8 @@ def run_comparison(
         # Only now, with an executor that works, does the output folder appear.
         out.mkdir(parents=True, exist_ok=True)
         say(
-            f"{comparison.name}: {len(comparison.runs)} runs, {len(skipped)} already in {path}, "
+            f"{comparison.name}: {comparison.describe_size(jobs if scheduler is None else None)}, "
+            f"{len(skipped)} already in {path}, "
             f"{len(todo)} to run"
         )
         pending: dict[cf.Future, RunSpec] = {}
