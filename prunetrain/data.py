@@ -286,6 +286,18 @@ def load_dataset(
         User files are min-max scaled per feature with train statistics
         only; validation and test values are clipped to [0, 1], and a
         constant feature maps to 0.
+
+        A file is read without trusting it, within stated limits: a FIFO,
+        a device or a folder is refused at once; an ``.npz`` entry's header
+        must account for exactly the bytes it holds (so no header claims
+        more memory than the file has), compressed entries may inflate to
+        :data:`MAX_INFLATED_BYTES` (4 GiB) in all, object arrays are
+        refused, and bytes labels are decoded as UTF-8 text; a CSV row may
+        have :data:`MAX_CSV_FIELDS` (100,000) fields and
+        :data:`MAX_CSV_LINE_CHARS` (4 Mi) characters, checked as it is
+        read, and every label cell must be filled; an IDX file may claim
+        :data:`MAX_IDX_BYTES` (4 GiB) and at most 3 dimensions, and a
+        gzipped one is inflated only as far as its header claims.
     data_dir : str or os.PathLike, optional
         Folder holding the IDX files of ``fashion-mnist`` / ``mnist`` (the
         files may also be in a subfolder named after the dataset). Defaults

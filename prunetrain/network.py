@@ -114,6 +114,8 @@ class NetworkSpec:
     ----------
     layer_sizes : tuple of int
         Input size, hidden sizes, number of classes; e.g. ``(784, 300, 100, 10)``.
+        At most :data:`MAX_LAYERS` (64) layers of at most :data:`MAX_LAYER_SIZE`
+        (2**20) units, and :data:`MAX_WEIGHTS` (2**28) weights in all.
     init : {"signed_constant", "kaiming_normal", "kaiming_uniform", "binary"}
         How weights are drawn. ``signed_constant`` is ±sqrt(2/fan_in) with a
         random sign, the best-known choice for strong lottery tickets
@@ -122,7 +124,8 @@ class NetworkSpec:
         ``"keep"`` multiplies every weight by ``1/sqrt(keep)`` so that a layer
         keeping a fraction ``keep`` of its weights keeps its activation variance.
     keep : float
-        The keep fraction the ``"keep"`` scale rule is computed for.
+        The keep fraction the ``"keep"`` scale rule is computed for; it must
+        leave every layer a weight (:func:`check_keep`).
     activation : {"relu"}
         Hidden activation; the output layer is linear (logits).
     bias : bool

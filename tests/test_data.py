@@ -863,3 +863,11 @@ def test_a_fifo_given_as_data_is_refused_at_once(tmp_path, suffix):
     for read in (lambda: load_dataset(str(path)), lambda: read_features(path, 3)):
         with pytest.raises(PrunetrainError, match="is not a regular file"):
             read()
+
+
+@pytest.mark.parametrize("name", ["a" * 300 + ".npz", "b" * 300])
+def test_a_file_name_too_long_is_refused_in_one_line(name):
+    """It gave an ENAMETOOLONG traceback (the name without a suffix from `exists()`)."""
+    with pytest.raises(PrunetrainError) as err:
+        load_dataset(name)
+    assert str(err.value).endswith(": File name too long") and "\n" not in str(err.value)
