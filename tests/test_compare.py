@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from prunetrain.cli import main
@@ -578,3 +579,37 @@ def test_a_grid_past_the_limit_starts_only_with_yes(tmp_path, capsys, monkeypatc
         "tiny: 2 runs (time not estimated: evaluation budgets), 0 already in"
     )
     assert len(read_results(out / "results.jsonl")) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            'budget = "10evals"\nhidden = [[8]]\nkeeps = [1e-300]\nmethods = {random = {}}',
+            "keep 1e-300 leaves layer 2 (8x10, 80 weights) without a weight",
+        ),
+        (
+            'budget = "10evals"\ndatasets = ["wide.npz"]\narchs = ["*-1000000-*"]\n'
+            "methods = {random = {}}",
+            "bad layer sizes 300-1000000-2: 302000000 weights; at most 268435456",
+        ),
+    ],
+)
+def test_networks_and_keeps_are_checked_against_the_data_before_any_run(
+    tmp_path, capsys, monkeypatch, text, message
+):
+    """Hidden sizes fit a network only once the data gives its inputs and classes: each run
+    failed on its own. They are checked, with each keep, when the archs are resolved."""
+    import prunetrain.experiments.runner as runner
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("a run started before its network was checked")
+
+    monkeypatch.setattr(runner, "execute_run", no_run)
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "wide.npz", X=rng.random((20, 300)), y=np.arange(20) % 2)
+    out = tmp_path / "o"
+    code, _, err = cli(capsys, "compare", write_config(tmp_path, text, "n.toml"), "--out", out)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not out.exists()

@@ -408,9 +408,15 @@ def _is_count(value) -> bool:
 
 
 def resolve_archs(comparison: Comparison, datasets: dict) -> Comparison:
-    """Replace hidden-only architectures (``"*-300-100-*"``) by each dataset's full sizes."""
+    """Replace hidden-only architectures (``"*-300-100-*"``) by each dataset's full sizes.
+
+    Raises :class:`PrunetrainError` if a full architecture is too large
+    (:func:`~prunetrain.network.check_layer_sizes`), if a keep leaves one of its
+    layers without a weight, or if two archs of the config name one network.
+    """
     runs = []
     named: dict[tuple[str, str], str] = {}  # (dataset, full arch) -> the arch as the config gave it
+    checked: set[tuple[str, float]] = set()
     for r in comparison.runs:
         given = r.arch
         if r.arch.startswith("*"):
@@ -422,6 +428,11 @@ def resolve_archs(comparison: Comparison, datasets: dict) -> Comparison:
                 data.n_classes,
             ]
             r = dataclasses.replace(r, arch="-".join(map(str, sizes)))
+        # Sizes and keep fit a network only once the data gives inputs and classes: check
+        # them here, before any run, rather than in each run.
+        if (r.arch, r.keep) not in checked:
+            check_keep(r.keep, NetworkSpec(parse_arch(r.arch), keep=1.0).shapes)
+            checked.add((r.arch, r.keep))
         first = named.setdefault((r.dataset, r.arch), given)
         if first != given:
             raise PrunetrainError(
