@@ -164,7 +164,10 @@ BAD_WEIGHTS = {
         {"weight_0": np.ones((64, 0), np.float32), "weight_1": np.ones((0, 10), np.float32)},
         "weight_0",
     ),
-    "gap-in-numbers": ({"weight_2": np.ones((10, 10), np.float32)}, "weight_2"),
+    "gap-in-numbers": (
+        {"weight_1": None, "bias_1": None, "weight_2": np.ones((16, 10), np.float32)},
+        "no weight_1",
+    ),
     "deep-meta": ({"meta": np.array("[" * 400_000 + "]" * 400_000)}, "meta"),
     "meta-number": ({"meta": np.array("5")}, "meta"),
     "meta-bytes": ({"meta": np.frombuffer(b"{}", np.uint8)}, "meta"),
@@ -276,7 +279,7 @@ def test_a_fifo_as_model_is_refused_at_once(tmp_path, capsys, samples):
 
 def test_a_folder_as_model_is_refused(tmp_path, capsys, samples):
     (tmp_path / "dir.npz").mkdir()
-    assert_both_refuse(capsys, tmp_path / "dir.npz", samples, "is a folder")
+    assert_both_refuse(capsys, tmp_path / "dir.npz", samples, "is a directory")
 
 
 def test_missing_model_and_a_name_too_long(tmp_path, capsys, samples):
