@@ -199,7 +199,7 @@ def load_recorded_dataset(meta: dict, data_dir: str | os.PathLike | None = None)
     if "sha256" in source:
         changed = None
         for path in dict.fromkeys([source["path"], source["resolved"]]):
-            if Path(path).is_file():
+            if os.path.isfile(path):  # False for a FIFO, a folder, a name too long
                 now = file_source(path)["sha256"]
                 if now == source["sha256"]:
                     return load_dataset(path)

@@ -288,6 +288,21 @@ def test_missing_model_and_a_name_too_long(tmp_path, capsys, samples):
     assert_both_refuse(capsys, long_name, samples, "File name too long")
 
 
+def test_predict_refuses_data_that_is_not_a_regular_file_or_a_name(tmp_path, capsys):
+    model = make_ticket().save(tmp_path / "t.npz")
+    refused(capsys, "predict", model, tmp_path / ("x" * 300 + ".npz"), match="File name too long")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "data.npz")
+        with deadline(10):
+            refused(capsys, "predict", model, tmp_path / "data.npz", match="not a regular file")
+
+
+def test_a_recorded_data_path_too_long_is_refused_in_one_line(tmp_path, capsys):
+    source = {"path": "x" * 300 + ".csv", "resolved": "/" + "y" * 300 + ".csv", "sha256": "a" * 64}
+    model = make_ticket({**DIGITS_META, "data_source": source}).save(tmp_path / "t.npz")
+    refused(capsys, "evaluate", model, match="pass --dataset")
+
+
 # --- feature scaling and outputs that are not finite -----------------------------------------
 
 
