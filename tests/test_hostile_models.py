@@ -181,6 +181,12 @@ def test_weights_that_are_not_an_mlp_are_refused_in_one_line(tmp_path, capsys, s
     assert_both_refuse(capsys, path, samples, match)
 
 
+def test_a_ticket_whose_meta_is_nested_800_kb_deep_is_refused(tmp_path, capsys, samples):
+    path = tmp_path / "t.npz"
+    write_npz(path, {**make_ticket().arrays(), "meta": np.array("[" * 400_000 + "]" * 400_000)})
+    assert_both_refuse(capsys, path, samples, "nested too deeply")
+
+
 def test_too_many_layers_are_refused_before_reading_them(tmp_path, capsys, samples):
     entries = {f"weight_{i}": np.ones((1, 1), np.float32) for i in range(80)}
     write_npz(tmp_path / "deep.npz", entries)

@@ -19,12 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from prunetrain import ticket
 from prunetrain.baselines.backprop import logits_of
 from prunetrain.errors import PrunetrainError, TicketError
 from prunetrain.files import atomic_write, check_regular_file
 from prunetrain.npz import Expect, entry_names, read_entries
-from prunetrain.ticket import check_meta, parse_meta
+from prunetrain.ticket import MAX_LAYERS, MAX_META_CHARS, check_meta, parse_meta
 
 FORMAT = "prunetrain-weights"
 
@@ -95,7 +94,7 @@ class TrainedWeights:
         The file must be a regular file of at most :data:`MAX_WEIGHTS_BYTES`;
         its entry names must be a weights file's (``weight_i``, and ``bias_i``
         and ``mask_i`` for every layer or none, ``format``, ``meta``), for at
-        most :data:`MAX_LAYERS` layers; each entry is checked (stored, the
+        most :data:`~prunetrain.ticket.MAX_LAYERS` layers; each entry is checked (stored, the
         dtype and dimensions expected) before its data is read
         (:func:`prunetrain.npz.read_entries`). Then: float weights and biases,
         all finite, at least one unit per layer, each layer's inputs the
@@ -107,7 +106,10 @@ class TrainedWeights:
         TicketError
             The file is missing, not a regular file, damaged, or not an MLP's weights.
         """
-        path = check_regular_file(path, "weights file")
+        try:
+            path = check_regular_file(path, "weights file")  # a FIFO would block the reading
+        except PrunetrainError as e:
+            raise TicketError(str(e)) from None
         try:
             layers = _layer_count(entry_names(path, MAX_WEIGHTS_BYTES))
             fields = read_entries(path, _entries(layers), MAX_WEIGHTS_BYTES)
@@ -127,9 +129,8 @@ class TrainedWeights:
 
 
 #: A weights file may be at most this large (784-4096-4096-10 in float64 is 160 MB).
+#: It holds at most :data:`~prunetrain.ticket.MAX_LAYERS` layers, as a ticket's network.
 MAX_WEIGHTS_BYTES = 2**30
-#: Layers a weights file may hold: as many as a ticket's network.
-MAX_LAYERS = ticket.MAX_LAYERS
 _ENTRY_NAME = re.compile(r"(weight|bias|mask)_(0|[1-9][0-9]{0,8})")
 
 
@@ -166,7 +167,7 @@ def _entries(layers: int) -> dict[str, Expect]:
     """What each entry of a weights file must hold: its size is bounded by the file's."""
     out = {
         "format": Expect("text", 64, optional=True),
-        "meta": Expect("text", ticket.MAX_META_CHARS, optional=True),
+        "meta": Expect("text", MAX_META_CHARS, optional=True),
     }
     for i in range(layers):
         out[f"weight_{i}"] = Expect("array", MAX_WEIGHTS_BYTES, ndim=2)
