@@ -325,10 +325,10 @@ def finish(
 
 
 #: Evaluation runs over chunks of samples whose widest layer holds at most this many
-#: values (4 MB in float32, 8 MB as float64 log-probabilities), so its memory does not
+#: values (1 MB in float32, 2 MB as float64 log-probabilities), so its memory does not
 #: grow with a split's size times the network's widest layer (a 64 KB ticket may
 #: have 480,000 outputs).
-CHUNK_VALUES = 2**20
+CHUNK_VALUES = 2**18
 
 
 def chunk_rows(layer_sizes: Sequence[int]) -> int:

