@@ -532,7 +532,7 @@ print("PEAK_MB", peak_mb())
     peak = float(proc.stdout.split("PEAK_MB")[1])
     # What the files themselves add: chunked evaluation keeps it to about 15 MB.
     print(f"peak RSS {peak:.0f} MB, {base_mb:.0f} MB after the tiny ticket")
-    assert peak - base_mb < 40, (
+    assert peak - base_mb < 32, (
         f"peak RSS {peak:.0f} MB, {peak - base_mb:.0f} MB over the tiny ticket's"
     )
     assert peak < 300, f"peak RSS {peak:.0f} MB ({base_mb:.0f} MB for a tiny ticket)"
