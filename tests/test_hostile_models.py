@@ -344,6 +344,11 @@ def test_predict_never_prints_nan(tmp_path, capsys):
         refused(capsys, "predict", model, large, match="not finite")
 
 
+def test_predict_refuses_more_classes_than_outputs(tmp_path, capsys, samples):
+    path = make_ticket({**DIGITS_META, "classes": list(range(12))}).save(tmp_path / "t.npz")
+    refused(capsys, "predict", path, samples, match="10 outputs but its meta lists 12 classes")
+
+
 def test_weights_whose_outputs_overflow_are_refused_by_evaluate(tmp_path, capsys):
     w = np.full((64, 16), 1e38, np.float32)
     path = weights_with(tmp_path, weight_0=w)
