@@ -10,7 +10,6 @@ from here too).
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,10 +19,11 @@ import numpy as np
 from prunetrain import runs
 from prunetrain.backends import NumpyBackend
 from prunetrain.data import Dataset, FeatureScaling, file_source, load_dataset
-from prunetrain.errors import DataError, PrunetrainError
-from prunetrain.files import check_writable_folder
+from prunetrain.errors import ArchiveError, DataError, PrunetrainError, TicketError
+from prunetrain.files import check_regular_file, check_writable_folder
 from prunetrain.metrics import log_softmax
 from prunetrain.network import check_seed
+from prunetrain.npz import entry_names
 from prunetrain.problem import Budget
 from prunetrain.provenance import versions  # noqa: F401  (re-exported)
 
@@ -33,6 +33,7 @@ from prunetrain.runs import (  # noqa: F401
     SPLITS,
     SearchRun,
     check_out,
+    chunk_rows,
     dataset_meta,
     evaluate_ticket,
     finished_run,
@@ -56,18 +57,25 @@ if TYPE_CHECKING:
 def load_model(path: str | os.PathLike) -> Ticket | TrainedWeights:
     """A ticket, or the trained weights a baseline wrote (``weights.npz``), told apart by content.
 
+    Only the archive's zip directory is read to tell them apart (a
+    ``weight_0`` entry: trained weights); then :meth:`Ticket.load` or
+    :meth:`TrainedWeights.load` reads it, trusting nothing. A FIFO, a device
+    or a folder is refused before it is opened.
+
     Raises
     ------
+    PrunetrainError
+        The file is missing or not a regular file.
     TicketError
-        The file is missing or damaged, or is neither.
+        The file is damaged, or is neither.
     """
-    from prunetrain.baselines.weights import TrainedWeights
+    from prunetrain.baselines.weights import MAX_WEIGHTS_BYTES, TrainedWeights
 
+    path = check_regular_file(path, "model file")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            names = set(f.files)
-    except (OSError, ValueError, EOFError, TypeError, AttributeError, zipfile.BadZipFile):
-        names = set()  # not an .npz archive (AttributeError: a bare .npy): Ticket.load says so
+        names = entry_names(path, MAX_WEIGHTS_BYTES)
+    except ArchiveError as e:
+        raise TicketError(f"{path} is damaged or not a ticket or weights file ({e})") from None
     if "weight_0" in names:
         return TrainedWeights.load(path)
     return Ticket.load(path)
@@ -127,21 +135,51 @@ def predict(
         Class probabilities (softmax of the logits, float64); columns follow ``classes``.
     classes : ndarray of shape (n_classes,)
         The class labels.
+
+    Raises
+    ------
+    DataError
+        ``X`` is not finite or has the wrong number of features; once scaled it
+        exceeds float32, or the network's outputs overflow (never NaN
+        probabilities); the model's ``meta`` lists more classes than it has outputs.
     """
     meta = model.meta
     sizes = model_arch(model)
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != sizes[0]:
         raise DataError(f"the model takes {sizes[0]} features; the data has shape {X.shape}")
-    if "scaling" in meta:
-        scaling = FeatureScaling.from_dict(meta["scaling"])
-        scaling.check(sizes[0])
-        X = scaling.transform(X)
-    else:
-        X = np.ascontiguousarray(X, dtype=np.float32)
+    if not np.isfinite(X).all():
+        raise DataError("the data holds NaN or infinite features: expected finite numbers")
     classes = np.asarray(meta.get("classes", np.arange(sizes[-1])))
-    logits = np.asarray(model_logits(model)(X), dtype=np.float64)[:, : len(classes)]
-    proba = np.exp(log_softmax(logits))
+    if len(classes) > sizes[-1]:
+        raise DataError(
+            f"the model has {sizes[-1]} outputs but its meta lists {len(classes)} classes"
+        )
+    with np.errstate(over="ignore"):  # a cast beyond float32 gives inf, refused below
+        if "scaling" in meta:
+            scaling = FeatureScaling.from_dict(meta["scaling"])
+            scaling.check(sizes[0])
+            X = scaling.transform(X)
+        else:
+            X = np.ascontiguousarray(X, dtype=np.float32)
+    beyond = int(np.count_nonzero(~np.isfinite(X)))
+    if beyond:
+        raise DataError(
+            f"{beyond} feature values of the data lie beyond float32's range (±3.4e38) once "
+            "scaled as the model's run scaled its features; the network computes in float32"
+        )
+    logits = model_logits(model)
+    rows = chunk_rows(sizes)
+    proba = np.empty((len(X), len(classes)), dtype=np.float64)
+    for start in range(0, len(X), rows):
+        with np.errstate(over="ignore", invalid="ignore"):  # refused below, in one line
+            z = np.asarray(logits(X[start : start + rows]), dtype=np.float64)[:, : len(classes)]
+        if not np.isfinite(z).all():
+            raise DataError(
+                "the model's outputs are not finite on the data: its features are too large "
+                "for the network (float32 overflows)"
+            )
+        proba[start : start + rows] = np.exp(log_softmax(z))
     return classes[np.argmax(proba, axis=1)], proba, classes
 
 
@@ -161,7 +199,7 @@ def load_recorded_dataset(meta: dict, data_dir: str | os.PathLike | None = None)
     if "sha256" in source:
         changed = None
         for path in dict.fromkeys([source["path"], source["resolved"]]):
-            if Path(path).is_file():
+            if os.path.isfile(path):  # False for a FIFO, a folder, a name too long
                 now = file_source(path)["sha256"]
                 if now == source["sha256"]:
                     return load_dataset(path)

@@ -583,9 +583,10 @@ def predict(model: str, data: str, out: str | None, proba: bool) -> None:
     from prunetrain.api import load_model, model_arch
     from prunetrain.api import predict as predict_classes
     from prunetrain.data import read_features
-    from prunetrain.files import atomic_write
+    from prunetrain.files import atomic_write, check_regular_file
 
     loaded = load_model(model)
+    check_regular_file(data, "data file")  # a FIFO would block, a long name raise
     X = read_features(data, model_arch(loaded)[0], loaded.meta.get("feature_names"))
     labels, probabilities, classes = predict_classes(loaded, X)
     header = ["prediction"] + ([f"proba_{c}" for c in classes.tolist()] if proba else [])

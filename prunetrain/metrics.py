@@ -19,11 +19,20 @@ def cross_entropy(logits: np.ndarray, y: np.ndarray, w: np.ndarray | None = None
     to mean 1 give the weighted mean). Returns one value per leading index (a
     scalar for 2-D logits), float64.
     """
+    losses = sample_losses(logits, y)
+    return (losses if w is None else losses * w).mean(axis=-1)
+
+
+def sample_losses(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Cross-entropy of each row of ``logits (..., B, C)`` against labels ``y (B,)``, float64.
+
+    Their mean is :func:`cross_entropy`; kept per row, a split evaluated in
+    chunks of rows gets exactly the mean of the whole.
+    """
     logp = log_softmax(logits)
     y = np.asarray(y)
     picked = np.take_along_axis(logp, np.broadcast_to(y[:, None], logp.shape[:-1] + (1,)), axis=-1)
-    losses = -picked[..., 0]
-    return (losses if w is None else losses * w).mean(axis=-1)
+    return -picked[..., 0]
 
 
 def accuracy(logits: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:

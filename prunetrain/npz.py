@@ -20,6 +20,7 @@ arrays (fixed timestamps, stored entries), so a ticket file is reproducible.
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import io
 import math
@@ -27,7 +28,7 @@ import os
 import re
 import struct
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -157,13 +158,9 @@ def read_entries(
     path = Path(path)
     size = check_archive(path, max_bytes)
     out: dict[str, np.ndarray] = {}
-    try:
+    with _zip_faults():
         with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
-            names = [info.filename for info in infos]
-            if len(set(names)) != len(names):
-                raise ArchiveError("it holds two entries of the same name")
-            by_name = {info.filename: info for info in infos}
+            by_name = _unique_entries(archive)
             for name, expect in expected.items():
                 if callable(expect):
                     expect = expect(out)
@@ -174,6 +171,41 @@ def read_entries(
                     raise ArchiveError(f"it has no {name!r} entry")
                 _check_info(info, expect, size)
                 out[name] = _parse_npy(archive.read(info), expect, name)
+    return out
+
+
+def entry_names(path: str | os.PathLike, max_bytes: int) -> list[str]:
+    """The names of an archive's ``.npy`` entries (without ``.npy``), in the zip directory's order.
+
+    Reads only the zip directory, after the checks of :func:`check_archive`,
+    so a file can be told apart by what it holds before any entry is read.
+    An entry whose name does not end in ``.npy`` is listed under its full name.
+
+    Raises
+    ------
+    ArchiveError
+        As :func:`read_entries`.
+    """
+    path = Path(path)
+    check_archive(path, max_bytes)
+    with _zip_faults():
+        with zipfile.ZipFile(path) as archive:
+            return [name.removesuffix(".npy") for name in _unique_entries(archive)]
+
+
+def _unique_entries(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    infos = archive.infolist()
+    by_name = {info.filename: info for info in infos}
+    if len(by_name) != len(infos):
+        raise ArchiveError("it holds two entries of the same name")
+    return by_name
+
+
+@contextlib.contextmanager
+def _zip_faults() -> Iterator[None]:
+    """Turn what zipfile raises on a damaged or unsupported archive into an :class:`ArchiveError`."""
+    try:
+        yield
     except PrunetrainError:  # ours, or raised by an ``expected`` function
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, struct.error) as e:
@@ -181,7 +213,6 @@ def read_entries(
     except (ValueError, NotImplementedError, RuntimeError, OverflowError) as e:
         # zipfile raises these for unsupported or inconsistent headers it finds on its own.
         raise ArchiveError(f"its zip structure is not readable ({_brief(e)})") from None
-    return out
 
 
 def _check_info(info: zipfile.ZipInfo, expect: Expect, file_size: int) -> None:
@@ -192,8 +223,9 @@ def _check_info(info: zipfile.ZipInfo, expect: Expect, file_size: int) -> None:
         raise ArchiveError(f"its entry {name!r} has unsupported flags {info.flag_bits:#x}")
     if info.compress_type != zipfile.ZIP_STORED:
         raise ArchiveError(
-            f"its entry {name!r} is compressed (method {info.compress_type}); "
-            "ticket entries are stored uncompressed, as Ticket.save writes them"
+            f"its entry {name!r} is compressed (method {info.compress_type}); entries are "
+            "read only when stored uncompressed, as prunetrain writes them (np.savez, not "
+            "np.savez_compressed), so no entry can inflate past the file's size"
         )
     if info.file_size > file_size or info.compress_size != info.file_size:
         raise ArchiveError(f"its entry {name!r} claims more bytes than the file holds")

@@ -30,7 +30,7 @@ from prunetrain.data import Dataset, load_dataset
 from prunetrain.errors import PrunetrainError
 from prunetrain.files import atomic_write, check_writable_folder, write_folder, write_json
 from prunetrain.masks import KeepRule, Mask
-from prunetrain.metrics import accuracy, cross_entropy
+from prunetrain.metrics import sample_losses
 from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed, parse_arch
 from prunetrain.problem import Budget, Problem
 from prunetrain.provenance import record_provenance
@@ -324,6 +324,18 @@ def finish(
 # --- metrics and records ------------------------------------------------------------------
 
 
+#: Evaluation runs over chunks of samples whose widest layer holds at most this many
+#: values (1 MB in float32, 2 MB as float64 log-probabilities), so its memory does not
+#: grow with a split's size times the network's widest layer (a 64 KB ticket may
+#: have 480,000 outputs).
+CHUNK_VALUES = 2**18
+
+
+def chunk_rows(layer_sizes: Sequence[int]) -> int:
+    """Samples per chunk when evaluating a network of ``layer_sizes`` (:data:`CHUNK_VALUES`)."""
+    return max(1, CHUNK_VALUES // max(layer_sizes))
+
+
 def split_metrics(
     logits: Callable[[np.ndarray], np.ndarray],
     data: Dataset,
@@ -334,8 +346,17 @@ def split_metrics(
     """Loss and accuracy of a model, given as ``logits(X)``, on each non-empty split of ``data``.
 
     With ``layer_sizes``, first check that the model takes ``data``'s features
-    and has an output per class.
+    and has an output per class, and compute the logits in chunks of
+    :func:`chunk_rows` samples (the per-sample losses and hits are kept, so
+    the means are those of the whole split).
+
+    Raises
+    ------
+    PrunetrainError
+        The model does not fit the data, or its outputs are not finite (weights
+        or features so large that float32 overflows).
     """
+    rows = None
     if layer_sizes is not None:
         n_inputs, n_outputs = layer_sizes[0], layer_sizes[-1]
         if data.n_features != n_inputs:
@@ -346,6 +367,7 @@ def split_metrics(
             raise PrunetrainError(
                 f"{what} has {n_outputs} outputs; dataset {data.name!r} has {data.n_classes} classes"
             )
+        rows = chunk_rows(layer_sizes)
     out = {}
     for split in splits:
         if split not in SPLITS:
@@ -353,10 +375,21 @@ def split_metrics(
         X, y = getattr(data, f"X_{split}"), getattr(data, f"y_{split}")
         if len(y) == 0:
             continue
-        z = logits(X)
+        hits, losses = [], []
+        for start in range(0, len(y), rows or len(y)):
+            stop = start + (rows or len(y))
+            with np.errstate(over="ignore", invalid="ignore"):  # refused below, in one line
+                z = logits(X[start:stop])
+            if not np.isfinite(z).all():
+                raise PrunetrainError(
+                    f"{what}'s outputs are not finite on the {split} split of {data.name!r}: "
+                    "its weights or the features overflow float32"
+                )
+            hits.append(np.argmax(z, axis=-1) == y[start:stop])
+            losses.append(sample_losses(z, y[start:stop]))
         out[split] = {
-            "accuracy": float(accuracy(z, y)),
-            "loss": float(cross_entropy(z, y)),
+            "accuracy": float(np.concatenate(hits).mean()),
+            "loss": float(np.concatenate(losses).mean()),
             "n": len(y),
         }
     return out

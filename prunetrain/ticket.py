@@ -20,6 +20,7 @@ import numpy as np
 
 import prunetrain
 from prunetrain.errors import PrunetrainError, TicketError
+from prunetrain.files import check_regular_file
 from prunetrain.masks import KeepRule, Mask, check_mask, pack_mask, unpack_mask
 from prunetrain.network import MAX_LAYERS, FrozenNetwork, NetworkSpec, check_seed
 from prunetrain.npz import Expect, read_entries, write_entries
@@ -123,9 +124,10 @@ class Ticket:
             The file is missing, too large, damaged, not a ticket, or its weights
             hash does not match the network rebuilt from its spec and seed.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise TicketError(f"no ticket at {path}")
+        try:
+            path = check_regular_file(path, "ticket")  # a FIFO would block the reading
+        except PrunetrainError as e:
+            raise TicketError(str(e)) from None
         try:
             fields = read_entries(path, _entries(), MAX_TICKET_BYTES)
             if str(fields["format"]) != FORMAT:
@@ -139,7 +141,7 @@ class Ticket:
             seed = check_seed(int(fields["seed"]))
             rule = _parse_rule(str(fields["rule"]))
             rule.check_shapes(spec.shapes)
-            meta = check_meta(_parse_json(str(fields["meta"]), "meta"))
+            meta = parse_meta(str(fields["meta"]))
             packed = fields["mask"]
             if hashlib.sha256(packed.tobytes()).hexdigest() != str(fields["mask_sha256"]):
                 raise TicketError(f"{path} is damaged: its mask does not match its checksum")
@@ -284,17 +286,31 @@ def _is_data_source(v) -> bool:
     return "name" in v
 
 
-def _is_scaling(v) -> bool:
-    """A :class:`~prunetrain.data.FeatureScaling` as ``to_dict`` writes it."""
+#: Largest feature scaling factor a ticket may record: float32's largest value.
+#: The factors prunetrain writes (1/16, 1/255, one over a feature's spread or
+#: standard deviation) stay below it whenever the training spread is at least
+#: float32's smallest normal number (1.2e-38); a factor of 1e308 comes from no
+#: data. Raw features far outside the training range may still scale beyond
+#: float32: ``predict`` refuses those in one line (:func:`prunetrain.api.predict`).
+MAX_SCALING_FACTOR = float(np.finfo(np.float32).max)
 
-    def numbers(x) -> bool:
-        return _is_number(x) or _is_list_of(_is_number)(x)
+
+def _is_scaling(v) -> bool:
+    """A :class:`~prunetrain.data.FeatureScaling` as ``to_dict`` writes it, its factors bounded.
+
+    Offsets are finite numbers; factors finite numbers in [0, :data:`MAX_SCALING_FACTOR`].
+    """
+
+    def numbers(x, check) -> bool:
+        return (_is_number(x) and check(x)) or (
+            isinstance(x, list) and all(_is_number(n) and check(n) for n in x)
+        )
 
     return (
         isinstance(v, dict)
         and {"offset", "factor"} <= set(v) <= {"offset", "factor", "clip"}
-        and numbers(v["offset"])
-        and numbers(v["factor"])
+        and numbers(v["offset"], lambda x: True)
+        and numbers(v["factor"], lambda x: 0 <= x <= MAX_SCALING_FACTOR)
         and isinstance(v.get("clip", False), bool)
     )
 
@@ -324,9 +340,24 @@ META_FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
         _is_data_source,
         "an object with a dataset 'name', or a file's 'path', 'resolved' and 'sha256'",
     ),
-    "scaling": (_is_scaling, "an object with numbers (or lists of numbers) 'offset' and 'factor'"),
+    "scaling": (
+        _is_scaling,
+        "an object with numbers (or lists of numbers) 'offset' and 'factor', "
+        f"each factor in [0, {MAX_SCALING_FACTOR:.6g}]",
+    ),
     "feature_names": (_is_list_of(lambda x: isinstance(x, str)), "a list of strings"),
 }
+
+
+def parse_meta(text: str) -> dict:
+    """The ``meta`` JSON of a ticket or weights file, parsed and checked (:func:`check_meta`).
+
+    Raises
+    ------
+    PrunetrainError
+        Not JSON, nested too deeply to parse, NaN or infinities, or a known key mistyped.
+    """
+    return check_meta(_parse_json(text, "meta"))
 
 
 def check_meta(meta: object) -> dict:

@@ -202,7 +202,7 @@ def test_bad_tickets_and_data(tmp_path, capsys):
     code, _, err = cli(capsys, "evaluate", str(tmp_path / "junk.npz"), "--dataset", "digits")
     assert code == 2 and "damaged" in err and err.count("\n") == 1
     code, _, err = cli(capsys, "evaluate", str(tmp_path / "missing.npz"))
-    assert code == 2 and "no ticket" in err
+    assert code == 2 and "missing.npz: No such file or directory" in err
     X = np.random.default_rng(0).random((40, 4))
     X[3, 2] = np.nan
     np.savez(tmp_path / "nan.npz", X=X, y=np.arange(40) % 2)

@@ -336,7 +336,7 @@ def test_predict_user_errors_are_one_line(tmp_path, capsys, iris_csv):
     for data, message in [
         ("wide.npz", "has 5 feature columns: the model takes 4"),
         ("nan.npz", "NaN"),
-        ("missing.csv", "does not exist"),
+        ("missing.csv", "missing.csv: No such file or directory"),
     ]:
         out = tmp_path / "p.csv"
         code, _, err = cli(

@@ -96,9 +96,12 @@ def evaluate_result(
     """Loss and accuracy of a baseline's final model on each split."""
     if ticket is not None:
         return evaluate_ticket(ticket, data)
-    if result.logits is not None:
+    if result.weights is None:
         return split_metrics(result.logits, data)
-    return split_metrics(TrainedWeights(result.weights, result.biases, None, {}).logits, data)
+    # As `prunetrain evaluate` computes them from weights.npz: the same chunks of samples.
+    weights = TrainedWeights(result.weights, result.biases, None, {})
+    logits = weights.logits if result.logits is None else result.logits
+    return split_metrics(logits, data, layer_sizes=weights.layer_sizes, what="the trained network")
 
 
 def run_baseline(
