@@ -34,7 +34,6 @@ from prunetrain.backends import NumpyBackend
 from prunetrain.data import Dataset, load_dataset
 from prunetrain.errors import BusyFolderError, FinishedRunError, PrunetrainError
 from prunetrain.files import (
-    LOCK_NAME,
     atomic_write,
     check_writable_folder,
     folder_lock,
@@ -585,9 +584,10 @@ def claim(out: str | os.PathLike, force: bool = False, *, resume: bool = False) 
     between the check and the write. A claim within a claim of the same
     folder (in one process) is the same claim.
 
-    If the run fails (an exception), the files it wrote into the folder are
-    removed (a checkpoint, say), and the folders it made; what the folder
-    held before stays. An interrupt (``KeyboardInterrupt``) keeps what was
+    If the run fails (an exception), the run's files it wrote into the folder
+    (:data:`RUN_FILES`, its checkpoint) are removed, and the folders it made;
+    what the folder held before stays, and so do files of other kinds (a
+    comparison may share the folder). An interrupt (``KeyboardInterrupt``) keeps what was
     written (the checkpoint resumes it).
 
     With ``resume``, the folder is a run to resume: it is not made, not
@@ -681,21 +681,29 @@ def claim_run_folder(
         yield folder
 
 
+#: The files a run writes into its folder, besides its checkpoint (named ``checkpoint.*``).
+RUN_FILES = ("ticket.npz", "weights.npz", "result.json", "curve.csv", "curve.png")
+
+
 def _files(folder: Path) -> dict[str, tuple[int, int, int]]:
-    """The regular files in ``folder``, each with its inode, modification time and size."""
+    """A run's files in ``folder`` (:data:`RUN_FILES`, its checkpoint), each with its inode,
+    modification time and size; other files there (a comparison's, say) are not the run's."""
+    checkpoint = Path(CHECKPOINT).stem
     try:
-        entries = [e for e in os.scandir(folder) if e.is_file(follow_symlinks=False)]
-        return {
-            e.name: (e.inode(), e.stat().st_mtime_ns, e.stat().st_size)
-            for e in entries
-            if e.name != LOCK_NAME
-        }
+        entries = [
+            e
+            for e in os.scandir(folder)
+            if e.is_file(follow_symlinks=False)
+            and (e.name in RUN_FILES or Path(e.name).stem == checkpoint)
+        ]
+        return {e.name: (e.inode(), e.stat().st_mtime_ns, e.stat().st_size) for e in entries}
     except OSError:
         return {}
 
 
 def _remove_written(folder: Path, before: dict[str, tuple[int, int, int]]) -> None:
-    """Remove the files of ``folder`` that are new or changed since ``before`` (:func:`_files`)."""
+    """Remove the run's files in ``folder`` that are new or changed since ``before``
+    (:func:`_files`)."""
     for name, identity in _files(folder).items():
         if before.get(name) != identity:
             (folder / name).unlink(missing_ok=True)

@@ -14,7 +14,9 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -378,6 +380,55 @@ def test_a_run_removes_stale_staging_folders_and_temp_files_but_not_live_ones(
     assert tree(out) == {"ticket.npz", "result.json", "curve.csv", "curve.png"} | {
         p.name for p in live
     } | {f"{live[0].name}/ticket.npz"}
+
+
+KILLED_WRITER = """
+import sys, time
+from prunetrain.files import write_folder
+
+def fill(folder):
+    (folder / "ticket.npz").write_bytes(b"half")
+    print("writing", flush=True)
+    time.sleep(60)
+
+write_folder(sys.argv[1], fill)
+"""
+
+
+def test_a_staging_folder_left_by_a_killed_writer_goes_with_the_next_run(tmp_path, capsys):
+    out = tmp_path / "a"
+    out.mkdir()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(out)], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout.readline().strip() == "writing"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    (staging,) = out.iterdir()
+    assert staging.name.startswith(".a.staging-")
+    code, _, err = cli(capsys, *SEARCH, "--out", out)
+    assert code == 0, err
+    assert tree(out) == {"ticket.npz", "result.json", "curve.csv", "curve.png"}
+
+
+def test_a_failed_search_removes_only_its_own_files(tmp_path, monkeypatch):
+    """Files of other kinds written into the folder meanwhile (a comparison's) stay."""
+    from prunetrain.api import run_search
+    from prunetrain.errors import WriteError
+
+    out = tmp_path / "a"
+
+    def compare_writes_here(row, mask):
+        (out / "results.jsonl").write_text("{}\n")
+
+    def full(folder, *args, **kwargs):
+        raise WriteError(folder / "curve.png", os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("prunetrain.runs.write_curve", full)
+    with pytest.raises(WriteError):
+        run_search("digits", "64-10-10", method="hill", budget="50evals", out=out,
+                   callbacks=[compare_writes_here])  # fmt: skip
+    assert tree(tmp_path) == {"a", "a/results.jsonl"}
 
 
 def test_temporary_names_carry_the_writers_pid(tmp_path):
