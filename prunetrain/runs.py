@@ -40,6 +40,7 @@ from prunetrain.files import (
     make_folders,
     remove_empty_folders,
     remove_stale,
+    write_error,
     write_folder,
     write_json,
 )
@@ -587,8 +588,10 @@ def claim(out: str | os.PathLike, force: bool = False, *, resume: bool = False) 
     If the run fails (an exception), the run's files it wrote into the folder
     (:data:`RUN_FILES`, its checkpoint) are removed, and the folders it made;
     what the folder held before stays, and so do files of other kinds (a
-    comparison may share the folder). An interrupt (``KeyboardInterrupt``) keeps what was
-    written (the checkpoint resumes it).
+    comparison may share the folder). An interrupt (``KeyboardInterrupt``)
+    keeps what was written: the checkpoint resumes it. An ``OSError`` that
+    names no file (a full disk under a writer that does not say which file)
+    becomes a :class:`~prunetrain.errors.WriteError` naming the folder.
 
     With ``resume``, the folder is a run to resume: it is not made, not
     checked for a finished run (the resumed search checks that itself), and
@@ -614,9 +617,11 @@ def claim(out: str | os.PathLike, force: bool = False, *, resume: bool = False) 
             before = _files(out)
             try:
                 yield out
-            except Exception:
+            except Exception as e:
                 if not resume:
                     _remove_written(out, before)
+                if isinstance(e, OSError) and e.filename is None:  # a write that named no file
+                    raise write_error(out, e) from None
                 raise
     except BaseException:
         remove_empty_folders(made)
@@ -624,8 +629,8 @@ def claim(out: str | os.PathLike, force: bool = False, *, resume: bool = False) 
 
 
 def claims_out(resume: bool = False) -> Callable[[Callable], Callable]:
-    """Decorate a function that runs into the folder given as its ``out`` argument: it
-    :func:`claim` s the folder for the whole call (``force`` too is its argument's).
+    """Decorate a function whose ``out`` and ``force`` arguments name a run folder: each call
+    :func:`claim` s that folder (with ``resume``, as a run to resume) from start to end.
 
     So a run refuses a folder another process holds before it does any work
     (loading data, say), and holds it until its last file is written.

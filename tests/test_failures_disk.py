@@ -272,9 +272,21 @@ def test_search_out_of_room_at_any_write_leaves_no_run_folder(tmp_path, capsys, 
     assert tree(tmp_path) == set()
 
 
-def test_search_failing_keeps_an_interrupted_runs_files_and_its_old_ticket(
-    tmp_path, capsys, monkeypatch
-):
+def test_a_failed_checkpoint_write_stops_the_search_with_one_line(tmp_path, capsys, monkeypatch):
+    """Whatever writes the checkpoint, an OSError that names no file becomes one line naming
+    the run folder, and the run leaves nothing (the outputs would not fit either)."""
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("prunetrain.search.checkpoint.Checkpoint.write", full)
+    out = tmp_path / "a"
+    code, _, err = cli(capsys, *SEARCH, "--out", out)
+    one_line_error(code, err, f"cannot write {out}: No space left on device")
+    assert tree(tmp_path) == set()
+
+
+def test_a_failed_search_keeps_what_the_folder_held_before(tmp_path, capsys, monkeypatch):
     """A folder that existed keeps what it held; only what the failed run wrote is removed."""
     out = tmp_path / "a"
     out.mkdir()
