@@ -80,7 +80,9 @@ class SmallDisk:
         assert os.statvfs(self.root).f_bavail * os.statvfs(self.root).f_frsize <= free_kb * 1024
 
     def read_only(self) -> None:
-        mount("-o", "remount,ro", str(self.root))
+        done = mount("-o", "remount,ro", str(self.root))
+        if done.returncode != 0:
+            pytest.skip(f"cannot make the small tmpfs read-only here: {done.stderr.strip()}")
 
 
 def mount(*args: str) -> subprocess.CompletedProcess:
