@@ -220,6 +220,7 @@ def load_recorded_dataset(meta: dict, data_dir: str | os.PathLike | None = None)
     return load_dataset(name, data_dir=data_dir)
 
 
+@runs.claims_out()  # the folder is held from before the data is loaded to the last file
 def run_search(
     dataset: str | Dataset = "digits",
     arch: str | Sequence[int] | None = None,
@@ -372,6 +373,7 @@ def run_search(
     )
 
 
+@runs.claims_out(resume=True)  # no other run writes into out while it resumes
 def resume_search(
     out: str | os.PathLike,
     *,

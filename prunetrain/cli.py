@@ -789,6 +789,11 @@ def main(argv: list[str] | None = None) -> None:
     except PrunetrainError as e:
         click.echo(f"prunetrain: error: {_one_line(e)}", err=True)
         code = EXIT_USER_ERROR
+    except OSError as e:  # a file no check foresaw (a name too long...): one line, if named
+        if e.filename is None:
+            raise
+        click.echo(f"prunetrain: error: {_one_line(f'{e.filename}: {e.strerror}')}", err=True)
+        code = EXIT_USER_ERROR
     except (click.Abort, KeyboardInterrupt):
         click.echo("prunetrain: interrupted", err=True)
         code = EXIT_INTERRUPTED

@@ -26,3 +26,23 @@ class ArchiveError(PrunetrainError):
 
 class BackendUnavailableError(PrunetrainError):
     """A backend was asked for by name but cannot run on this machine."""
+
+
+class WriteError(PrunetrainError):
+    """An output cannot be written: the disk is full or read-only, a name is too long, ...
+
+    ``path`` is the file or folder that could not be written, ``reason`` the
+    system's words for why (``No space left on device``).
+    """
+
+    def __init__(self, path: object, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"cannot write {path}: {reason}")
+
+
+class BusyFolderError(PrunetrainError):
+    """Another process holds the lock of a run folder: it is writing a run there."""
+
+
+class FinishedRunError(PrunetrainError):
+    """A run folder holds a finished run, which is not replaced without ``force``."""

@@ -5,8 +5,10 @@
 searcher on it with the shared run loop and returns a :class:`SearchRun`: the
 ticket, its metrics and the record ``result.json`` holds (:func:`run_config`
 writes the record's ``config``, for searches and baselines alike). The run
-folder's name, its guard against overwriting a finished run and its files
-(:func:`save_run`, :func:`write_curve`) are here too.
+folder's name, its guard against overwriting a finished run, its files
+(:func:`save_run`, :func:`write_curve`) and the hold a run keeps on it
+(:func:`claim`: one run at a time, and nothing left behind by one that fails)
+are here too.
 
 ``prunetrain search`` (:func:`prunetrain.api.run_search`), the comparison
 runner (:mod:`prunetrain.experiments.runner`) and the baselines
@@ -16,19 +18,32 @@ runner (:mod:`prunetrain.experiments.runner`) and the baselines
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import hashlib
+import inspect
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from prunetrain.backends import NumpyBackend
 from prunetrain.data import Dataset, load_dataset
-from prunetrain.errors import PrunetrainError
-from prunetrain.files import atomic_write, check_writable_folder, write_folder, write_json
+from prunetrain.errors import BusyFolderError, FinishedRunError, PrunetrainError
+from prunetrain.files import (
+    atomic_write,
+    check_writable_folder,
+    folder_lock,
+    make_folders,
+    remove_empty_folders,
+    remove_stale,
+    write_error,
+    write_folder,
+    write_json,
+)
 from prunetrain.masks import KeepRule, Mask
 from prunetrain.metrics import sample_losses
 from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed, parse_arch
@@ -257,7 +272,8 @@ def search(
         ``callback(row, mask)`` after every validation
         (:func:`~prunetrain.search.run`).
     out, runs_dir, force
-        The run folder (:func:`resolve_out`): written when the search ends,
+        The run folder (:func:`claim_run_folder`: held for the whole search, and
+        removed again if it fails): written when the search ends,
         ``checkpoint.pkl`` there every ``checkpoint_every`` seconds while it runs.
     checkpoint_every : float
         Seconds between checkpoints (with a folder).
@@ -279,23 +295,27 @@ def search(
         init_mask=init_from,
         init_share=searcher.share if isinstance(searcher, Pipeline) else None,
     )
-    out = resolve_out(config, out, runs_dir, force)
-    checkpoint = None
-    if out is not None:
-        resume_config = {"run": config, "dataset": setup.loaded_from, "data_dir": setup.data_dir}
-        checkpoint = Checkpoint(out / CHECKPOINT, checkpoint_every, resume_config)
-    result = run(
-        problem,
-        searcher,
-        budget,
-        seed=setup.seed,
-        init_mask=init_mask,
-        patience=patience,
-        progress=progress,
-        callbacks=callbacks,
-        checkpoint=checkpoint,
-    )
-    return finish(setup, config, result, out, force)
+    with claim_run_folder(config, out, runs_dir, force) as out:
+        checkpoint = None
+        if out is not None:
+            resume_config = {
+                "run": config,
+                "dataset": setup.loaded_from,
+                "data_dir": setup.data_dir,
+            }
+            checkpoint = Checkpoint(out / CHECKPOINT, checkpoint_every, resume_config)
+        result = run(
+            problem,
+            searcher,
+            budget,
+            seed=setup.seed,
+            init_mask=init_mask,
+            patience=patience,
+            progress=progress,
+            callbacks=callbacks,
+            checkpoint=checkpoint,
+        )
+        return finish(setup, config, result, out, force)
 
 
 def finish(
@@ -487,11 +507,11 @@ def save_run(
     ``models`` maps file names (``ticket.npz``, ``weights.npz``) to what is
     saved there; a name mapped to ``None`` is removed (another run's, replaced
     under ``force``). Refuses (:func:`check_out`) to replace a finished run
-    unless ``force``. The files are written as a unit
-    (:func:`~prunetrain.files.write_folder`): if any cannot be written, none
-    is, and ``out`` keeps what it held.
+    unless ``force``, and holds the folder (:func:`claim`) while it writes. The
+    files are written as a unit (:func:`~prunetrain.files.write_folder`),
+    ``result.json`` last: if any cannot be written, none is, and ``out`` keeps
+    what it held.
     """
-    out = check_out(out, force)
     title = f"{record['method']} on {record['config']['dataset']}"
 
     def fill(folder: Path) -> None:
@@ -501,10 +521,11 @@ def save_run(
         write_json(folder / "result.json", record)
         write_curve(folder, history, title=title)
 
-    write_folder(out, fill)
-    for name, model in models.items():
-        if model is None:
-            (out / name).unlink(missing_ok=True)
+    with claim(out, force) as out:
+        write_folder(out, fill, last="result.json")  # the record last: it marks a finished run
+        for name, model in models.items():
+            if model is None:
+                (out / name).unlink(missing_ok=True)
     return out
 
 
@@ -554,7 +575,7 @@ def check_out(out: str | os.PathLike, force: bool = False) -> Path:
     """
     out = check_writable_folder(out)
     if not force and (what := finished_run(out)):
-        raise PrunetrainError(
+        raise FinishedRunError(
             f"--out {out} already holds a finished run ({what}); pass --force to overwrite it, "
             "or choose another --out"
         )
@@ -581,6 +602,149 @@ def resolve_out(
         number += 1
         candidate = base.with_name(f"{base.name}-{number}")
     return check_out(candidate, force)
+
+
+@contextlib.contextmanager
+def claim(out: str | os.PathLike, force: bool = False, *, resume: bool = False) -> Iterator[Path]:
+    """Hold the run folder ``out`` for one run, from before its first file to after its last.
+
+    The folder is checked (:func:`~prunetrain.files.check_writable_folder`),
+    made if missing, and locked (:func:`~prunetrain.files.folder_lock`), so
+    that two runs never write into one folder: another process that claims
+    it meanwhile is refused at once. Holding the lock, the run removes the
+    temporary files and staging folders that killed writers left there
+    (:func:`~prunetrain.files.remove_stale`) and checks that the folder holds
+    no finished run (:func:`check_out`), so no other run can finish there
+    between the check and the write. A claim within a claim of the same
+    folder (in one process) is the same claim.
+
+    If the run fails (an exception), the run's files it wrote into the folder
+    (:data:`RUN_FILES`, its checkpoint) are removed, and the folders it made;
+    what the folder held before stays, and so do files of other kinds (a
+    comparison may share the folder). An interrupt (``KeyboardInterrupt``)
+    keeps what was written: the checkpoint resumes it. An ``OSError`` that
+    names no file (a full disk under a writer that does not say which file)
+    becomes a :class:`~prunetrain.errors.WriteError` naming the folder.
+
+    With ``resume``, the folder is a run to resume: it is not made, not
+    checked for a finished run (the resumed search checks that itself), and
+    a failure keeps its files, its checkpoint above all.
+
+    Raises
+    ------
+    BusyFolderError
+        Another process holds the folder.
+    FinishedRunError
+        It holds a finished run, and not ``force``.
+    """
+    out = check_writable_folder(out, "--resume" if resume else "--out")
+    if resume and not out.is_dir():
+        yield out  # the resumed search says that there is no checkpoint there
+        return
+    made = make_folders(out)
+    try:
+        with folder_lock(out):
+            remove_stale(out)
+            if not resume:
+                check_out(out, force)
+            before = _files(out)
+            try:
+                yield out
+            except Exception as e:
+                if not resume:
+                    _remove_written(out, before)
+                if isinstance(e, OSError) and e.filename is None:  # a write that named no file
+                    raise write_error(out, e) from None
+                raise
+    except BaseException:
+        remove_empty_folders(made)
+        raise
+
+
+def claims_out(resume: bool = False) -> Callable[[Callable], Callable]:
+    """Decorate a function whose ``out`` and ``force`` arguments name a run folder: each call
+    :func:`claim` s that folder (with ``resume``, as a run to resume) from start to end.
+
+    So a run refuses a folder another process holds before it does any work
+    (loading data, say), and holds it until its last file is written.
+    """
+
+    def decorate(run_into: Callable) -> Callable:
+        signature = inspect.signature(run_into)
+
+        @functools.wraps(run_into)
+        def claimed(*args, **kwargs):
+            given = signature.bind(*args, **kwargs)
+            given.apply_defaults()
+            out = given.arguments["out"]
+            if out is None:
+                return run_into(*args, **kwargs)
+            with claim(out, given.arguments.get("force", False), resume=resume):
+                return run_into(*args, **kwargs)
+
+        return claimed
+
+    return decorate
+
+
+@contextlib.contextmanager
+def claim_run_folder(
+    config: dict, out: str | os.PathLike | None, runs_dir: str | os.PathLike | None, force: bool
+) -> Iterator[Path | None]:
+    """:func:`claim` the folder :func:`resolve_out` gives, for the run of ``config``; or none.
+
+    A default folder (in ``runs_dir``) that another run is writing into, or
+    has just finished, is passed over for the next free ``…-2``, ``…-3``, …
+    (with ``force``, the first is claimed or refused).
+    """
+    if out is not None:
+        with claim(out, force) as folder:
+            yield folder
+        return
+    if runs_dir is None:
+        yield None
+        return
+    base = Path(runs_dir) / run_name(config)
+    with contextlib.ExitStack() as held:
+        for number in range(1, 10**6):
+            candidate = base if number == 1 else base.with_name(f"{base.name}-{number}")
+            if not force and (candidate.is_file() or finished_run(candidate)):
+                continue
+            try:
+                folder = held.enter_context(claim(candidate, force))
+                break
+            except (BusyFolderError, FinishedRunError):
+                if force:
+                    raise
+        yield folder
+
+
+#: The files a run writes into its folder, besides its checkpoint (named ``checkpoint.*``).
+RUN_FILES = ("ticket.npz", "weights.npz", "result.json", "curve.csv", "curve.png")
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """A run's files in ``folder`` (:data:`RUN_FILES`, its checkpoint), each with its inode,
+    modification time and size; other files there (a comparison's, say) are not the run's."""
+    checkpoint = Path(CHECKPOINT).stem
+    try:
+        entries = [
+            e
+            for e in os.scandir(folder)
+            if e.is_file(follow_symlinks=False)
+            and (e.name in RUN_FILES or Path(e.name).stem == checkpoint)
+        ]
+        return {e.name: (e.inode(), e.stat().st_mtime_ns, e.stat().st_size) for e in entries}
+    except OSError:
+        return {}
+
+
+def _remove_written(folder: Path, before: dict[str, tuple[int, int, int]]) -> None:
+    """Remove the run's files in ``folder`` that are new or changed since ``before``
+    (:func:`_files`)."""
+    for name, identity in _files(folder).items():
+        if before.get(name) != identity:
+            (folder / name).unlink(missing_ok=True)
 
 
 def write_curve(out: Path, history: list[dict], title: str = "") -> None:

@@ -487,11 +487,11 @@ def test_outputs_are_written_as_a_unit(tmp_path, capsys, monkeypatch):
     for out, force in ((fresh, []), (kept, ["--force"])):
         with pytest.raises(ValueError, match="JSON"):
             main([*args, "--out", str(out), *force])
-    # No ticket.npz alone: only the search's checkpoint, to resume it from.
-    assert [p.name for p in fresh.iterdir()] == ["checkpoint.pkl"]
-    after = {p.name: p.read_bytes() for p in kept.iterdir() if p.name != "checkpoint.pkl"}
+    # No ticket.npz alone, and no checkpoint: a failed run leaves nothing (issue 28).
+    assert not fresh.exists()
+    after = {p.name: p.read_bytes() for p in kept.iterdir()}
     assert after == before  # the old set, whole
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "kept"]  # no staging left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]  # no staging left
 
 
 def test_interrupted_search_exits_130_and_resume_gives_the_uninterrupted_ticket(

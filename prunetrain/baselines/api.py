@@ -19,7 +19,7 @@ from prunetrain.data import Dataset
 from prunetrain.network import FrozenNetwork, check_seed
 from prunetrain.problem import Budget
 from prunetrain.provenance import record_provenance
-from prunetrain.runs import check_out, dataset_meta, evaluate_ticket, resolve_out, split_metrics
+from prunetrain.runs import check_out, dataset_meta, evaluate_ticket, split_metrics
 from prunetrain.threads import one_blas_thread
 from prunetrain.ticket import Ticket
 
@@ -104,6 +104,7 @@ def evaluate_result(
     return split_metrics(logits, data, layer_sizes=weights.layer_sizes, what="the trained network")
 
 
+@runs.claims_out()  # the folder is held from before the data is loaded to the last file
 def run_baseline(
     dataset: str | Dataset = "digits",
     arch: str | Sequence[int] | None = None,
@@ -159,6 +160,9 @@ def run_baseline(
         Without ``out``: write into ``runs_dir/<run_name(config)>`` (a rerun: ``…-2``).
     force : bool
         Overwrite a finished run in the folder (else an error, before training).
+        The folder is held for the whole run, as :func:`prunetrain.run_search` holds it
+        (:func:`~prunetrain.runs.claim`): another process writing a run there is refused
+        at once, and a run that fails leaves no files behind.
 
     Examples
     --------
@@ -188,19 +192,19 @@ def run_baseline(
     data, rule, network = setup.data, setup.rule, setup.network
     budget_text = None if budget is None else str(budget)
     config = runs.run_config(setup, method, baseline.get_params(), budget_text, baseline=True)
-    out = resolve_out(config, out, runs_dir, force)
-    # One BLAS thread: the same record in a process of its own or on a worker of many threads.
-    with one_blas_thread():
-        result = baseline.fit(network, data, rule, seed=seed, budget=budget, progress=progress)
-    meta = {**dataset_meta(data), "method": method, "seed": seed, "baseline": True}
-    ticket = weights = None
-    if type(baseline).produces == "ticket":
-        ticket = Ticket(network, result.mask, rule, meta)
-    elif result.weights is not None:
-        weights = TrainedWeights(result.weights, result.biases, result.mask, meta)
-    with one_blas_thread():
-        metrics = evaluate_result(result, network, ticket, data)
-    finished = BaselineRun(config, result, ticket, metrics, weights=weights, out=out)
-    if out is not None:
-        finished.save(out, force=force)
+    with runs.claim_run_folder(config, out, runs_dir, force) as out:  # held to the last file
+        # One BLAS thread: the same record in a process of its own or on a worker of many threads.
+        with one_blas_thread():
+            result = baseline.fit(network, data, rule, seed=seed, budget=budget, progress=progress)
+        meta = {**dataset_meta(data), "method": method, "seed": seed, "baseline": True}
+        ticket = weights = None
+        if type(baseline).produces == "ticket":
+            ticket = Ticket(network, result.mask, rule, meta)
+        elif result.weights is not None:
+            weights = TrainedWeights(result.weights, result.biases, result.mask, meta)
+        with one_blas_thread():
+            metrics = evaluate_result(result, network, ticket, data)
+        finished = BaselineRun(config, result, ticket, metrics, weights=weights, out=out)
+        if out is not None:
+            finished.save(out, force=force)
     return finished

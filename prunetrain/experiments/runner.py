@@ -28,9 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-from prunetrain.errors import PrunetrainError
+from prunetrain.errors import PrunetrainError, WriteError
 from prunetrain.experiments.config import Comparison, RunSpec, load_config, resolve_archs
-from prunetrain.files import atomic_write, check_writable_folder, file_lock
+from prunetrain.files import (
+    atomic_write,
+    check_writable_folder,
+    file_lock,
+    make_folders,
+    write_error,
+)
 from prunetrain.progress import format_seconds
 from prunetrain.provenance import command_line
 from prunetrain.threads import one_blas_thread
@@ -196,7 +202,11 @@ def read_results(path: str | os.PathLike) -> dict[str, dict]:
 
 def _lock(path: Path):
     """The lock every writer of ``path`` (``results.jsonl``) holds while it writes."""
-    return file_lock(path.with_name(f".{path.name}.lock"))
+    return file_lock(_lock_path(path))
+
+
+def _lock_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.lock")
 
 
 def _append(path: Path, record: dict) -> None:
@@ -206,15 +216,24 @@ def _append(path: Path, record: dict) -> None:
 
 
 def _append_unlocked(path: Path, text: str) -> None:
-    if path.is_file() and path.stat().st_size:
+    size = path.stat().st_size if path.is_file() else None
+    if size:
         with path.open("rb") as f:
             f.seek(-1, os.SEEK_END)
             if f.read(1) != b"\n":  # a line cut off by a crash: start on a fresh one
                 text = "\n" + text
-    with path.open("a") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with path.open("a") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:  # a full disk: take back the part written, so every line is whole
+        with contextlib.suppress(OSError):
+            if size is None:
+                path.unlink()
+            else:
+                os.truncate(path, size)
+        raise write_error(path, e) from None
 
 
 def _rewrite_in_order(path: Path, comparison: Comparison) -> list[dict]:
@@ -385,6 +404,45 @@ def prepare(config: Comparison | str | os.PathLike) -> tuple[Comparison, dict]:
     return comparison, datasets
 
 
+def _leaves_no_empty_folder(
+    run: Callable[..., ComparisonResult],
+) -> Callable[..., ComparisonResult]:
+    """Decorate :func:`run_comparison`: a folder it made for ``out`` that holds nothing when it
+    ends (every run failed, a full disk, Ctrl-C before a run finished) is removed again."""
+
+    @functools.wraps(run)
+    def cleaned(config, out, *args, **kwargs):
+        missing = []
+        folder = Path(out)
+        with contextlib.suppress(OSError):  # a name too long: run refuses it
+            while not folder.exists() and folder != folder.parent:
+                missing.append(folder)
+                folder = folder.parent
+        try:
+            return run(config, out, *args, **kwargs)
+        finally:
+            if missing:
+                _remove_if_empty(missing)
+
+    return cleaned
+
+
+def _remove_if_empty(made: list[Path]) -> None:
+    """Remove the folders ``made`` (innermost first) while they hold nothing but the lock file."""
+    out = made[0]
+    lock = _lock_path(out / RESULTS)
+    if lock.is_file():
+        with contextlib.suppress(OSError, PrunetrainError), _lock(out / RESULTS):
+            if [p.name for p in out.iterdir()] == [lock.name]:
+                lock.unlink()  # while holding it: a waiting writer locks a file made anew
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+@_leaves_no_empty_folder
 def run_comparison(
     config: Comparison | str | os.PathLike,
     out: str | os.PathLike,
@@ -430,7 +488,7 @@ def run_comparison(
 
         for name in sorted({r.options["backend"] for r in comparison.runs if r.kind == "search"}):
             resolve_backend(name)
-    out = check_writable_folder(out)
+    out = check_writable_folder(out, "output folder")
     path = out / RESULTS
     with _lock(path) if out.is_dir() else contextlib.nullcontext():
         done = read_results(path)
@@ -443,7 +501,7 @@ def run_comparison(
         make_executor(jobs, scheduler) if todo else _no_executor() as (executor, threads, in_flight)
     ):
         # Only now, with an executor that works, does the output folder appear.
-        out.mkdir(parents=True, exist_ok=True)
+        make_folders(out)
         say(
             f"{comparison.name}: {comparison.describe_size(jobs if scheduler is None else None)}, "
             f"{len(skipped)} already in {path}, "
@@ -490,13 +548,20 @@ def run_comparison(
     if report and ordered:
         from prunetrain.experiments.report import write_report
 
-        write_report(
-            ordered,
-            out,
-            name=comparison.name,
-            commands=[command or compare_command(comparison, out, jobs, scheduler)],
-            options=comparison.report,
-        )
+        try:
+            write_report(
+                ordered,
+                out,
+                name=comparison.name,
+                commands=[command or compare_command(comparison, out, jobs, scheduler)],
+                options=comparison.report,
+            )
+        except WriteError as e:  # a full disk: the runs are safe, only the report is not whole
+            raise WriteError(
+                e.path,
+                f"{e.reason} (the runs are recorded in {path}; "
+                f"`prunetrain report {shlex.quote(str(out))}` writes the report again)",
+            ) from None
     return result
 
 
