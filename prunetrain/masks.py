@@ -128,10 +128,10 @@ class KeepRule:
         """Raise :class:`PrunetrainError` unless ``keep`` leaves every layer a weight.
 
         The bound is :func:`~prunetrain.network.check_keep`'s, ``keep * n_l >= 1/2``
-        for every layer, under every kind of rule: it is the ``"layer"``
-        count, the split ``"global"`` starts from, the expected count of a
-        ``"free"`` random mask. Every count below checks it, so no mask is
-        made under a keep that a layer cannot hold.
+        for every layer: it is the ``"layer"`` count, and the split ``"global"``
+        starts from. Every count below checks it, so no mask is made under a
+        keep that a layer cannot hold. (A ``"free"`` rule fixes no count: its
+        masks may leave a layer empty, and only ``keep``'s range is checked.)
         """
         check_keep(self.keep, [tuple(shape) for shape in shapes])
 
@@ -277,6 +277,9 @@ class FreeRule(KeepRule):
 
     kind = "free"
     fixes_counts = False
+
+    def check_shapes(self, shapes):
+        check_keep(self.keep)  # any count is a free mask's, an empty layer included
 
     def segments(self, shapes):
         self.check_shapes(shapes)

@@ -332,10 +332,10 @@ def test_a_new_rule_is_one_class():
         del KeepRule._kinds["first-layer"]
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_every_rule_refuses_a_keep_that_leaves_a_layer_without_a_weight(kind):
-    """`--keep 1e-300` searched to NaN probabilities: whatever the rule, no mask is made under a
-    keep that rounds a layer's share below one weight."""
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "free"])
+def test_every_counting_rule_refuses_a_keep_that_leaves_a_layer_without_a_weight(kind):
+    """`--keep 1e-300` searched to NaN probabilities: under a rule that fixes counts, no mask is
+    made under a keep that rounds a layer's share below one weight."""
     shapes = [(64, 8), (8, 10)]
     rule = KeepRule(1e-300, kind)  # no shapes yet: the fraction alone is fine
     message = "keep 1e-300 leaves layer 2 (8x10, 80 weights) without a weight"
@@ -344,6 +344,19 @@ def test_every_rule_refuses_a_keep_that_leaves_a_layer_without_a_weight(kind):
             use(shapes)
         assert message in str(err.value)
     KeepRule(0.00625, kind).random_mask(shapes, np.random.default_rng(0))  # half a weight: one
+
+
+def test_a_free_rule_fixes_no_count_but_the_network_refuses_the_keep():
+    """A free mask may leave a layer empty (a search move may empty it), so the free rule checks
+    only keep's range; the keep a user gives also scales the network, whose spec refuses it."""
+    from prunetrain.network import NetworkSpec
+
+    rule = KeepRule(1e-300, "free")
+    rule.check_shapes([(64, 8), (8, 10)])
+    mask = rule.random_mask([(64, 8), (8, 10)], np.random.default_rng(0))
+    assert [m.shape for m in mask] == [(64, 8), (8, 10)]
+    with pytest.raises(PrunetrainError, match="keep 1e-300 leaves layer 2 .* without a weight"):
+        NetworkSpec((64, 8, 10), keep=1e-300)
 
 
 def test_a_problem_refuses_a_rule_that_leaves_a_layer_without_a_weight():

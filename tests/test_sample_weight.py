@@ -95,8 +95,9 @@ def test_problem_scales_weights_and_checks_them():
         "d", X[rep], y[rep], data.X_val, data.y_val, data.X_test, data.y_test, data.classes
     )
     plain = Problem(net, duplicated, backend="numpy", batch_size=None)
-    np.testing.assert_allclose(problem.evaluate(masks)[0], plain.evaluate(masks)[0], rtol=1e-12)
-    assert problem.validate(masks[0]) == pytest.approx(plain.validate(masks[0]), rel=1e-12)
+    # float32 logits from GEMMs of other row counts: BLAS may round them differently (1e-7)
+    np.testing.assert_allclose(problem.evaluate(masks)[0], plain.evaluate(masks)[0], rtol=1e-6)
+    assert problem.validate(masks[0]) == pytest.approx(plain.validate(masks[0]), rel=1e-6)
     for bad, message in [
         ((np.ones(3), np.ones(n_val)), "expected"),
         ((-np.ones(n_train), np.ones(n_val)), "non-negative"),
