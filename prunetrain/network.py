@@ -246,7 +246,7 @@ def check_keep(keep: float, shapes: Sequence[tuple[int, ...]] | None = None) -> 
     if shapes:
         sizes = [math.prod(shape) for shape in shapes]
         smallest = int(np.argmin(sizes))
-        if k * sizes[smallest] < 0.5:
+        if k * sizes[smallest] < 0.5 * (1 - 1e-9):  # a keep of 0.5/n in floats is half a weight
             shape = "x".join(map(str, shapes[smallest]))
             raise PrunetrainError(
                 f"keep {keep!r} leaves layer {smallest + 1} ({shape}, {sizes[smallest]} weights) "
