@@ -15,7 +15,7 @@ from prunetrain.masks import KeepRule
 from prunetrain.network import FrozenNetwork, NetworkSpec
 from prunetrain.problem import Problem
 from prunetrain.search import SEARCHERS, make_searcher, run
-from prunetrain.search.checkpoint import Checkpoint, read_checkpoint, restricted_loads
+from prunetrain.search.checkpoint import Checkpoint, read_checkpoint
 from prunetrain.ticket import Ticket
 
 BUDGET = 160  # evaluations
@@ -66,7 +66,7 @@ def test_interrupted_and_resumed_search_gives_the_uninterrupted_ticket(
     expected = ticket_bytes(problem, whole, tmp_path, "whole")
 
     # Ctrl-C at half the budget: the step ends, a checkpoint is written, the search returns.
-    path = tmp_path / "checkpoint.pkl"
+    path = tmp_path / "checkpoint.npz"
     callback, sent = interrupt_by_signal(whole.evaluations / 2)
     _, cut = search(
         digits, method, params, callbacks=[callback], checkpoint=Checkpoint(path, every=3600)
@@ -90,7 +90,7 @@ def test_a_hard_interrupt_resumes_from_the_last_periodic_checkpoint(digits, tmp_
 
     # KeyboardInterrupt in the middle of a step (as a second Ctrl-C): the searcher's state
     # is half-updated, so only the checkpoint of the last step boundary can be resumed.
-    path = tmp_path / "checkpoint.pkl"
+    path = tmp_path / "checkpoint.npz"
     problem = make_problem(digits)
     next_batch = problem.next_batch
 
@@ -113,7 +113,7 @@ def test_a_hard_interrupt_resumes_from_the_last_periodic_checkpoint(digits, tmp_
 
 
 def test_time_budget_resume_counts_the_time_already_used(digits, tmp_path):
-    path = tmp_path / "c.pkl"
+    path = tmp_path / "c.npz"
     problem = make_problem(digits)
     cut = run(
         problem, make_searcher("random"), "60s", validation_interval=1,
@@ -163,7 +163,7 @@ class Unpicklable(SEARCHERS["random"]):
 
 
 def test_an_unpicklable_searcher_warns_and_runs_without_checkpoints(digits, tmp_path):
-    path = tmp_path / "c.pkl"
+    path = tmp_path / "c.npz"
     with pytest.warns(UserWarning, match="cannot be checkpointed"):
         result = run(make_problem(digits), Unpicklable(), "40evals", checkpoint=Checkpoint(path))
     assert result.stopped_by == "budget" and not path.exists()

@@ -7,7 +7,8 @@ local process pool, or on a Dask cluster (``Client.get_executor()``, a
 finished run becomes one line of ``results.jsonl`` at once, and a rerun skips
 every run whose key (a hash of its config) is already there. Every write of
 ``results.jsonl`` holds a lock, so several comparisons may share one folder.
-Ctrl-C stops the comparison at once; a run cut short is never recorded.
+Ctrl-C stops the comparison at once (so do SIGTERM and SIGHUP, under
+``prunetrain compare``); a run cut short is never recorded.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import numpy as np
 from prunetrain.errors import PrunetrainError
 from prunetrain.experiments.config import Comparison, RunSpec, load_config, resolve_archs
 from prunetrain.files import atomic_write, check_writable_folder, file_lock
+from prunetrain.interrupts import Interrupted
 from prunetrain.progress import format_seconds
 from prunetrain.provenance import command_line
 from prunetrain.threads import one_blas_thread
@@ -121,7 +123,7 @@ def _run_search(run: RunSpec, data) -> dict:
         callbacks=[lambda row, mask: validated.append(pack_mask(mask))],
     )
     if finished.result.interrupted:  # a cut-short run is no result: stop the comparison
-        raise KeyboardInterrupt
+        raise Interrupted(finished.result.signal or signal.SIGINT)
     for key in ("data_source", "init_share"):  # never in a comparison's records: kept out
         del finished.config[key]
     record = finished.record()
@@ -268,9 +270,12 @@ def worker_init(parent: int) -> None:
 
     Ctrl-C at a terminal reaches the whole process group; the parent alone
     decides, so a worker ignores SIGINT (and the run loop then leaves it
-    ignored). A daemon thread ends the worker once ``os.getppid()`` is no
-    longer ``parent`` (a killed parent leaves its children to another), so no
-    worker outlives a ``compare`` killed with SIGKILL for more than a moment.
+    ignored). SIGTERM and SIGHUP end a worker at once, as the pool itself
+    ends workers with SIGTERM; a run cut short is never recorded, and the
+    parent stops the comparison on its own signal. A daemon thread ends the
+    worker once ``os.getppid()`` is no longer ``parent`` (a killed parent
+    leaves its children to another), so no worker outlives a ``compare``
+    killed with SIGKILL for more than a moment.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
