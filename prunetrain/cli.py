@@ -286,9 +286,9 @@ def search(**opts) -> None:
     `--resume DIR` continues it. A second one stops at once; one that comes
     after the search's last step changes nothing.
     """
-    with deferred_interrupt(STOPPING) as interrupt:  # from now to the summary
+    with deferred_interrupt(STOPPING, one_search=True) as interrupt:  # from now to the summary
         finished = _search(opts)
-        interrupt.ignore_late_signals()  # the outputs are written: up to the exit
+        interrupt.ignore_until_exit()  # the outputs are written
         _report_search(finished, opts)
 
 

@@ -56,23 +56,29 @@ def _is_default(signum: int, handler) -> bool:
 class Interrupt:
     """What :func:`deferred_interrupt` yields: whether (and by which signal) a stop was asked."""
 
-    def __init__(self) -> None:
+    def __init__(self, one_search: bool = False) -> None:
         self.signum: int | None = None
-        self.late = False
+        self.one_search = one_search
+        self.late = False  # signals change nothing any more
+        self.keep_ignored = False  # ... up to the process's exit
 
     def is_set(self) -> bool:
         """Whether a stopping signal has arrived (and has not come too late to matter)."""
         return self.signum is not None
 
-    def ignore_late_signals(self) -> None:
-        """From now on the signals change nothing: the work is done and written.
+    def search_ended(self) -> None:
+        """Called by the run loop after its last step. For a block around one search
+        (``one_search``), signals from now on change nothing: the search is over, and
+        its outputs are being written."""
+        if self.one_search:
+            self.late = True
 
-        When the block ends, they stay ignored instead of getting their default
-        back, so that one arriving while the process exits neither kills it
-        nor changes its exit status. For a command about to exit, not for a
-        library call.
-        """
-        self.late = True
+    def ignore_until_exit(self) -> None:
+        """From now on the signals change nothing, and when the block ends they stay ignored
+        instead of getting their default back, so that one arriving while the process exits
+        neither kills it nor changes its exit status. For a command whose work is done and
+        written, about to exit; not for a library call."""
+        self.late = self.keep_ignored = True
 
     def _handle(self, signum: int, frame) -> None:
         if self.late:
@@ -87,7 +93,9 @@ _active: list[tuple[Interrupt, frozenset[int]]] = []
 
 
 @contextlib.contextmanager
-def deferred_interrupt(signals: tuple[int, ...] = (signal.SIGINT,)) -> Iterator[Interrupt]:
+def deferred_interrupt(
+    signals: tuple[int, ...] = (signal.SIGINT,), *, one_search: bool = False, search: bool = False
+) -> Iterator[Interrupt]:
     """While the block runs, a first stopping signal only marks the :class:`Interrupt` it yields.
 
     A second one raises :class:`Interrupted` (a ``KeyboardInterrupt``) at once.
@@ -106,11 +114,18 @@ def deferred_interrupt(signals: tuple[int, ...] = (signal.SIGINT,)) -> Iterator[
         The signals to defer. A signal whose handler is not Python's default
         (ignored in a comparison's worker process, or someone else's) is left
         alone, and so is everything outside the main thread.
+    one_search : bool
+        The block runs one search (``prunetrain search``): once its last step
+        is done (:meth:`Interrupt.search_ended`), signals change nothing.
+        Ignored by a nested block.
+    search : bool
+        The block is a search's loop (:func:`prunetrain.search.run`): when it
+        ends, however it ends, the search has ended.
     """
     if threading.current_thread() is not threading.main_thread():
         yield Interrupt()  # handlers can be set in the main thread only
         return
-    outer, covered = _active[-1] if _active else (Interrupt(), frozenset())
+    outer, covered = _active[-1] if _active else (Interrupt(one_search), frozenset())
     previous = {}
     for signum in signals:
         if signum in covered:
@@ -123,9 +138,11 @@ def deferred_interrupt(signals: tuple[int, ...] = (signal.SIGINT,)) -> Iterator[
     try:
         yield outer
     finally:
+        if search:
+            outer.search_ended()
         _active.pop()
         for signum, handler in previous.items():
-            signal.signal(signum, signal.SIG_IGN if outer.late else handler)
+            signal.signal(signum, signal.SIG_IGN if outer.keep_ignored else handler)
 
 
 @contextlib.contextmanager

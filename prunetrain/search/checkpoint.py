@@ -466,8 +466,7 @@ class _Encoder:
         if STATE_CLASSES.get(kind.__name__) is kind:
             return {"object": kind.__name__, "attrs": self._attributes(obj, where, deeper)}
         raise NotCheckpointable(
-            f"{where} is a {kind.__module__}.{kind.__qualname__}, which a checkpoint does not "
-            "store (see the Searcher docstring)"
+            f"{where} is a {kind.__module__}.{kind.__qualname__}, which a checkpoint does not store"
         )
 
     def _attributes(self, obj: object, where: str, depth: int) -> dict:

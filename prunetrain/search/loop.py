@@ -236,7 +236,7 @@ def run(
     overshoot = last_step = 0.0
     signum = None
     try:
-        with deferred_interrupt() as interrupt:
+        with deferred_interrupt(search=True) as interrupt:
             if resume is None:
                 state["step_start"] = usage()
                 searcher.setup(problem, searcher_rng(seed), init_mask)
