@@ -77,7 +77,7 @@ class Interrupt:
         """From now on the signals change nothing, and when the block ends they stay ignored
         instead of getting their default back, so that one arriving while the process exits
         neither kills it nor changes its exit status. For a command whose work is done and
-        written, about to exit; not for a library call."""
+        written, about to exit; the next block of the same process gives them back."""
         self.late = self.keep_ignored = True
 
     def _handle(self, signum: int, frame) -> None:
@@ -90,6 +90,20 @@ class Interrupt:
 
 
 _active: list[tuple[Interrupt, frozenset[int]]] = []
+#: The handlers an ended block left ignored (:meth:`Interrupt.ignore_until_exit`) had before.
+_left_ignored: dict[int, object] = {}
+
+
+def _give_back_ignored() -> None:
+    """Give back the handlers an earlier command left ignored, if nobody changed them since.
+
+    A process that runs commands one after another (tests, a notebook calling
+    ``cli.main``) must not find the next one deaf to Ctrl-C.
+    """
+    for signum, handler in _left_ignored.items():
+        if signal.getsignal(signum) is signal.SIG_IGN:
+            signal.signal(signum, handler)
+    _left_ignored.clear()
 
 
 @contextlib.contextmanager
@@ -125,6 +139,8 @@ def deferred_interrupt(
     if threading.current_thread() is not threading.main_thread():
         yield Interrupt()  # handlers can be set in the main thread only
         return
+    if not _active:
+        _give_back_ignored()
     outer, covered = _active[-1] if _active else (Interrupt(one_search), frozenset())
     previous = {}
     for signum in signals:
@@ -142,6 +158,8 @@ def deferred_interrupt(
             outer.search_ended()
         _active.pop()
         for signum, handler in previous.items():
+            if outer.keep_ignored:
+                _left_ignored[signum] = handler
             signal.signal(signum, signal.SIG_IGN if outer.keep_ignored else handler)
 
 
@@ -159,6 +177,8 @@ def interrupting(signals: tuple[int, ...] = TERMINATING) -> Iterator[None]:
 
     def stop(signum: int, frame) -> None:
         raise Interrupted(signum)
+
+    _give_back_ignored()
 
     previous = {}
     for signum in signals:

@@ -6,7 +6,6 @@ later is tested without a line here.
 
 import signal
 
-import numpy as np
 import pytest
 
 from prunetrain.errors import PrunetrainError

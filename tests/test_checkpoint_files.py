@@ -422,3 +422,39 @@ def test_an_eof_error_is_an_error_not_an_interrupt(capsys, cut, monkeypatch):
 def test_read_checkpoint_names_a_missing_file(tmp_path):
     with pytest.raises(ckpt.PrunetrainError, match="no checkpoint at"):
         read_checkpoint(tmp_path / CHECKPOINT)
+
+
+class DeviceArray:
+    """Stands for an array on a device (a CuPy array): not a NumPy array."""
+
+    def __init__(self, host):
+        self.host = host
+
+
+def test_device_arrays_go_through_the_backend(digits):
+    """checkpoint.py knows no device: the backend says what is a device array and moves it."""
+    from prunetrain.backends import NumpyBackend
+    from prunetrain.masks import KeepRule
+    from prunetrain.network import FrozenNetwork
+    from prunetrain.problem import Problem
+
+    class Device(NumpyBackend):
+        def is_device_array(self, obj):
+            return isinstance(obj, DeviceArray)
+
+        def to_host(self, array):
+            return array.host if isinstance(array, DeviceArray) else np.asarray(array)
+
+        def to_device(self, array):
+            return DeviceArray(array)
+
+    network = FrozenNetwork(NetworkSpec((64, 10, 10)), 0)
+    problem = Problem(network, digits, KeepRule(0.5), backend=Device(network))
+    cache = DeviceArray(np.linspace(0, 1, 6).reshape(2, 3))
+    encoder = ckpt._Encoder(ckpt.bound_objects(problem), problem.backend)
+    tree = encoder.encode({"cache": cache, "again": cache}, "state", 0)
+    assert tree["dict"][0][1] == {"device": ["f8", 0, [2, 3], "C"]}
+    decoder = ckpt._Decoder(encoder.pools(), ckpt.bound_objects(problem), problem.backend, "x")
+    got = decoder.decode(json.loads(json.dumps(tree)), 0)
+    assert isinstance(got["cache"], DeviceArray) and got["again"] is got["cache"]
+    np.testing.assert_array_equal(got["cache"].host, cache.host)

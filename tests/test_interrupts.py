@@ -62,7 +62,10 @@ def test_late_signals_are_ignored_and_stay_ignored():
             signal.raise_signal(signum)  # nothing happens
         assert not interrupt.is_set()
     assert all(signal.getsignal(s) is signal.SIG_IGN for s in STOPPING)
-    # (the conftest gives the defaults back)
+    with deferred_interrupt(STOPPING) as interrupt:  # the next command of this process hears them
+        signal.raise_signal(signal.SIGTERM)
+        assert interrupt.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
 def test_a_signal_someone_else_handles_or_ignores_is_left_alone():
