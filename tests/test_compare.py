@@ -317,7 +317,7 @@ def wait_for_records(process, results, n, timeout=90):
         ("2", signal.SIGINT, 130),
         ("1", signal.SIGTERM, 143),  # what a scheduler sends before it kills the job
         ("2", signal.SIGTERM, 143),
-        ("1", signal.SIGHUP, 129),  # the terminal closed
+        ("2", signal.SIGHUP, 129),  # the terminal closed
     ],
 )
 def test_ctrl_c_stops_compare_records_only_complete_runs_and_a_rerun_completes(

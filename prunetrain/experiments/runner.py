@@ -298,6 +298,26 @@ def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
             process.join(timeout=5)
 
 
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (which a spawned pool uses) deaf to SIGHUP.
+
+    It ignores SIGINT and SIGTERM itself but not SIGHUP, which a closed
+    terminal sends to the whole process group: it would die, and the one
+    started in its place would print a traceback while ``compare`` stops.
+    An ignored signal stays ignored in the process it starts.
+    """
+    from multiprocessing import resource_tracker
+
+    if not hasattr(signal, "SIGHUP") or threading.current_thread() is not threading.main_thread():
+        resource_tracker.ensure_running()
+        return
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 @contextlib.contextmanager
 def make_executor(
     jobs: int, scheduler: str | None
@@ -341,6 +361,7 @@ def make_executor(
     }
     saved = {v: os.environ.get(v) for v in env}
     os.environ.update(env)
+    _start_resource_tracker()
     pool = cf.ProcessPoolExecutor(
         jobs,
         mp_context=multiprocessing.get_context("spawn"),
