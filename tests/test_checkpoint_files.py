@@ -197,11 +197,50 @@ def test_the_codec_keeps_shared_references_cycles_and_exact_values(digits):
         ({"eval": "print(1)"}, "an unknown node"),
         ({"tuple": [1], "extra": 2}, "an unknown node"),
         ("ok", "not a search's state"),
+        (
+            {"dict": [[k, {"searcher": "random", "attrs": {}}] for k in ("searcher",)]},
+            "not a search's state",
+        ),
+        (
+            {
+                "dict": [
+                    ["searcher", {"searcher": "random", "attrs": {}}],
+                    ["problem", 1],
+                    ["loop", 1],
+                ]
+            },
+            "its searcher is not the one its header names",  # no hyperparameters
+        ),
     ],
 )
 def test_a_crafted_state_is_refused_in_one_line(capsys, cut, node, why):
     rewrite(cut / CHECKPOINT, lambda h: h.update(state=node), rehash_config=True)
     assert_refused(capsys, cut, "is damaged", why)
+
+
+def set_entry(header, part: str, key: str, node) -> None:
+    """Set entry ``key`` of the state's ``part`` ("loop" or "problem") to the tree ``node``."""
+    entries = next(v for k, v in header["state"]["dict"] if k == part)["dict"]
+    next(pair for pair in entries if pair[0] == key)[1] = node
+
+
+@pytest.mark.parametrize(
+    "part, key, node, why",
+    [
+        ("loop", "since_better", -1, "its loop state's since_better is '-1'"),
+        ("loop", "step_start", "x", "its loop state's step_start"),
+        ("loop", "history", [], "it has no validated mask"),
+        ("loop", "history", [{"dict": [["seconds", 1.0]]}], "a row of its history"),
+        ("loop", "best", {"dict": [["mask", []]]}, "its best mask's record"),
+        ("problem", "position", -1, "batch counters are damaged"),
+        ("problem", "n_evaluations", {"float": "nan"}, "cost counters are damaged"),
+        ("problem", "order", {"tuple": [1, 2]}, "batch order is not an order"),
+        ("problem", "batch_rng", {"dict": [["state", 1]]}, "batch order generator"),
+    ],
+)
+def test_an_edited_loop_or_problem_state_is_refused_in_one_line(capsys, cut, part, key, node, why):
+    rewrite(cut / CHECKPOINT, lambda h: set_entry(h, part, key, node), rehash_config=True)
+    assert_refused(capsys, cut, why)
 
 
 def test_a_deeply_nested_state_or_header_is_refused_in_one_line(capsys, cut, tmp_path):

@@ -253,10 +253,14 @@ class CheckpointState:
         if not isinstance(state, dict) or set(state) != {"searcher", "problem", "loop"}:
             raise decoder.damaged("its state is not a search's state")
         searcher = state["searcher"]
-        if not isinstance(searcher, Searcher) or (
-            searcher.name != self.searcher.get("name")
-            or _canonical(searcher.get_params()) != self.searcher.get("params")
-        ):
+        try:
+            same = isinstance(searcher, Searcher) and (
+                searcher.name == self.searcher.get("name")
+                and _canonical(searcher.get_params()) == self.searcher.get("params")
+            )
+        except AttributeError:  # a hyperparameter left out of its attributes
+            same = False
+        if not same:
             raise decoder.damaged("its searcher is not the one its header names")
         return state
 

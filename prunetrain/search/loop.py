@@ -331,16 +331,21 @@ _ROW_KEYS = {
     "improved",
 }
 _SCORES = ("train_loss", "val_loss", "val_accuracy")
+_COUNTS = ("evaluations", "sample_forwards", "seconds")
 
 
 def _checked_loop_state(loop: object, problem: Problem, resume: CheckpointState) -> dict:
     """The loop state of a checkpoint, refused in one line unless it is one this loop wrote."""
 
-    def number(value: object, optional: bool = False) -> bool:
+    def number(value: object, optional: bool = False, finite: bool = True) -> bool:
         if value is None:
             return optional
         numeric = isinstance(value, (int, float, np.integer, np.floating))
-        return numeric and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+        numeric = numeric and not isinstance(value, (bool, np.bool_))
+        return numeric and (not finite or math.isfinite(value))
+
+    def score(key: str, value: object) -> bool:  # a loss may be infinite; a count may not
+        return number(value, optional=key == "train_loss", finite=key in _COUNTS)
 
     def damaged(why: str) -> PrunetrainError:
         return PrunetrainError(f"checkpoint {resume.path} is damaged ({why})")
@@ -349,21 +354,19 @@ def _checked_loop_state(loop: object, problem: Problem, resume: CheckpointState)
         raise damaged("its loop state has other entries")
     for key, kind in _LOOP_STATE.items():
         value = loop[key]
-        ok = isinstance(value, kind) if kind is not float else number(value)
-        if not ok or (kind is int and (not number(value) or value != int(value) or value < 0)):
+        ok = number(value) if kind in (int, float) else isinstance(value, kind)
+        if not ok or (kind is int and (value != int(value) or value < 0)):
             raise damaged(f"its loop state's {key} is {str(value)[:40]!r}")
     for row in loop["history"]:
         if not isinstance(row, dict) or set(row) != _ROW_KEYS:
             raise damaged("a row of its history has other entries")
-        if not all(number(row[k], optional=k == "train_loss") for k in _ROW_KEYS - {"improved"}):
+        if not all(score(k, row[k]) for k in _ROW_KEYS - {"improved"}):
             raise damaged("a row of its history holds a value that is not a number")
     for key in ("best", "last"):
         kept = loop[key]
         if not kept:
             continue
-        if set(kept) != {"mask", *_SCORES} or not all(
-            number(kept[k], optional=k == "train_loss") for k in _SCORES
-        ):
+        if set(kept) != {"mask", *_SCORES} or not all(score(k, kept[k]) for k in _SCORES):
             raise damaged(f"its {key} mask's record has other entries")
         try:
             kept["mask"] = check_mask(kept["mask"], problem.shapes)
