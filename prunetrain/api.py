@@ -497,6 +497,8 @@ def _old_checkpoint_message(out: Path) -> str:
     how = "with the command that started it"
     record = out / "result.json"
     try:
+        if not record.is_file() or record.stat().st_size > 2**24:  # a record is a few KiB
+            raise ValueError
         command = json.loads(record.read_text())["provenance"]["command"]
         if isinstance(command, str) and len(command) < 1000:
             how = f"with the command that started it: {command}"
