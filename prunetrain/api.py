@@ -9,6 +9,7 @@ from here too).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from prunetrain.backends import NumpyBackend
 from prunetrain.data import Dataset, FeatureScaling, file_source, load_dataset
 from prunetrain.errors import ArchiveError, DataError, PrunetrainError, TicketError
 from prunetrain.files import check_regular_file, check_writable_folder
+from prunetrain.interrupts import STOPPING, deferred_interrupt
 from prunetrain.metrics import log_softmax
 from prunetrain.network import check_seed
 from prunetrain.npz import entry_names
@@ -44,7 +46,13 @@ from prunetrain.runs import (  # noqa: F401
     write_curve,
 )
 from prunetrain.search import DEFAULT_METHOD, SEARCHERS, make_searcher, run
-from prunetrain.search.checkpoint import CHECKPOINT, Checkpoint, read_checkpoint
+from prunetrain.search.checkpoint import (
+    CHECKPOINT,
+    OLD_CHECKPOINT,
+    Checkpoint,
+    CheckpointState,
+    read_checkpoint,
+)
 from prunetrain.search.loop import Callback
 from prunetrain.search.pipeline import Pipeline
 from prunetrain.threads import one_blas_thread
@@ -301,10 +309,10 @@ def run_search(
         the search (``stopped_by="callback"``); see :func:`~prunetrain.search.run`.
     out : path, optional
         Folder to write ``ticket.npz``, ``result.json`` and the curve into.
-        While the search runs, ``checkpoint.pkl`` there holds its state
-        (written every ``checkpoint_every`` seconds and on Ctrl-C), from
-        which :func:`resume_search` continues it; it is removed when the
-        search ends other than by an interrupt.
+        While the search runs, ``checkpoint.npz`` there holds its state
+        (written every ``checkpoint_every`` seconds and on Ctrl-C, SIGTERM
+        or SIGHUP), from which :func:`resume_search` continues it; it is
+        removed when the search ends other than by an interrupt.
     checkpoint_every : float
         Seconds between checkpoints (with ``out``).
     runs_dir : path, optional
@@ -321,6 +329,14 @@ def run_search(
         Config, search result, ticket, train/val/test metrics and the folder
         written (``out``). The test split is only touched after the search, to
         report the final metrics.
+
+    Notes
+    -----
+    In the main thread, Ctrl-C, SIGTERM and SIGHUP stop the search at the end
+    of its current step, and it returns (and writes) the best mask so far
+    with ``stopped_by="interrupted"`` and the signal in ``result.signal``; a
+    second one stops it at once. One that arrives after the search's last
+    step changes nothing.
     """
     seed = check_seed(seed)
     network_seed = seed if network_seed is None else check_seed(network_seed)
@@ -353,24 +369,27 @@ def run_search(
         start = init_mask if isinstance(init_mask, Ticket) else Ticket.load(init_mask)
         start.verify(setup.network)
         start_mask = start.mask
-    return runs.search(
-        setup,
-        searcher,
-        budget,
-        method=method,
-        backend=backend,
-        batch_size=batch_size,
-        schedule=schedule,
-        patience=patience,
-        init_mask=start_mask,
-        init_from=None if init_mask is None or isinstance(init_mask, Ticket) else str(init_mask),
-        progress=progress,
-        callbacks=callbacks,
-        out=out,
-        runs_dir=runs_dir,
-        force=force,
-        checkpoint_every=checkpoint_every,
-    )
+    with deferred_interrupt(STOPPING):  # a signal before the first step stops after it
+        return runs.search(
+            setup,
+            searcher,
+            budget,
+            method=method,
+            backend=backend,
+            batch_size=batch_size,
+            schedule=schedule,
+            patience=patience,
+            init_mask=start_mask,
+            init_from=None
+            if init_mask is None or isinstance(init_mask, Ticket)
+            else str(init_mask),
+            progress=progress,
+            callbacks=callbacks,
+            out=out,
+            runs_dir=runs_dir,
+            force=force,
+            checkpoint_every=checkpoint_every,
+        )
 
 
 @runs.claims_out(resume=True)  # no other run writes into out while it resumes
@@ -390,10 +409,17 @@ def resume_search(
     and the validation history. With an evaluation budget the result is the
     uninterrupted search's, the same ticket byte for byte.
 
+    Resuming runs no code from the folder: the checkpoint is data only
+    (:mod:`prunetrain.search.checkpoint`), and is refused in one line if it
+    is damaged (its checksum), if its config was edited (its hash) or fails
+    the checks a fresh run's options pass, or if the network its config
+    builds is not the one searched (its weights hash). A pickled
+    ``checkpoint.pkl`` of an older prunetrain is refused, never read.
+
     Parameters
     ----------
     out : path
-        The run folder (``prunetrain search --out``) holding ``checkpoint.pkl``.
+        The run folder (``prunetrain search --out``) holding ``checkpoint.npz``.
     dataset : Dataset or str, optional
         The data, if the search was given a :class:`~prunetrain.data.Dataset`
         object (a name or file is stored in the checkpoint and loaded again).
@@ -411,44 +437,118 @@ def resume_search(
     -------
     SearchRun
         As :func:`run_search` returns; the checkpoint is removed once the
-        search has finished and its outputs are written.
+        search has finished and its outputs are written. Signals stop it as
+        they stop :func:`run_search`.
     """
     out = check_writable_folder(out)
-    saved, state = read_checkpoint(out / CHECKPOINT)
+    path = out / CHECKPOINT
+    if not path.exists() and (out / OLD_CHECKPOINT).exists():
+        raise PrunetrainError(_old_checkpoint_message(out))
+    saved, state = read_checkpoint(path)
     check_out(out, force)
-    try:
-        config = saved["run"]
-        source = dataset if dataset is not None else saved["dataset"]
-        if source is None:
+    config, source, recorded_dir = _resume_options(saved, state)
+    if dataset is not None:
+        source = dataset
+    if source is None:
+        raise PrunetrainError(
+            f"the search in {out} ran on a Dataset object: pass it again as dataset="
+        )
+    if data_dir is None:
+        data_dir = recorded_dir
+    data = source if isinstance(source, Dataset) else load_dataset(source, data_dir=data_dir)
+    _check_same_data(config.get("data_source"), data, dataset is None)
+    # The checks and bounds a fresh run's options go through (run_search), in the same order.
+    setup = runs.build(
+        data,
+        config["arch"],
+        init=config["init"],
+        scale=config["scale"],
+        keep=config["keep"],
+        keep_rule=config["keep_rule"],
+        seed=config["seed"],
+        network_seed=config["network_seed"],
+    )
+    budget = Budget.parse(config["budget"])
+    problem = setup.problem(
+        backend=config["backend"], batch_size=config["batch_size"], schedule=config["schedule"]
+    )
+    checkpoint = Checkpoint(path, checkpoint_every, saved)
+    with deferred_interrupt(STOPPING):
+        result = run(
+            problem, None, budget, patience=config["patience"], progress=progress,
+            checkpoint=checkpoint, resume=state,
+        )  # fmt: skip
+        return runs.finish(setup, config, result, out, force)
+
+
+#: The types a checkpoint's run config must give each option (those a fresh run's command line
+#: gives it); their values are then checked where a fresh run's are.
+_RESUME_TYPES = {
+    "arch": (str,),
+    "init": (str,),
+    "scale": (str,),
+    "keep": (int, float),
+    "keep_rule": (str,),
+    "seed": (int,),
+    "network_seed": (int,),
+    "backend": (str,),
+    "batch_size": (int, type(None)),
+    "schedule": (str,),
+    "budget": (str,),
+    "patience": (int, type(None)),
+    "method": (str,),
+    "method_params": (dict,),
+}
+
+
+def _resume_options(saved: dict, state: CheckpointState) -> tuple[dict, object, object]:
+    """The run config, data source and data folder of a checkpoint, their types checked.
+
+    Raises
+    ------
+    PrunetrainError
+        One line naming the option and its value.
+    """
+    where = f"checkpoint {state.path}"
+    if set(saved) != {"run", "dataset", "data_dir"}:
+        raise PrunetrainError(f"{where} is damaged (its config is not a search's)")
+    config = saved["run"]
+    if not isinstance(config, dict):
+        raise PrunetrainError(f"{where} is damaged (its run config is {str(config)[:40]!r})")
+    for key, kinds in _RESUME_TYPES.items():
+        if key not in config:
+            raise PrunetrainError(f"{where} is damaged (its config has no {key})")
+        value = config[key]
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            wanted = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
             raise PrunetrainError(
-                f"the search in {out} ran on a Dataset object: pass it again as dataset="
+                f"{where} has {key} {str(value)[:60]!r} in its config; expected {wanted}"
             )
-        if data_dir is None:
-            data_dir = saved["data_dir"]
-        data = source if isinstance(source, Dataset) else load_dataset(source, data_dir=data_dir)
-        _check_same_data(config.get("data_source"), data, dataset is None)
-        setup = runs.build(
-            data,
-            config["arch"],
-            init=config["init"],
-            scale=config["scale"],
-            keep=config["keep"],
-            keep_rule=config["keep_rule"],
-            seed=config["seed"],
-            network_seed=config["network_seed"],
-        )
-        problem = setup.problem(
-            backend=config["backend"], batch_size=config["batch_size"], schedule=config["schedule"]
-        )
-        budget, patience = config["budget"], config["patience"]
-    except (KeyError, TypeError):
-        raise PrunetrainError(f"{out / CHECKPOINT} is damaged (its config is incomplete)") from None
-    checkpoint = Checkpoint(out / CHECKPOINT, checkpoint_every, saved)
-    result = run(
-        problem, None, budget, patience=patience, progress=progress, checkpoint=checkpoint,
-        resume=state,
-    )  # fmt: skip
-    return runs.finish(setup, config, result, out, force)
+    for key in ("dataset", "data_dir"):
+        if not isinstance(saved[key], (str, type(None))):
+            raise PrunetrainError(f"{where} has {key} {str(saved[key])[:60]!r}; expected a path")
+    if state.searcher["params"] != json.dumps(config["method_params"], sort_keys=True, default=str):
+        raise PrunetrainError(f"{where} is damaged (its searcher's options are not its config's)")
+    return config, saved["dataset"], saved["data_dir"]
+
+
+def _old_checkpoint_message(out: Path) -> str:
+    """What to do with a run folder whose checkpoint is an old pickle (which is never read)."""
+    how = "with the command that started it"
+    record = out / "result.json"
+    try:
+        if not record.is_file() or record.stat().st_size > 2**24:  # a record is a few KiB
+            raise ValueError
+        command = json.loads(record.read_text())["provenance"]["command"]
+        if isinstance(command, str) and len(command) < 1000:
+            how = f"with the command that started it: {command}"
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        pass
+    return (
+        f"{out / OLD_CHECKPOINT} was written by an older prunetrain, which stored checkpoints "
+        "as pickles; they are no longer read (loading a pickle can run any code). Rerun the "
+        f"search from its start {how}"
+    )
 
 
 def _check_same_data(recorded: dict | None, data: Dataset, from_checkpoint: bool) -> None:

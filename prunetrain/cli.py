@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 
 import click
@@ -15,13 +16,15 @@ import click
 from prunetrain.backends import BACKENDS, backend_names
 from prunetrain.baselines import BASELINES
 from prunetrain.errors import PrunetrainError
+from prunetrain.interrupts import STOPPING, deferred_interrupt, exit_code, interrupting, signal_of
 from prunetrain.masks import KEEP_KINDS
 from prunetrain.network import INIT_SCHEMES, SCALE_RULES
 from prunetrain.problem import SCHEDULES
 from prunetrain.search import DEFAULT_METHOD, SEARCHERS
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
+# A stopping signal exits with 128 + its number, as a shell says (interrupts.exit_code):
+# Ctrl-C 130, SIGTERM 143, SIGHUP 129.
 
 #: Where the run folders go when --out is not given.
 RUNS_DIR = "runs"
@@ -192,7 +195,27 @@ def output_options(out_help: str):
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class Commands(click.Group):
+    """The command group; an ``EOFError`` escaping a command is an error, not an interrupt.
+
+    click turns ``EOFError`` into :class:`click.Abort`, as it does Ctrl-C, which
+    is right at a prompt (Ctrl-D) but not for a file that ends early; no
+    command reads a terminal, so here it is a user error, said in one line.
+    """
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EOFError as e:
+            raise PrunetrainError(
+                f"unexpected end of input ({_one_line(e) or 'EOFError'})"
+            ) from None
+
+
+@click.group(
+    cls=Commands,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(package_name="prunetrain")
 def cli() -> None:
     """Search frozen random networks for winning tickets, without backpropagation."""
@@ -247,7 +270,7 @@ def cli() -> None:
     type=click.Path(file_okay=False),
     metavar="DIR",
     help="Continue the interrupted search in DIR exactly where it stopped (its "
-    "checkpoint.pkl); takes every setting from the checkpoint.",
+    "checkpoint.npz); takes every setting from the checkpoint.",
 )
 @output_options(
     "Output folder. Default: runs/DATASET-METHOD-ARCH-keepK-BUDGET-seedS-HASH "
@@ -258,9 +281,19 @@ def search(**opts) -> None:
     """Search a frozen random network for a mask; write ticket.npz, result.json and the curve.
 
     A folder that holds a finished run is not overwritten without --force.
-    Ctrl-C stops at the end of the current step, writes the best ticket so far
-    and a checkpoint, and exits with code 130; `--resume DIR` continues it.
+    Ctrl-C, SIGTERM and SIGHUP stop at the end of the current step, write the
+    best ticket so far and a checkpoint, and exit with code 130, 143 and 129;
+    `--resume DIR` continues it. A second one stops at once; one that comes
+    after the search's last step changes nothing.
     """
+    with deferred_interrupt(STOPPING, one_search=True) as interrupt:  # from now to the summary
+        finished = _search(opts)
+        interrupt.ignore_until_exit()  # the outputs are written
+        _report_search(finished, opts)
+
+
+def _search(opts: dict):
+    """Run or resume the search ``opts`` describe."""
     from prunetrain.api import resume_search, run_search
     from prunetrain.backends import backend_notice
 
@@ -277,13 +310,11 @@ def search(**opts) -> None:
             raise PrunetrainError(
                 f"--resume takes every setting from its checkpoint; drop {', '.join(given)}"
             )
-        finished = resume_search(opts["resume"], progress=not opts["quiet"], force=opts["force"])
-        _report_search(finished, opts)
-        return
+        return resume_search(opts["resume"], progress=not opts["quiet"], force=opts["force"])
     if notice := backend_notice(opts["backend"]):
         logger.debug(notice)
 
-    finished = run_search(
+    return run_search(
         opts["dataset"],
         opts["arch"],
         method_params=parse_method_params(opts["params"]),
@@ -291,22 +322,23 @@ def search(**opts) -> None:
         **_picked(opts, *RUN_KEYS, "schedule", "backend", "patience", "init_mask", "init_share"),
         **_output_options(opts),
     )
-    _report_search(finished, opts)
 
 
 def _report_search(finished, opts: dict) -> None:
     """The summary of a search (or its ``--json``); an interrupted one says how to resume
-    and exits with 130."""
+    and exits with 128 + the signal's number (130 for Ctrl-C)."""
     r, out = finished.result, finished.out
     if not _reported_as_json(finished, opts):
         _print_summary(finished)
     if r.interrupted:
+        signum = r.signal or signal.SIGINT
         click.echo(
-            f"prunetrain: interrupted after {r.evaluations:.0f} evaluations; the best ticket "
-            f"so far is in {out}; continue with: prunetrain search --resume {out}",
+            f"prunetrain: interrupted ({signal.Signals(signum).name}) after {r.evaluations:.0f} "
+            f"evaluations; the best ticket so far is in {out}; continue with: "
+            f"prunetrain search --resume {out}",
             err=True,
         )
-        raise click.exceptions.Exit(EXIT_INTERRUPTED)
+        raise click.exceptions.Exit(exit_code(signum))
 
 
 def _print_summary(finished) -> None:
@@ -407,9 +439,9 @@ def compare(
 
     Writes results.jsonl, summary.md, summary.json, report.html and plots into --out;
     `prunetrain report` regenerates all but results.jsonl. The whole config is
-    checked before the first run. Ctrl-C stops at once and exits with code 130,
-    keeping only the runs that finished; several compare processes may share one
-    --out (results.jsonl is locked while written).
+    checked before the first run. Ctrl-C, SIGTERM and SIGHUP stop at once and exit
+    with code 130, 143 and 129, keeping only the runs that finished; several compare
+    processes may share one --out (results.jsonl is locked while written).
     """
     from prunetrain.experiments import load_config, run_comparison
     from prunetrain.experiments.config import CONFIRM_RUNS
@@ -422,16 +454,18 @@ def compare(
         )
     out = out or f"experiments/results/{comparison.name}"
     try:
-        result = run_comparison(
-            comparison, out, jobs=jobs, scheduler=scheduler, echo=None if quiet else logger.info
-        )
-    except KeyboardInterrupt:
+        with interrupting():  # SIGTERM and SIGHUP as Ctrl-C
+            result = run_comparison(
+                comparison, out, jobs=jobs, scheduler=scheduler, echo=None if quiet else logger.info
+            )
+    except KeyboardInterrupt as e:
+        signum = signal_of(e)
         click.echo(
-            f"prunetrain: interrupted; the runs that finished are in {out}/results.jsonl, "
-            "and a rerun completes the rest",
+            f"prunetrain: interrupted ({signal.Signals(signum).name}); the runs that finished "
+            f"are in {out}/results.jsonl, and a rerun completes the rest",
             err=True,
         )
-        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+        raise click.exceptions.Exit(exit_code(signum)) from None
     if as_json:
         echo_json(
             {
@@ -794,7 +828,10 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo(f"prunetrain: error: {_one_line(f'{e.filename}: {e.strerror}')}", err=True)
         code = EXIT_USER_ERROR
-    except (click.Abort, KeyboardInterrupt):
-        click.echo("prunetrain: interrupted", err=True)
-        code = EXIT_INTERRUPTED
+    except (click.Abort, KeyboardInterrupt) as e:
+        # click raises Abort from the KeyboardInterrupt (or Interrupted, for SIGTERM and SIGHUP).
+        cause = e.__cause__ if isinstance(e, click.Abort) else e
+        signum = signal_of(cause) if isinstance(cause, KeyboardInterrupt) else signal.SIGINT
+        click.echo(f"prunetrain: interrupted ({signal.Signals(signum).name})", err=True)
+        code = exit_code(signum)
     sys.exit(code or 0)

@@ -197,6 +197,13 @@ default="signed_constant"
     use the float64 reference forward (:meth:`FrozenNetwork.forward`), so a
     sample's probabilities do not depend on the other rows predicted with it.
 
+    **Pickling** works as for any scikit-learn estimator (``pickle``,
+    ``joblib``): the pickle holds the packed mask and rebuilds the frozen
+    weights. Unpickling runs whatever code the pickle names, so load only
+    pickles you trust (as scikit-learn says of its own). To share a fitted
+    model, share its ticket instead (:meth:`save_ticket`, read back by
+    :meth:`from_ticket`): a ticket is data only and is checked when it is read.
+
     Examples
     --------
     >>> from sklearn.datasets import load_iris
@@ -649,7 +656,8 @@ default="signed_constant"
         est.masks_ = ticket.mask
         return est
 
-    # --- pickling: a ticket is tiny, so pickles store the mask and rebuild the weights
+    # --- pickling: a ticket is tiny, so pickles store the mask and rebuild the weights.
+    # (Unpickling is running code: the class docstring says to load only trusted pickles.)
     def __getstate__(self):
         state = dict(super().__getstate__())
         ticket = state.pop("ticket_", None)

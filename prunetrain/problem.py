@@ -303,10 +303,14 @@ class Problem:
         run's began, its seconds from those it had used (plus the clock since
         :meth:`start`).
         """
+        _check_state(state, self.n_train)
         index = np.asarray(state["batch_index"], dtype=np.int64)
         if index.ndim != 1 or (len(index) and not 0 <= index.min() <= index.max() < self.n_train):
             raise PrunetrainError("the checkpoint's batch does not fit this training set")
-        self._batch_rng.bit_generator.state = state["batch_rng"]
+        try:
+            self._batch_rng.bit_generator.state = state["batch_rng"]
+        except (TypeError, ValueError, KeyError, OverflowError):
+            raise PrunetrainError("the checkpoint's batch order generator is damaged") from None
         self._order = np.asarray(state["order"], dtype=np.int64)
         self._position = int(state["position"])
         self._batches_handed = int(state["batches_handed"])
@@ -493,6 +497,53 @@ class FlipSession:
     def _charge_moves(self, layer: int, n_moves, swaps: bool) -> None:
         cost = n_moves * (flip_cost(self.problem.shapes, layer) * (2 if swaps else 1))
         self.problem.charge(cost, cost * self.state.batch_size)
+
+
+_STATE_KEYS = {
+    "batch_rng",
+    "order",
+    "position",
+    "batches_handed",
+    "batch_index",
+    "batch_number",
+    "n_evaluations",
+    "n_sample_forwards",
+    "n_validations",
+    "counted_from",
+    "seconds",
+}
+
+
+def _check_state(state: object, n_train: int) -> None:
+    """Raise unless ``state`` is a :meth:`Problem.get_state` of a problem of ``n_train`` rows."""
+
+    def count(value: object, whole: bool = False) -> bool:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)
+        ):
+            return False
+        return math.isfinite(value) and value >= 0 and (not whole or value == int(value))
+
+    if not isinstance(state, dict) or set(state) != _STATE_KEYS:
+        raise PrunetrainError("the checkpoint's problem state has other entries")
+    order, counted = state["order"], state["counted_from"]
+    if not (
+        isinstance(order, np.ndarray)
+        and order.shape == (n_train,)
+        and order.dtype.kind in "iu"
+        and np.array_equal(np.sort(order), np.arange(n_train))
+    ):
+        raise PrunetrainError("the checkpoint's batch order is not an order of this training set")
+    whole = ("position", "batches_handed", "batch_number", "n_validations")
+    if not all(count(state[k], whole=True) for k in whole) or state["position"] > n_train:
+        raise PrunetrainError("the checkpoint's batch counters are damaged")
+    if not all(count(state[k]) for k in ("n_evaluations", "n_sample_forwards", "seconds")) or not (
+        isinstance(counted, (tuple, list)) and len(counted) == 2 and all(map(count, counted))
+    ):
+        raise PrunetrainError("the checkpoint's cost counters are damaged")
+    index = state["batch_index"]
+    if not isinstance(index, np.ndarray) or index.dtype.kind not in "iu":
+        raise PrunetrainError("the checkpoint's batch does not fit this training set")
 
 
 def _mean_one(w, n: int, split: str) -> np.ndarray | None:

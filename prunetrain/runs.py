@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import inspect
 import json
 import os
@@ -50,7 +49,7 @@ from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed, parse_arc
 from prunetrain.problem import Budget, Problem
 from prunetrain.provenance import record_provenance
 from prunetrain.search import Searcher, SearchResult, resolve_batch_size, run
-from prunetrain.search.checkpoint import CHECKPOINT, Checkpoint
+from prunetrain.search.checkpoint import CHECKPOINT, OLD_CHECKPOINT, Checkpoint, config_hash
 from prunetrain.search.loop import Callback
 from prunetrain.search.pipeline import Pipeline
 from prunetrain.threads import one_blas_thread
@@ -274,7 +273,7 @@ def search(
     out, runs_dir, force
         The run folder (:func:`claim_run_folder`: held for the whole search, and
         removed again if it fails): written when the search ends,
-        ``checkpoint.pkl`` there every ``checkpoint_every`` seconds while it runs.
+        ``checkpoint.npz`` there every ``checkpoint_every`` seconds while it runs.
     checkpoint_every : float
         Seconds between checkpoints (with a folder).
 
@@ -327,8 +326,8 @@ def finish(
 ) -> SearchRun:
     """The ticket, its metrics and the record of a search; written to ``out`` if given.
 
-    A search that ran to its end removes its checkpoint; an interrupted one
-    keeps it, to be resumed.
+    A search that ran to its end removes its checkpoint (and an old pickled
+    one a previous run left); an interrupted one keeps it, to be resumed.
     """
     meta = {**dataset_meta(setup.data), "method": config["method"], "seed": config["seed"]}
     ticket = Ticket(setup.network, result.mask, setup.rule, meta)
@@ -338,6 +337,7 @@ def finish(
         finished.save(out, force=force)
         if not result.interrupted:
             (out / CHECKPOINT).unlink(missing_ok=True)
+            (out / OLD_CHECKPOINT).unlink(missing_ok=True)
     return finished
 
 
@@ -542,7 +542,7 @@ def run_name(config: dict) -> str:
     ...           "budget": "20s", "seed": 0})
     'digits-random-64-32-10-keep0.5-20s-seed0-43131217'
     """
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+    digest = config_hash(config)
     parts = [config["dataset"], config["method"], config["arch"], f"keep{config['keep']:g}"]
     if config.get("budget"):
         parts.append(config["budget"])

@@ -57,3 +57,21 @@ def small_net():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(autouse=True)
+def default_signal_handlers():
+    """Give SIGINT, SIGTERM and SIGHUP their default handlers back after each test.
+
+    ``prunetrain search`` (``cli.main``) leaves them ignored once its outputs
+    are written, as the process is about to exit; run in process, a test
+    must not pass that on to the next.
+    """
+    import signal
+
+    from prunetrain.interrupts import STOPPING
+
+    yield
+    for signum in STOPPING:
+        default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+        signal.signal(signum, default)

@@ -324,7 +324,7 @@ def test_ctrl_c_writes_the_best_ticket_so_far(tmp_path):
         "-m prunetrain search --budget 1h --arch 64-16-10 --out " + shlex.quote(str(out))
     )
     Ticket.load(out / "ticket.npz")
-    assert (out / "checkpoint.pkl").is_file()
+    assert (out / "checkpoint.npz").is_file()
 
 
 def test_verbose_says_why_auto_passes_over_the_gpu(tmp_path, capsys):
@@ -503,7 +503,7 @@ def test_interrupted_search_exits_130_and_resume_gives_the_uninterrupted_ticket(
     args = ["search", "--method", "ga", "--budget", "320evals", "--arch", "64-16-10", "-q"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert cli(capsys, *args, "--out", str(whole))[0] == 0
-    assert not (whole / "checkpoint.pkl").exists()  # a finished search keeps no checkpoint
+    assert not (whole / "checkpoint.npz").exists()  # a finished search keeps no checkpoint
 
     next_batch = Problem.next_batch
 
@@ -518,7 +518,7 @@ def test_interrupted_search_exits_130_and_resume_gives_the_uninterrupted_ticket(
     assert code == 130 and f"prunetrain search --resume {cut}" in err
     record = json.loads((cut / "result.json").read_text())
     assert record["stopped_by"] == "interrupted" and 160 <= record["evaluations"] < 320
-    assert sorted(p.name for p in cut.iterdir()) == sorted([*OUTPUTS, "checkpoint.pkl"])
+    assert sorted(p.name for p in cut.iterdir()) == sorted([*OUTPUTS, "checkpoint.npz"])
 
     code, _, err = cli(capsys, "search", "--resume", str(cut), "--budget", "10evals")
     assert code == 2 and "drop --budget" in err

@@ -166,16 +166,16 @@ def test_resume_writes_into_an_interrupted_run_but_not_over_a_finished_one(
     out = tmp_path / "run"
     interrupt_at(monkeypatch, 100)
     code, _, err = cli(capsys, *args, "-q", "--out", out)
-    assert code == 130 and (out / "checkpoint.pkl").is_file(), err
-    checkpoint = (out / "checkpoint.pkl").read_bytes()
+    assert code == 130 and (out / "checkpoint.npz").is_file(), err
+    checkpoint = (out / "checkpoint.npz").read_bytes()
     # The folder holds an interrupted run: --resume replaces it without --force.
     code, stdout, err = cli(capsys, "search", "--resume", out, "--json")
     assert code == 0, err
     summary = json.loads(stdout)
     assert summary["out"] == str(out) and summary["stopped_by"] == "budget"
-    assert not (out / "checkpoint.pkl").exists()
+    assert not (out / "checkpoint.npz").exists()
     # A checkpoint left beside a finished run (say, a copy): refused unless --force.
-    (out / "checkpoint.pkl").write_bytes(checkpoint)
+    (out / "checkpoint.npz").write_bytes(checkpoint)
     before = files(out)
     code, stdout, err = cli(capsys, "search", "--resume", out, "-q")
     assert code == 2 and err.count("\n") == 1 and "already holds a finished run" in err

@@ -41,7 +41,7 @@ def test_search_gives_what_run_search_gives(digits, tmp_path):
         record["config"] == done.config
         and record["test_accuracy"] == done.metrics["test"]["accuracy"]
     )
-    assert not (tmp_path / "r" / "checkpoint.pkl").exists()
+    assert not (tmp_path / "r" / "checkpoint.npz").exists()
 
 
 def test_run_config_of_a_baseline(digits):

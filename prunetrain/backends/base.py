@@ -65,6 +65,18 @@ class Backend(abc.ABC):
         """A device array of this backend (features, labels, weights) as a NumPy array."""
         return np.asarray(array)
 
+    def is_device_array(self, obj) -> bool:
+        """Whether ``obj`` is an array on this backend's device that is not a NumPy array.
+
+        A checkpoint stores such an array on the host (:meth:`to_host`) and
+        moves it back with :meth:`to_device`. The NumPy reference has none.
+        """
+        return False
+
+    def to_device(self, array: np.ndarray):
+        """A host array as an array on this backend's device, of the same dtype and shape."""
+        return array
+
     @abc.abstractmethod
     def evaluate(self, population: MaskPopulation, X, y, w=None) -> tuple[np.ndarray, np.ndarray]:
         """Mean cross-entropy and accuracy of every mask of ``population`` on ``(X, y)``.

@@ -7,7 +7,8 @@ local process pool, or on a Dask cluster (``Client.get_executor()``, a
 finished run becomes one line of ``results.jsonl`` at once, and a rerun skips
 every run whose key (a hash of its config) is already there. Every write of
 ``results.jsonl`` holds a lock, so several comparisons may share one folder.
-Ctrl-C stops the comparison at once; a run cut short is never recorded.
+Ctrl-C stops the comparison at once (so do SIGTERM and SIGHUP, under
+``prunetrain compare``); a run cut short is never recorded.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from prunetrain.files import (
     make_folders,
     write_error,
 )
+from prunetrain.interrupts import Interrupted
 from prunetrain.progress import format_seconds
 from prunetrain.provenance import command_line
 from prunetrain.threads import one_blas_thread
@@ -127,7 +129,7 @@ def _run_search(run: RunSpec, data) -> dict:
         callbacks=[lambda row, mask: validated.append(pack_mask(mask))],
     )
     if finished.result.interrupted:  # a cut-short run is no result: stop the comparison
-        raise KeyboardInterrupt
+        raise Interrupted(finished.result.signal or signal.SIGINT)
     for key in ("data_source", "init_share"):  # never in a comparison's records: kept out
         del finished.config[key]
     record = finished.record()
@@ -287,9 +289,12 @@ def worker_init(parent: int) -> None:
 
     Ctrl-C at a terminal reaches the whole process group; the parent alone
     decides, so a worker ignores SIGINT (and the run loop then leaves it
-    ignored). A daemon thread ends the worker once ``os.getppid()`` is no
-    longer ``parent`` (a killed parent leaves its children to another), so no
-    worker outlives a ``compare`` killed with SIGKILL for more than a moment.
+    ignored). SIGTERM and SIGHUP end a worker at once, as the pool itself
+    ends workers with SIGTERM; a run cut short is never recorded, and the
+    parent stops the comparison on its own signal. A daemon thread ends the
+    worker once ``os.getppid()`` is no longer ``parent`` (a killed parent
+    leaves its children to another), so no worker outlives a ``compare``
+    killed with SIGKILL for more than a moment.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -310,6 +315,26 @@ def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
     for process in processes:
         with contextlib.suppress(Exception):
             process.join(timeout=5)
+
+
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (which a spawned pool uses) deaf to SIGHUP.
+
+    It ignores SIGINT and SIGTERM itself but not SIGHUP, which a closed
+    terminal sends to the whole process group: it would die, and the one
+    started in its place would print a traceback while ``compare`` stops.
+    An ignored signal stays ignored in the process it starts.
+    """
+    from multiprocessing import resource_tracker
+
+    if not hasattr(signal, "SIGHUP") or threading.current_thread() is not threading.main_thread():
+        resource_tracker.ensure_running()
+        return
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 @contextlib.contextmanager
@@ -355,6 +380,7 @@ def make_executor(
     }
     saved = {v: os.environ.get(v) for v in env}
     os.environ.update(env)
+    _start_resource_tracker()
     pool = cf.ProcessPoolExecutor(
         jobs,
         mp_context=multiprocessing.get_context("spawn"),

@@ -34,25 +34,43 @@ class Searcher(Hyperparameters, abc.ABC):
     (it charges every evaluation, and :meth:`budget_used` reads it).
 
     Checkpoints (``prunetrain search --resume``) need nothing from a searcher
-    but this: **keep every attribute picklable**. The run loop pickles the
-    searcher whole, between two :meth:`step` calls, with its random
-    generator ``self.rng`` and everything :meth:`setup` and :meth:`step` have
-    stored (arrays, counters, other searchers, caches); the problem, its
-    network, backend, keep rule and data arrays are stored as references and
-    bound to the resumed run's own. The resumed searcher then gets :meth:`step` calls
-    only — :meth:`setup` is not called again — and must continue exactly as
-    the uninterrupted one would (``tests/test_checkpoint.py`` checks every
-    registered searcher for a byte-identical ticket). So:
+    but this: **keep its state in attributes that are plain data.** Between
+    two :meth:`step` calls the run loop stores the searcher's attributes
+    (``vars(searcher)``: its hyperparameters, its random generator
+    ``self.rng`` and everything :meth:`setup` and :meth:`step` have stored),
+    and a resumed run rebuilds the searcher from its registered name and
+    those attributes, without calling ``__init__`` or :meth:`setup` again; it
+    then gets :meth:`step` calls only and must continue exactly as the
+    uninterrupted one would (``tests/test_checkpoint.py`` checks every
+    registered searcher for a byte-identical ticket). A checkpoint is data,
+    never code (:mod:`prunetrain.search.checkpoint`), so an attribute may hold:
 
-    - store no lambdas, closures, open files, locks or modules as attributes
-      (store a small object with a method instead, as
-      :class:`~prunetrain.search.pipeline.StageBudget`);
+    - ``None``, bools, ints, floats (NaN and infinities too), strings, and
+      lists, tuples and dicts of these;
+    - NumPy arrays of a bool, integer or float dtype (up to 8 dimensions),
+      NumPy scalars, and arrays on the backend's device (stored on the host);
+    - an ``np.random.Generator`` (its bit generator's state is stored);
+    - the problem, its network, backend, keep rule and data arrays (stored
+      as references, bound to the resumed run's own);
+    - other registered searchers (a pipeline's stages), and objects of the
+      helper classes of :data:`~prunetrain.search.checkpoint.STATE_CLASSES`
+      (a flip session and its cache, a mask layout, a pipeline stage's
+      budget view). A new helper class is registered with the
+      :func:`~prunetrain.search.checkpoint.state_class` decorator; its objects
+      are stored as their attributes, by the same rules.
+
+    References shared between attributes stay shared, and cycles are kept.
+    Attribute names are identifiers with at most one leading underscore, and
+    none may shadow a method or property of the class. So:
+
+    - store no lambdas, closures, open files, locks, modules, sets or
+      objects of other classes (store a registered helper object with a
+      method instead, as :class:`~prunetrain.search.pipeline.StageBudget`);
     - keep state that must survive a checkpoint in attributes, not in
-      generators or iterators held across steps;
-    - if something cannot be pickled or should not be stored (a device
-      handle, a cache that is cheap to rebuild), override ``__getstate__`` to
-      leave it out and ``__setstate__`` to rebuild it (the Python pickle
-      protocol), calling the base implementation for the rest.
+      generators or iterators held across steps.
+
+    A searcher that breaks these rules still runs: the loop warns once and
+    writes no checkpoints for it.
     """
 
     name: ClassVar[str]
@@ -165,6 +183,9 @@ class SearchResult:
     last_step : float
         What the last step used, in the same unit (with the validation after
         it; the setup, if no step ran).
+    signal : int or None
+        The signal that interrupted the search (``signal.SIGINT`` for Ctrl-C,
+        ``SIGTERM``, ``SIGHUP``); ``None`` unless ``stopped_by="interrupted"``.
     """
 
     mask: Mask
@@ -181,6 +202,7 @@ class SearchResult:
     compile_seconds: float = 0.0
     budget_overshoot: float = 0.0
     last_step: float = 0.0
+    signal: int | None = None
 
     @property
     def interrupted(self) -> bool:

@@ -3,25 +3,24 @@ Ctrl-C, checkpoints and resuming from one."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import pickle
-import signal
-import threading
+import math
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from prunetrain.backends import warm_up
 from prunetrain.errors import PrunetrainError
+from prunetrain.hyperparams import check_number
+from prunetrain.interrupts import deferred_interrupt, signal_of
 from prunetrain.masks import Mask, check_mask
 from prunetrain.network import check_seed
 from prunetrain.problem import Budget, Problem
 from prunetrain.progress import Progress
 from prunetrain.search.base import Searcher, SearchResult
-from prunetrain.search.checkpoint import Checkpoint, bound_objects, dumps_state, loads_state
+from prunetrain.search.checkpoint import Checkpoint, CheckpointState, NotCheckpointable
 from prunetrain.threads import one_blas_thread
 
 logger = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ def run(
     callbacks: Sequence[Callback] = (),
     progress: bool = False,
     checkpoint: Checkpoint | None = None,
-    resume: bytes | None = None,
+    resume: CheckpointState | None = None,
 ) -> SearchResult:
     """Run ``searcher`` on ``problem`` until ``budget`` is spent.
 
@@ -72,7 +71,7 @@ def run(
         Start from this mask (a warm start).
     patience : int, optional
         Stop after this many validations in a row without a better
-        validation accuracy. ``None`` never stops early.
+        validation accuracy (a whole number >= 1). ``None`` never stops early.
     validation_interval : float, optional
         Training sample-forwards between validations. By default
         ``10 × (validation set size)`` (the training set stands in for an empty
@@ -91,13 +90,16 @@ def run(
         loss, validation accuracy, evaluations/s.
     checkpoint : Checkpoint, optional
         Write the search's whole state there once it has started, every
-        ``checkpoint.every`` seconds at a step boundary, and on Ctrl-C.
-    resume : bytes, optional
+        ``checkpoint.every`` seconds at a step boundary, and on Ctrl-C. A
+        searcher whose state cannot be stored as data (see
+        :class:`~prunetrain.search.base.Searcher`) runs on without checkpoints,
+        with a warning.
+    resume : CheckpointState, optional
         The state of a checkpoint (:func:`~prunetrain.search.checkpoint.read_checkpoint`)
         to continue from, on a problem rebuilt as the checkpointed one was
-        (same network, data, keep rule, batch schedule and seed, same backend).
-        With the same evaluation budget the result is that of the
-        uninterrupted search, exactly.
+        (same network, data, keep rule, batch schedule and seed, same backend):
+        a checkpoint of another network is refused. With the same evaluation
+        budget the result is that of the uninterrupted search, exactly.
 
     Returns
     -------
@@ -106,7 +108,10 @@ def run(
         (the last one validated, for a searcher that sets ``returns_last``).
         Ctrl-C ends the search early and still returns the best so far
         (``stopped_by="interrupted"``): the first at the end of the current
-        step (after writing a checkpoint), a second at once.
+        step (after writing a checkpoint), a second at once. Inside
+        :func:`~prunetrain.interrupts.deferred_interrupt` blocks that cover
+        them (``prunetrain search``'s), SIGTERM and SIGHUP do the same, and
+        the result's ``signal`` says which signal stopped the search.
 
     Notes
     -----
@@ -120,8 +125,9 @@ def run(
     result (of this process, when resuming).
     """
     budget = Budget.parse(budget)
-    if patience is not None and patience < 1:
-        raise PrunetrainError(f"patience must be >= 1 validations, got {patience}")
+    patience = check_number(
+        "patience", patience, 1, None, open_low=False, integer=True, optional=True
+    )
     if (searcher is None) == (resume is None):
         raise PrunetrainError("run needs a searcher or a checkpoint state to resume, not both")
     if init_mask is not None:
@@ -151,12 +157,11 @@ def run(
     stopped_by = "budget"
     used, elapsed = problem.evaluations_used, problem.seconds_used  # this run's, so far
 
-    bound = bound_objects(problem)
     if resume is not None:
-        saved = loads_state(resume, bound)
+        saved = resume.restore(problem)
         searcher = saved["searcher"]
+        state.update(_checked_loop_state(saved["loop"], problem, resume))
         problem.set_state(saved["problem"])  # with the seconds and evaluations the run had used
-        state.update(saved["loop"])
     history, best, last = state["history"], state["best"], state["last"]
 
     def validate() -> bool:
@@ -192,18 +197,15 @@ def run(
     def save_checkpoint() -> None:
         nonlocal checkpoint, last_checkpoint
         last_checkpoint = time.perf_counter()
-        snapshot = {"searcher": searcher, "problem": problem.get_state(), "loop": state}
         try:
-            data = dumps_state(snapshot, bound)
-        except (pickle.PicklingError, TypeError, AttributeError) as e:
+            checkpoint.write(searcher, problem, state)
+        except NotCheckpointable as e:
             warnings.warn(
                 f"searcher {searcher.name!r} cannot be checkpointed ({e}); this search "
                 "continues without checkpoints (see the Searcher docstring)",
                 stacklevel=3,
             )
             checkpoint = None
-            return
-        checkpoint.write(data)
 
     def usage() -> float:
         """What the budget counts: evaluations, or seconds."""
@@ -232,8 +234,9 @@ def run(
     # overshoots it by less than its last step (with the validation after it; setup counts
     # as a step), and records by how much.
     overshoot = last_step = 0.0
+    signum = None
     try:
-        with deferred_interrupt() as interrupt:
+        with deferred_interrupt(search=True) as interrupt:
             if resume is None:
                 state["step_start"] = usage()
                 searcher.setup(problem, searcher_rng(seed), init_mask)
@@ -262,7 +265,7 @@ def run(
                         stopped_by = "early_stopping"
                         break
                 if interrupt.is_set():
-                    stopped_by = "interrupted"
+                    stopped_by, signum = "interrupted", interrupt.signum
                     if checkpoint is not None:
                         save_checkpoint()
                     break
@@ -279,8 +282,8 @@ def run(
             overshoot = max(0.0, now - total) if stopped_by == "budget" else 0.0
             if history[-1]["evaluations"] != used():
                 validate()  # the search ends here whatever the callbacks say
-    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread
-        stopped_by = "interrupted"
+    except KeyboardInterrupt as e:  # a second Ctrl-C, or one outside the main thread
+        stopped_by, signum = "interrupted", signal_of(e)
         if not best:
             raise
     finally:
@@ -304,32 +307,71 @@ def run(
         compile_seconds=compile_seconds,
         budget_overshoot=float(overshoot),
         last_step=float(last_step),
+        signal=signum,
     )
 
 
-@contextlib.contextmanager
-def deferred_interrupt() -> Iterator[threading.Event]:
-    """While the block runs, a first Ctrl-C only sets the event it yields; a second raises.
+#: The loop state's entries and the types of their values (a checkpoint's is checked).
+_LOOP_STATE = {
+    "history": list,
+    "best": dict,
+    "last": dict,
+    "since_better": int,
+    "last_validation": float,
+    "step_start": float,
+}
+_ROW_KEYS = {
+    "evaluations",
+    "sample_forwards",
+    "seconds",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "best_val_accuracy",
+    "improved",
+}
+_SCORES = ("train_loss", "val_loss", "val_accuracy")
+_COUNTS = ("evaluations", "sample_forwards", "seconds")
 
-    The run loop checks the event after each step, so an interrupted search
-    stops at a step boundary, where its state is whole and can be
-    checkpointed. Outside the main thread, or where SIGINT is not Python's
-    default handler (ignored in a worker process, say), nothing changes.
-    """
-    event = threading.Event()
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        yield event
-        return
 
-    def first_interrupt(signum, frame) -> None:
-        event.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+def _checked_loop_state(loop: object, problem: Problem, resume: CheckpointState) -> dict:
+    """The loop state of a checkpoint, refused in one line unless it is one this loop wrote."""
 
-    signal.signal(signal.SIGINT, first_interrupt)
-    try:
-        yield event
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    def number(value: object, optional: bool = False, finite: bool = True) -> bool:
+        if value is None:
+            return optional
+        numeric = isinstance(value, (int, float, np.integer, np.floating))
+        numeric = numeric and not isinstance(value, (bool, np.bool_))
+        return numeric and (not finite or math.isfinite(value))
+
+    def score(key: str, value: object) -> bool:  # a loss may be infinite; a count may not
+        return number(value, optional=key == "train_loss", finite=key in _COUNTS)
+
+    def damaged(why: str) -> PrunetrainError:
+        return PrunetrainError(f"checkpoint {resume.path} is damaged ({why})")
+
+    if not isinstance(loop, dict) or set(loop) != set(_LOOP_STATE):
+        raise damaged("its loop state has other entries")
+    for key, kind in _LOOP_STATE.items():
+        value = loop[key]
+        ok = number(value) if kind in (int, float) else isinstance(value, kind)
+        if not ok or (kind is int and (value != int(value) or value < 0)):
+            raise damaged(f"its loop state's {key} is {str(value)[:40]!r}")
+    for row in loop["history"]:
+        if not isinstance(row, dict) or set(row) != _ROW_KEYS:
+            raise damaged("a row of its history has other entries")
+        if not all(score(k, row[k]) for k in _ROW_KEYS - {"improved"}):
+            raise damaged("a row of its history holds a value that is not a number")
+    for key in ("best", "last"):
+        kept = loop[key]
+        if not kept:
+            continue
+        if set(kept) != {"mask", *_SCORES} or not all(score(k, kept[k]) for k in _SCORES):
+            raise damaged(f"its {key} mask's record has other entries")
+        try:
+            kept["mask"] = check_mask(kept["mask"], problem.shapes)
+        except (PrunetrainError, TypeError, ValueError):
+            raise damaged(f"its {key} mask does not fit the network") from None
+    if not loop["history"] or not loop["best"]:
+        raise damaged("it has no validated mask")
+    return loop

@@ -90,7 +90,7 @@ class Pipeline(Searcher):
 class StageBudget:
     """A stage's view of the budget (its :attr:`~prunetrain.search.base.Searcher.budget_view`):
     the fraction of its share ``[start, start + share)`` of the pipeline's budget spent so far.
-    An object, not a closure, so a checkpoint can pickle it.
+    An object of a registered class, not a closure, so a checkpoint can store it.
 
     Examples
     --------

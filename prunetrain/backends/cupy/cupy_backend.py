@@ -225,6 +225,13 @@ class CupyBackend(Backend):
         """A CuPy array copied to the host (``cupy.asnumpy``); NumPy arrays as they are."""
         return self._asnumpy(array)
 
+    def is_device_array(self, obj) -> bool:
+        """Whether ``obj`` is a CuPy array (never, under the CUDA simulator, where they are NumPy's)."""
+        return self.xp is not np and isinstance(obj, self.xp.ndarray)
+
+    def to_device(self, array: np.ndarray):
+        return self.xp.asarray(array)
+
     # --- population evaluation --------------------------------------------------------
 
     def evaluate(self, population: MaskPopulation, X, y, w=None) -> tuple[np.ndarray, np.ndarray]:
