@@ -53,7 +53,7 @@ from prunetrain.search.checkpoint import (
     CheckpointState,
     read_checkpoint,
 )
-from prunetrain.search.loop import Callback
+from prunetrain.search.loop import Callback, check_searcher
 from prunetrain.search.pipeline import Pipeline
 from prunetrain.threads import one_blas_thread
 from prunetrain.ticket import Ticket
@@ -343,6 +343,8 @@ def run_search(
     budget = Budget.parse(budget)
     if out is not None:
         check_out(out, force)
+    searcher = make_searcher(method, **(method_params or {}))
+    check_searcher(searcher, keep_rule)  # its hyperparameters, before the data is loaded
     setup = runs.build(
         dataset,
         arch,
@@ -354,7 +356,6 @@ def run_search(
         seed=seed,
         network_seed=network_seed,
     )
-    searcher = make_searcher(method, **(method_params or {}))
     start_mask = None
     if isinstance(init_mask, str) and init_mask in SEARCHERS and not Path(init_mask).exists():
         if not (isinstance(init_share, (int, float)) and 0 < init_share < 1):

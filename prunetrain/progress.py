@@ -161,6 +161,15 @@ class Progress:
             self._print(self._line("done "))
         self.enabled = False
 
+    def discard(self) -> None:
+        """Release the display without a final line: the work failed before it had any to show
+        (its error is the one line the user should see)."""
+        if self._bar is not None:
+            self._bar.leave = False
+            self._bar.close()  # clears the bar from the terminal
+            self._bar = None
+        self.enabled = False
+
     def _fields_text(self) -> str:
         return " ".join(f"{k}={v}" for k, v in self.fields.items())
 

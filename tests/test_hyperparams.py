@@ -236,3 +236,25 @@ def test_cli_refuses_absurd_hyperparameters_in_one_line(tmp_path, capsys, args, 
     assert exit_.value.code == 2
     assert err.count("\n") == 1 and err.startswith("prunetrain: error: ") and message in err
     assert not out.exists()
+
+
+def test_a_bad_hyperparameter_is_refused_before_the_data_is_loaded(tmp_path, capsys, monkeypatch):
+    """With progress shown (no -q), `-p population=1e12` printed a 'done' progress line before
+    its error: the search's setup, where it was found, ran after the data and network were made."""
+    from prunetrain import runs
+    from prunetrain.cli import main
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the data was loaded before the hyperparameters were checked")
+
+    monkeypatch.setattr(runs, "build", no_build)
+    out = tmp_path / "o"
+    with pytest.raises(SystemExit) as exit_:
+        main(["search", "--method", "ga", "-p", "population=1e12", "--out", str(out)])
+    _, err = capsys.readouterr()
+    assert exit_.value.code == 2
+    assert (
+        err
+        == "prunetrain: error: population must be a whole number in [2, 10000], got 1000000000000.0\n"
+    )
+    assert not out.exists()

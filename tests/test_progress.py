@@ -143,3 +143,11 @@ def test_cli_messages_go_through_logging(capsys):
     assert e.value.code == 0
     assert [(r.levelname, r.getMessage()) for r in keep.records] == [("WARNING", message)]
     assert capsys.readouterr().err == message + "\n"  # one plain line on stderr
+
+
+def test_a_discarded_display_writes_no_final_line():
+    log = io.StringIO()
+    p = Progress(10, unit="eval", label="probe", stream=log, interval=3600)
+    p.discard()
+    p.close(10)
+    assert log.getvalue() == ""

@@ -21,6 +21,7 @@ import prunetrain
 from prunetrain.errors import PrunetrainError
 from prunetrain.network import NetworkSpec, check_keep, check_seed, parse_arch
 from prunetrain.problem import Budget
+from prunetrain.search.loop import check_searcher
 
 if TYPE_CHECKING:
     from prunetrain.experiments.report import ReportOptions
@@ -375,32 +376,6 @@ def _search_options(given: dict) -> dict:
             f"unknown backend {options['backend']!r}; expected one of {', '.join(BACKEND_NAMES)}"
         )
     return options
-
-
-def check_searcher(searcher, keep_rule: str) -> None:
-    """Raise if ``searcher``'s hyperparameters are out of range: set it up on a tiny problem.
-
-    A searcher checks its hyperparameters in ``setup``; doing that here, on
-    a 6-4-2 network and 16 random samples, finds a bad value before any run
-    instead of in each run.
-    """
-    import copy
-
-    import numpy as np
-
-    from prunetrain.data import Dataset
-    from prunetrain.masks import KeepRule
-    from prunetrain.network import FrozenNetwork
-    from prunetrain.problem import Problem
-    from prunetrain.search.loop import searcher_rng
-
-    rng = np.random.default_rng(0)
-    X, y = rng.random((16, 6), dtype=np.float32), np.arange(16) % 2
-    data = Dataset("check", X, y, X[:4], y[:4], X[:0], y[:0], np.arange(2))
-    problem = Problem(
-        FrozenNetwork(NetworkSpec((6, 4, 2)), 0), data, KeepRule(0.5, keep_rule), "numpy", 8
-    )
-    copy.deepcopy(searcher).setup(problem, searcher_rng(0))
 
 
 def _is_count(value) -> bool:
