@@ -341,8 +341,6 @@ def run_search(
     seed = check_seed(seed)
     network_seed = seed if network_seed is None else check_seed(network_seed)
     budget = Budget.parse(budget)
-    if out is not None:
-        check_out(out, force)
     searcher = make_searcher(method, **(method_params or {}))
     check_searcher(searcher, keep_rule)  # its hyperparameters, before the data is loaded
     setup = runs.build(

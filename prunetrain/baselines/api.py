@@ -19,7 +19,7 @@ from prunetrain.data import Dataset
 from prunetrain.network import FrozenNetwork, check_seed
 from prunetrain.problem import Budget
 from prunetrain.provenance import record_provenance
-from prunetrain.runs import check_out, dataset_meta, evaluate_ticket, split_metrics
+from prunetrain.runs import dataset_meta, evaluate_ticket, split_metrics
 from prunetrain.threads import one_blas_thread
 from prunetrain.ticket import Ticket
 
@@ -173,8 +173,6 @@ def run_baseline(
     seed = check_seed(seed)
     network_seed = seed if network_seed is None else check_seed(network_seed)
     budget = None if budget is None else Budget.parse(budget)
-    if out is not None:
-        check_out(out, force)
     baseline = make_baseline(method, **(method_params or {}))
     if batch_size is not None and "batch_size" in baseline.param_names():
         baseline.batch_size = batch_size
