@@ -83,7 +83,7 @@ def test_interrupted_and_resumed_search_gives_the_uninterrupted_ticket(
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-@pytest.mark.parametrize("method", ["ga", "pipeline"])
+@pytest.mark.parametrize("method", sorted(SEARCHERS))
 def test_sigterm_and_sighup_interrupt_like_ctrl_c_and_resume_to_the_same_ticket(
     digits, tmp_path, method, signum
 ):
