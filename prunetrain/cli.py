@@ -513,12 +513,19 @@ def compare(
     "default_label",
     help=f"Label of the default search, the second reference of the paired differences ({DEFAULT_METHOD}).",
 )
+@click.option(
+    "--times",
+    metavar="S,S,...",
+    help="Seconds of each run's wall time for the at-equal-time table. Default: the config's "
+    "[report] (kept in summary.json), else 5,15,60,300,600.",
+)
 def report(
     folders: tuple[str, ...],
     out: str | None,
     targets: str | None,
     reference: str | None,
     default_label: str | None,
+    times: str | None,
 ) -> None:
     """Regenerate summary.md, summary.json, the plots and report.html from results.jsonl.
 
@@ -537,12 +544,20 @@ def report(
             raise PrunetrainError(
                 f"bad --targets {targets!r}: expected fractions such as 0.9,0.95,0.98"
             ) from None
+    if times:
+        try:
+            overrides["times"] = [float(t) for t in times.split(",")]
+        except ValueError:
+            raise PrunetrainError(
+                f"bad --times {times!r}: expected seconds such as 5,15,60,300,600"
+            ) from None
     args = ["prunetrain", "report", *folders]
     for flag, value in (
         ("--out", out),
         ("--targets", targets),
         ("--reference", reference),
         ("--default", default_label),
+        ("--times", times),
     ):
         if value:
             args += [flag, value]

@@ -196,14 +196,25 @@ def test_report_keeps_the_config_options_and_accepts_new_ones(tmp_path):
     folder = write_results(tmp_path / "cmp", synthetic_records())
     report_folders([folder], overrides={"targets": [0.5], "default": "hill"}, plots=False)
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["options"] == {"targets": [0.5], "reference": "edge-popup", "default": "hill"}
+    times = [5.0, 15.0, 60.0, 300.0, 600.0]
+    assert summary["options"] == {
+        "targets": [0.5],
+        "reference": "edge-popup",
+        "default": "hill",
+        "times": times,
+    }
     assert group(summary, "64-16-10", 0.5)["paired"]["default"] == "hill"
     # A second report without options keeps them; a new one changes only what it names.
     report_folders([folder], plots=False)
     assert json.loads((folder / "summary.json").read_text())["options"]["default"] == "hill"
     report_folders([folder], overrides={"reference": "dense"}, plots=False)
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["options"] == {"targets": [0.5], "reference": "dense", "default": "hill"}
+    assert summary["options"] == {
+        "targets": [0.5],
+        "reference": "dense",
+        "default": "hill",
+        "times": times,
+    }
     ttt = group(summary, "64-16-10", 0.5)["time_to_target"]
     assert ttt["reference"] == "dense" and ttt["targets"][0]["accuracy"] == pytest.approx(0.48)
 
@@ -293,3 +304,150 @@ def test_html_escapes_and_reports_missing_plots(tmp_path):
     page = render("# <T>\n\ntext & `a<b`\n\n![x](gone.png)\n\n- one\n- two\n", tmp_path, "t")
     assert "<h1>&lt;T&gt;</h1>" in page and "text &amp; <code>a&lt;b</code>" in page
     assert "missing plot gone.png" in page and "<ul><li>one</li><li>two</li></ul>" in page
+
+
+# --- at equal time ------------------------------------------------------------------------------
+
+#: Hand-made curves, per label and seed: ((seconds, test accuracy), ...), the run's wall time
+#: (its last row), and the kind of record.
+CURVES = {
+    "accumulate": [
+        [(2.0, 0.50), (10.0, 0.60), (50.0, 0.70), (400.0, 0.80)],
+        [(3.0, 0.40), (12.0, 0.70), (70.0, 0.75), (410.0, 0.85)],
+        [(6.0, 0.30), (20.0, 0.50), (200.0, 0.90), (590.0, 0.95)],
+    ],
+    "edge-popup": [
+        [(0.0, 0.10), (4.0, 0.60), (8.0, 0.70)],
+        [(0.0, 0.10), (4.0, 0.60), (8.0, 0.72)],
+        [(0.0, 0.10), (4.0, 0.60), (8.0, 0.74)],
+    ],
+    # Seed 0 stops at 10 s, the others run on to 100 s: at 15 s one of three has finished.
+    "hill": [
+        [(1.0, 0.20), (10.0, 0.40)],
+        [(1.0, 0.20), (9.0, 0.30), (100.0, 0.60)],
+        [(1.0, 0.20), (9.0, 0.30), (100.0, 0.70)],
+    ],
+}
+
+
+def curve_records() -> list[dict]:
+    records = []
+    for label, seeds in CURVES.items():
+        for seed, points in enumerate(seeds):
+            r = make_record(label, "64-16-10", 0.5, seed, points[-1][1], budget="600s")
+            r["history"] = [
+                {**r["history"][0], "seconds": t, "test_accuracy": acc} for t, acc in points
+            ]
+            r["seconds"] = points[-1][0]
+            records.append(r)
+    return records
+
+
+def equal_time_rows(text: str) -> dict[str, list[str]]:
+    """The cells of the markdown "at equal time" table, by method (the header under "method")."""
+    lines = text[text.index("### At equal time") :].splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = {}
+    for line in lines[first:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] != "---":
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_accuracy_at_equal_time_in_summary_json_markdown_and_html(tmp_path):
+    folder = write_results(tmp_path / "cmp", curve_records())
+    report_folders([folder], overrides={"default": "accumulate"}, plots=False)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["options"]["times"] == [5.0, 15.0, 60.0, 300.0, 600.0]  # the defaults
+    table = summary["groups"][0]["at_equal_time"]
+    assert table["times"] == [5.0, 15.0, 60.0, 300.0, 600.0]
+    acc = {c["seconds"]: c for c in table["methods"]["accumulate"]}
+    # At 5 s seed 2 has no point yet (its first is at 6 s): no mean, as on the plots.
+    assert [(p["accuracy"], p["finished"]) for p in acc[5.0]["per_seed"]] == [
+        (0.5, False),
+        (0.4, False),
+        (None, False),
+    ]
+    assert acc[5.0]["mean"] is None and acc[5.0]["ci95"] is None
+    # At 15 s each seed's last point at or before it: 0.60 (10 s), 0.70 (12 s), 0.30 (6 s).
+    assert [p["accuracy"] for p in acc[15.0]["per_seed"]] == [0.6, 0.7, 0.3]
+    assert acc[15.0]["mean"] == pytest.approx(1.6 / 3)
+    sd = np.std([0.6, 0.7, 0.3], ddof=1)
+    assert acc[15.0]["ci95"] == pytest.approx(4.302652729911275 * sd / np.sqrt(3))
+    assert [p["accuracy"] for p in acc[300.0]["per_seed"]] == [0.7, 0.75, 0.9]
+    # At 600 s every run has ended (400, 410, 590 s): each carries its final accuracy.
+    assert [(p["accuracy"], p["finished"]) for p in acc[600.0]["per_seed"]] == [
+        (0.8, True),
+        (0.85, True),
+        (0.95, True),
+    ]
+    assert (acc[600.0]["finished"], acc[600.0]["mean"]) == (3, pytest.approx(2.6 / 3))
+    ep = {c["seconds"]: c for c in table["methods"]["edge-popup"]}
+    assert ep[5.0]["mean"] == pytest.approx(0.6) and ep[5.0]["finished"] == 0
+    assert ep[15.0]["mean"] == pytest.approx(0.72) and ep[15.0]["finished"] == 3
+    hill = {c["seconds"]: c for c in table["methods"]["hill"]}
+    assert [p["accuracy"] for p in hill[15.0]["per_seed"]] == [0.4, 0.3, 0.3]
+    assert hill[15.0]["finished"] == 1
+    # The highest mean at each time (at 5 s accumulate has none yet).
+    assert table["ahead"] == ["edge-popup", "edge-popup", "edge-popup", "accumulate", "accumulate"]
+
+    text = (folder / "summary.md").read_text()
+    assert "last point recorded at or before" in text
+    assert "† finished before this time: its final accuracy" in text
+    rows = equal_time_rows(text)
+    assert rows["method"] == ["5 s", "15 s", "60 s", "300 s", "600 s"]
+    half = 4.302652729911275 * sd / np.sqrt(3)
+    assert rows["accumulate"][:2] == ["—", f"0.5333 ± {half:.4f}"]
+    late = 4.302652729911275 * np.std([0.8, 0.85, 0.95], ddof=1) / np.sqrt(3)
+    assert rows["accumulate"][4] == f"**0.8667 ± {late:.4f} †**"  # every seed had finished
+    assert rows["edge-popup"][0] == "**0.6000 ± 0.0000**"
+    assert rows["edge-popup"][1] == "**0.7200 ± 0.0497 †**"
+    assert rows["accumulate"][3].startswith("**0.7833 ± ")
+    assert rows["edge-popup"][3] == "0.7200 ± 0.0497 †"
+    assert rows["hill"][1].endswith(" †(1/3)")  # one of three seeds had finished
+    # The time-to-target table is still there, before it.
+    assert text.index("### Time to target") < text.index("### At equal time")
+    page = (folder / "report.html").read_text()
+    assert "<h3>At equal time</h3>" in page
+    assert '<th class="num">15 s</th>' in page
+    assert '<td>accumulate</td><td class="num">—</td>' in page
+
+
+def test_equal_time_takes_a_custom_list_of_times(tmp_path):
+    folder = write_results(tmp_path / "cmp", curve_records())
+    report_folders([folder], overrides={"times": [4, 9.5]}, plots=False)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["options"]["times"] == [4.0, 9.5]
+    table = summary["groups"][0]["at_equal_time"]
+    assert table["times"] == [4.0, 9.5]
+    hill = {c["seconds"]: c for c in table["methods"]["hill"]}
+    assert [p["accuracy"] for p in hill[9.5]["per_seed"]] == [0.2, 0.3, 0.3]
+    rows = equal_time_rows((folder / "summary.md").read_text())
+    assert rows["method"] == ["4 s", "9.5 s"]
+    assert rows["edge-popup"] == ["**0.6000 ± 0.0000**", "**0.7200 ± 0.0497 †**"]
+    # Kept in summary.json: a later report without options uses them again.
+    report_folders([folder], plots=False)
+    assert json.loads((folder / "summary.json").read_text())["options"]["times"] == [4.0, 9.5]
+
+
+def test_equal_time_options_from_the_cli_and_a_config(tmp_path, capsys):
+    folder = write_results(tmp_path / "cmp", curve_records())
+    result = CliRunner().invoke(cli_group, ["report", str(folder), "--times", "1,30"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["groups"][0]["at_equal_time"]["times"] == [1.0, 30.0]
+    assert "--times 1,30" in summary["regenerated_by"]
+    base = {"budget": "10evals", "methods": {"hill": {}}}
+    assert parse_config({**base, "report": {"times": [10, 20]}}).report.times == (10.0, 20.0)
+    for bad in ([], [0], [-5], ["x"], [True], 5):
+        with pytest.raises(PrunetrainError, match="times must be a non-empty list of seconds"):
+            ReportOptions.parse({"times": bad})
+    before = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(SystemExit) as e:
+        main(["report", str(folder), "--times", "5,soon"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "bad --times '5,soon'" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in folder.iterdir()) == before

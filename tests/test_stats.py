@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 from scipy.stats import rankdata
 
 from prunetrain.experiments.stats import (
+    AccuracyAt,
+    accuracy_at,
     ci95,
     forward_cost,
     median_or_none,
@@ -143,3 +145,27 @@ def test_pareto_front_is_exactly_the_undominated_points(points):
     assert any(front)
     best = max(accs)
     assert any(on and accs[i] == best for i, on in enumerate(front))
+
+
+def test_accuracy_at_reads_the_last_point_at_or_before_the_time():
+    rows = [
+        {"seconds": 1.0, "test_accuracy": 0.2},
+        {"seconds": 2.0},  # a row without a test accuracy keeps the previous one
+        {"seconds": 4.0, "test_accuracy": 0.6},
+        {"seconds": 6.0, "test_accuracy": 0.7},
+    ]
+    at = [accuracy_at(rows, t, ended=6.5, final=0.75) for t in (0.5, 1.0, 3.0, 4.0, 6.0)]
+    assert at == [
+        AccuracyAt(None, False),
+        AccuracyAt(0.2, False),
+        AccuracyAt(0.2, False),
+        AccuracyAt(0.6, False),
+        AccuracyAt(0.7, False),  # its last point, but the run is still going (ends at 6.5 s)
+    ]
+    # From the moment it ended, its final accuracy, marked finished.
+    assert accuracy_at(rows, 6.5, ended=6.5, final=0.75) == AccuracyAt(0.75, True)
+    assert accuracy_at(rows, 100.0, ended=6.5, final=0.75) == AccuracyAt(0.75, True)
+    # A curve recorded past the run's wall time: it has not ended before its last point.
+    assert accuracy_at(rows, 5.5, ended=5.0, final=0.7) == AccuracyAt(0.6, False)
+    assert accuracy_at([], 1.0, ended=2.0, final=0.5) == AccuracyAt(None, False)
+    assert accuracy_at([], 3.0, ended=2.0, final=0.5) == AccuracyAt(0.5, True)

@@ -5,8 +5,9 @@ label (the config's name for a method or baseline). Per label: test accuracy,
 mean over seeds with a Student's t 95 % interval. Between labels: paired
 differences by seed against the best gradient baseline and against the
 default search, with a Wilcoxon signed-rank p-value; the wall time and
-sample-forwards to reach fractions of edge-popup's final accuracy; Pareto
-fronts of accuracy against cost; and, when a comparison has several keeps or
+sample-forwards to reach fractions of edge-popup's final accuracy; each
+label's test accuracy at equal times of its own wall time; Pareto fronts of
+accuracy against cost; and, when a comparison has several keeps or
 architectures, accuracy against keep and against width
 (:mod:`prunetrain.experiments.stats` has the statistics,
 :mod:`prunetrain.experiments.plots` the figures).
@@ -22,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 import platform
 from collections.abc import Mapping, Sequence
@@ -35,6 +37,7 @@ from prunetrain.experiments.stats import (
     BACKWARD_FORWARDS,
     WILCOXON_MIN_PAIRS,
     PairedDifference,
+    accuracy_at,
     ci95,
     forward_cost,
     median_or_none,
@@ -74,11 +77,15 @@ class ReportOptions:
         Label (or method name) of the default search: paired differences are
         taken against it as well as against the best gradient baseline. None:
         the package's default method (``prunetrain.search.DEFAULT_METHOD``).
+    times : tuple of float
+        Seconds of each run's own wall time at which the "at equal time"
+        table reads every label's test accuracy.
     """
 
     targets: tuple[float, ...] = (0.90, 0.95, 0.98)
     reference: str = "edge-popup"
     default: str | None = None
+    times: tuple[float, ...] = (5.0, 15.0, 60.0, 300.0, 600.0)
 
     @classmethod
     def parse(cls, raw: Mapping | None, where: str = "[report]") -> ReportOptions:
@@ -113,6 +120,21 @@ class ReportOptions:
                     f"accuracy in (0, 2], e.g. [0.9, 0.95, 0.98]; got {targets!r}"
                 )
             out["targets"] = tuple(float(t) for t in targets)
+        if "times" in raw:
+            times = raw["times"]
+            if (
+                not isinstance(times, (list, tuple))
+                or not times
+                or not all(
+                    isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t < math.inf
+                    for t in times
+                )
+            ):
+                raise PrunetrainError(
+                    f"{where}: times must be a non-empty list of seconds above 0, "
+                    f"e.g. [5, 15, 60, 300, 600]; got {times!r}"
+                )
+            out["times"] = tuple(float(t) for t in times)
         for name in ("reference", "default"):
             if name in raw:
                 if not isinstance(raw[name], str) or not raw[name]:
@@ -121,7 +143,11 @@ class ReportOptions:
         return cls(**out)
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "targets": list(self.targets)}
+        return {
+            **dataclasses.asdict(self),
+            "targets": list(self.targets),
+            "times": list(self.times),
+        }
 
 
 @dataclasses.dataclass
@@ -332,6 +358,49 @@ def targets_reached(
     return out
 
 
+def at_equal_time(records: list[dict], rows: list[MethodSummary], times: Sequence[float]) -> dict:
+    """Each label's test accuracy at each of ``times`` seconds of its runs' own wall time.
+
+    Per seed, the recorded curve's value at that time (:func:`accuracy_at`:
+    the last point at or before it; a run that had ended, its final
+    accuracy). Per label, the mean over seeds with its Student's t 95 %
+    interval, or None while some seed has no point yet (as on the plots, so
+    that the mean never jumps between the seeds that happen to have
+    started). ``ahead`` names, per time, the label with the highest mean.
+    """
+    methods = {}
+    for s in rows:
+        cells = []
+        runs = [r for r in records if r["label"] == s.label]
+        for t in times:
+            per_seed = []
+            for r in runs:
+                at = accuracy_at(r["history"], t, ended=r["seconds"], final=r["test_accuracy"])
+                per_seed.append(
+                    {"seed": r["run"]["seed"], "accuracy": at.accuracy, "finished": at.finished}
+                )
+            values = [p["accuracy"] for p in per_seed]
+            complete = all(v is not None for v in values)
+            cells.append(
+                {
+                    "seconds": t,
+                    "mean": float(np.mean(values)) if complete else None,
+                    "ci95": ci95(values) if complete else None,
+                    "seeds": len(per_seed),
+                    "finished": sum(p["finished"] for p in per_seed),
+                    "per_seed": per_seed,
+                }
+            )
+        methods[s.label] = cells
+    ahead = []
+    for i in range(len(times)):
+        means = [(cells[i]["mean"], label) for label, cells in methods.items()]
+        means = [(m, label) for m, label in means if m is not None]
+        # Highest mean; on a tie the label first in the table (best final accuracy).
+        ahead.append(max(means, key=lambda m: m[0])[1] if means else None)
+    return {"times": list(times), "methods": methods, "ahead": ahead}
+
+
 # --- sweeps ---------------------------------------------------------------------------------
 
 
@@ -529,6 +598,37 @@ def _targets_table(reached: dict | None, options: ReportOptions) -> list[str]:
     return lines
 
 
+def _equal_time_table(table: dict) -> list[str]:
+    times = table["times"]
+    lines = [
+        "Test accuracy at each time of the run's own wall time: each seed's last point recorded "
+        "at or before it, on the curve of the time-to-target table and the plots; mean over "
+        "seeds ± 95 % CI (t). **Bold**: the highest mean at that time. "
+        "— : some seed has no recorded point yet. "
+        "† finished before this time: its final accuracy "
+        "(†(k/n): k of the n seeds had finished and carry their final accuracy).",
+        "",
+        "| method | " + " | ".join(f"{t:g} s" for t in times) + " |",
+        "| --- | " + " | ".join("---:" for _ in times) + " |",
+    ]
+    for label, cells in table["methods"].items():
+        out = []
+        for i, c in enumerate(cells):
+            if c["mean"] is None:
+                out.append("—")
+                continue
+            ci = "" if c["ci95"] is None else f" ± {c['ci95']:.4f}"
+            mark = ""
+            if c["finished"] == c["seeds"]:
+                mark = " †"
+            elif c["finished"]:
+                mark = f" †({c['finished']}/{c['seeds']})"
+            cell = f"{c['mean']:.4f}{ci}{mark}"
+            out.append(f"**{cell}**" if table["ahead"][i] == label else cell)
+        lines.append(f"| {label} | " + " | ".join(out) + " |")
+    return lines
+
+
 def _sweep_tables(sweep: dict) -> list[str]:
     lines = []
     for panel in sweep["panels"]:
@@ -632,8 +732,9 @@ def write_report(
         The ``prunetrain compare`` command(s) that made the records, quoted
         in the rerun line.
     options : ReportOptions, optional
-        Targets and references; by default 90, 95 and 98 % of ``edge-popup``
-        and the package's default search method.
+        Targets, references and equal times; by default 90, 95 and 98 % of
+        ``edge-popup``, the package's default search method, and 5, 15, 60,
+        300 and 600 s.
     regenerated_by : str, optional
         The ``prunetrain report`` command, when the report is regenerated.
     plots : bool
@@ -690,6 +791,7 @@ def write_report(
         group_records = [r for r in records if group_of(r) == key]
         paired = paired_comparisons(rows, options)
         reached = targets_reached(group_records, rows, options)
+        equal_time = at_equal_time(group_records, rows, options.times)
         lines += [
             "",
             f"## {group_title(key)}",
@@ -703,6 +805,10 @@ def write_report(
             "### Time to target",
             "",
             *_targets_table(reached, options),
+            "",
+            "### At equal time",
+            "",
+            *_equal_time_table(equal_time),
             "",
             *(f"![{alt}]({stem}{suffix}.png)" for stem, alt in GROUP_PLOTS),
         ]
@@ -725,6 +831,7 @@ def write_report(
                     },
                 },
                 "time_to_target": reached,
+                "at_equal_time": equal_time,
             }
         )
     text = "\n".join(lines) + "\n"
@@ -848,8 +955,8 @@ def report_folders(
     out : path, optional
         Write one report of all the folders' runs here instead of one in each.
     overrides : mapping, optional
-        Report options (``targets``, ``reference``, ``default``, as in a
-        config's ``[report]``) to use instead of those the folder's last
+        Report options (``targets``, ``reference``, ``default``, ``times``,
+        as in a config's ``[report]``) to use instead of those the folder's last
         ``summary.json`` kept; the rest stay as they were, else the defaults.
     command : str, optional
         The ``prunetrain report`` command line, quoted in the report.

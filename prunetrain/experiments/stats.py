@@ -1,4 +1,4 @@
-"""Statistics of a comparison: paired differences over seeds, time-to-target, Pareto fronts.
+"""Statistics of a comparison: paired differences, time-to-target, equal-time accuracy, Pareto.
 
 Runs with the same seed on the same dataset, architecture, keep and init share
 the frozen network and the data splits, so two methods are compared on their
@@ -223,6 +223,51 @@ def time_to_target(history: Iterable[Mapping], target: float, kind: str = "searc
         if acc is not None and acc >= target:
             return Reached(float(row["seconds"]), forward_cost(row["sample_forwards"], kind))
     return Reached(None, None)
+
+
+@dataclasses.dataclass
+class AccuracyAt:
+    """A run's test accuracy at a time of its own wall clock (None: no point recorded yet).
+
+    ``finished`` says the run had ended by then, so ``accuracy`` is its final one.
+    """
+
+    accuracy: float | None
+    finished: bool
+
+
+def accuracy_at(
+    history: Sequence[Mapping], seconds: float, *, ended: float, final: float
+) -> AccuracyAt:
+    """Test accuracy of a run ``seconds`` into its own wall time, read off its recorded curve.
+
+    The last history row with a ``test_accuracy`` at or before ``seconds``
+    (the curve the time-to-target table and the plots use: a value holds
+    until the next point); None before the first. A run that had ended
+    (``ended``, its wall time) at or before ``seconds`` carries its
+    ``final`` test accuracy and says so: comparing at equal time, a method
+    that stopped early keeps what it returned.
+
+    Examples
+    --------
+    >>> rows = [{"seconds": 1.0, "test_accuracy": 0.4}, {"seconds": 3.0, "test_accuracy": 0.8}]
+    >>> accuracy_at(rows, 0.5, ended=3.0, final=0.8)
+    AccuracyAt(accuracy=None, finished=False)
+    >>> accuracy_at(rows, 2.0, ended=3.0, final=0.8)
+    AccuracyAt(accuracy=0.4, finished=False)
+    >>> accuracy_at(rows, 5.0, ended=3.0, final=0.8)
+    AccuracyAt(accuracy=0.8, finished=True)
+    """
+    ended = max([float(ended)] + [float(r["seconds"]) for r in history[-1:]])
+    if ended <= seconds:
+        return AccuracyAt(float(final), True)
+    value = None
+    for row in history:
+        if float(row["seconds"]) > seconds:
+            break
+        if row.get("test_accuracy") is not None:
+            value = float(row["test_accuracy"])
+    return AccuracyAt(value, False)
 
 
 def median_or_none(values: Sequence[float | None]) -> float | None:
