@@ -538,19 +538,9 @@ def report(
 
     overrides: dict = {"reference": reference, "default": default_label}
     if targets:
-        try:
-            overrides["targets"] = [float(t) for t in targets.split(",")]
-        except ValueError:
-            raise PrunetrainError(
-                f"bad --targets {targets!r}: expected fractions such as 0.9,0.95,0.98"
-            ) from None
+        overrides["targets"] = _numbers(targets, "--targets", "fractions such as 0.9,0.95,0.98")
     if times:
-        try:
-            overrides["times"] = [float(t) for t in times.split(",")]
-        except ValueError:
-            raise PrunetrainError(
-                f"bad --times {times!r}: expected seconds such as 5,15,60,300,600"
-            ) from None
+        overrides["times"] = _numbers(times, "--times", "seconds such as 5,15,60,300,600")
     args = ["prunetrain", "report", *folders]
     for flag, value in (
         ("--out", out),
@@ -566,6 +556,14 @@ def report(
     )
     for path in written:
         click.echo(f"wrote {path.parent}/summary.md, summary.json, report.html and the plots")
+
+
+def _numbers(text: str, flag: str, expected: str) -> list[float]:
+    """The comma-separated numbers of an option; its range is checked where the value is used."""
+    try:
+        return [float(t) for t in text.split(",")]
+    except ValueError:
+        raise PrunetrainError(f"bad {flag} {text!r}: expected {expected}") from None
 
 
 @cli.command()

@@ -62,6 +62,16 @@ SUMMARY_JSON = "summary.json"
 HTML_PAGE = "report.html"
 
 
+#: The options that are lists of numbers: which values are allowed, and what is expected.
+_NUMBER_LISTS = {
+    "targets": (
+        lambda t: 0 < t <= 2,
+        "fractions of the reference's accuracy in (0, 2], e.g. [0.9, 0.95, 0.98]",
+    ),
+    "times": (lambda t: 0 < t < math.inf, "seconds above 0, e.g. [5, 15, 60, 300, 600]"),
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class ReportOptions:
     """What a report compares against; a config's ``[report]`` table.
@@ -105,36 +115,21 @@ class ReportOptions:
                 f"expected {', '.join(sorted(fields))}"
             )
         out = {}
-        if "targets" in raw:
-            targets = raw["targets"]
-            if (
-                not isinstance(targets, (list, tuple))
-                or not targets
-                or not all(
-                    isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t <= 2
-                    for t in targets
-                )
-            ):
-                raise PrunetrainError(
-                    f"{where}: targets must be a non-empty list of fractions of the reference's "
-                    f"accuracy in (0, 2], e.g. [0.9, 0.95, 0.98]; got {targets!r}"
-                )
-            out["targets"] = tuple(float(t) for t in targets)
-        if "times" in raw:
-            times = raw["times"]
-            if (
-                not isinstance(times, (list, tuple))
-                or not times
-                or not all(
-                    isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t < math.inf
-                    for t in times
-                )
-            ):
-                raise PrunetrainError(
-                    f"{where}: times must be a non-empty list of seconds above 0, "
-                    f"e.g. [5, 15, 60, 300, 600]; got {times!r}"
-                )
-            out["times"] = tuple(float(t) for t in times)
+        for name, (inside, expected) in _NUMBER_LISTS.items():
+            if name in raw:
+                values = raw[name]
+                if (
+                    not isinstance(values, (list, tuple))
+                    or not values
+                    or not all(
+                        isinstance(t, (int, float)) and not isinstance(t, bool) and inside(t)
+                        for t in values
+                    )
+                ):
+                    raise PrunetrainError(
+                        f"{where}: {name} must be a non-empty list of {expected}; got {values!r}"
+                    )
+                out[name] = tuple(float(t) for t in values)
         for name in ("reference", "default"):
             if name in raw:
                 if not isinstance(raw[name], str) or not raw[name]:
