@@ -15,6 +15,7 @@ import click
 
 from prunetrain.backends import BACKENDS, backend_names
 from prunetrain.baselines import BASELINES
+from prunetrain.baselines.recipes import RECIPES, overridden
 from prunetrain.errors import PrunetrainError
 from prunetrain.interrupts import STOPPING, deferred_interrupt, exit_code, interrupting, signal_of
 from prunetrain.masks import KEEP_KINDS
@@ -363,7 +364,12 @@ def _print_summary(finished) -> None:
     method="dense",
     methods=BASELINES,
     kind="Baseline",
-    param_help="A baseline hyperparameter (epochs, lr, ...); repeatable.",
+    param_help=(
+        "A baseline hyperparameter (epochs, lr, ...); repeatable. recipe=NAME starts from a "
+        "published recipe (edge-popup: hidden-networks; dense, imp: lottery-ticket) or "
+        "converge, and other -p values override it; patience=N trains until validation "
+        "accuracy has not improved for N epochs and keeps the best. See `prunetrain methods`."
+    ),
 )
 @click.option(
     "--budget",
@@ -394,9 +400,15 @@ def baseline(**opts) -> None:
         return
     r, m, c, out = finished.result, finished.metrics, finished.config, finished.out
     wrote = "ticket.npz" if finished.ticket is not None else "weights.npz"
+    params = c["method_params"]
+    recipe = f"  recipe {params['recipe']}" if params.get("recipe") else ""
+    changed = overridden(c["method"], params)
+    if changed:
+        recipe += f" (overridden: {', '.join(changed)})"
+    best = "" if r.best_epoch is None else f", kept epoch {r.best_epoch} (best on validation)"
     lines = [
-        f"{c['method']} on {c['dataset']}  arch {c['arch']}  keep {finished.keep_fraction:.4g} ({c['keep_rule']})",
-        f"  {r.epochs:g} epochs, {r.steps} gradient steps in {r.seconds:.1f} s, stopped by {r.stopped_by}",
+        f"{c['method']} on {c['dataset']}  arch {c['arch']}  keep {finished.keep_fraction:.4g} ({c['keep_rule']}){recipe}",
+        f"  {r.epochs:g} epochs, {r.steps} gradient steps in {r.seconds:.1f} s, stopped by {r.stopped_by}{best}",
         _accuracy_line(m),
         f"  {r.note}",
         f"  wrote {out}/{wrote}, result.json, curve.csv, curve.png",
@@ -680,6 +692,10 @@ def methods(as_json: bool) -> None:
                 "summary": cls.summary,
                 "produces": cls.produces,
                 "options": _options(cls),
+                "recipes": {
+                    r.name: {"params": dict(r.params), "source": r.source}
+                    for r in RECIPES.get(name, {}).values()
+                },
             }
             for name, cls in BASELINES.items()
         },
@@ -702,6 +718,9 @@ def methods(as_json: bool) -> None:
             if entry["options"]:
                 options = ", ".join(f"{k}={v!r}" for k, v in entry["options"].items())
                 click.echo(f"  {'':<{width}}  options: {options}")
+            for recipe, about in entry.get("recipes", {}).items():
+                values = ", ".join(f"{k}={v!r}" for k, v in about["params"].items())
+                click.echo(f"  {'':<{width}}  recipe={recipe}: {values}; {about['source']}")
 
 
 @cli.command()

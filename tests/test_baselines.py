@@ -315,3 +315,208 @@ def test_baseline_cli(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("prunetrain: error:") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+# --- recipes and convergence mode (issue 29) ------------------------------------------------
+
+#: The recipes as their sources give them (allenai/hidden-networks configs/smallscale/fc/,
+#: facebookresearch/open_lth models/mnist_lenet.py, scikit-learn's MLPClassifier defaults).
+HIDDEN_NETWORKS = {
+    "epochs": 100,
+    "batch_size": 128,
+    "optimizer": "sgd",
+    "lr": 0.1,
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "schedule": "cosine",
+    "score_init": "kaiming_uniform",
+    "patience": None,
+}
+LOTTERY_TICKET = {
+    "epochs": 40,
+    "batch_size": 128,
+    "optimizer": "sgd",
+    "lr": 0.1,
+    "momentum": 0.0,
+    "weight_decay": 0.0,
+    "schedule": "constant",
+    "patience": None,
+}
+TO_CONVERGENCE = {"epochs": 200, "schedule": "constant", "patience": 10}
+DOCUMENTED = {
+    ("edge-popup", "hidden-networks"): HIDDEN_NETWORKS,
+    ("edge-popup", "converge"): {**HIDDEN_NETWORKS, **TO_CONVERGENCE},
+    ("dense", "lottery-ticket"): LOTTERY_TICKET,
+    ("dense", "converge"): {**LOTTERY_TICKET, **TO_CONVERGENCE},
+    ("imp", "lottery-ticket"): {**LOTTERY_TICKET, "rounds": None},
+    ("imp", "converge"): {**LOTTERY_TICKET, **TO_CONVERGENCE, "rounds": None},
+    ("dense-sklearn", "converge"): {
+        "epochs": 200,
+        "batch_size": 200,
+        "lr": 1e-3,
+        "alpha": 1e-4,
+        "patience": 10,
+    },
+}
+
+
+def test_every_recipe_is_documented_here():
+    from prunetrain.baselines.recipes import RECIPES
+
+    assert {(m, r) for m, named in RECIPES.items() for r in named} == set(DOCUMENTED)
+
+
+@pytest.mark.parametrize(("method", "recipe"), sorted(DOCUMENTED))
+def test_a_recipe_resolves_to_its_documented_hyperparameters(method, recipe):
+    params = make_baseline(method, recipe=recipe).get_params()
+    assert params == {**DOCUMENTED[method, recipe], "recipe": recipe}
+    make_baseline(method, recipe=recipe).check()
+
+
+def test_given_values_override_the_recipe_and_the_record_says_which(digits, tmp_path):
+    baseline = make_baseline("edge-popup", recipe="hidden-networks", epochs=1, lr=0.05)
+    assert baseline.get_params() == {
+        **HIDDEN_NETWORKS,
+        "epochs": 1,
+        "lr": 0.05,
+        "recipe": "hidden-networks",
+    }
+    run = run_baseline(
+        digits,
+        ARCH,
+        method="edge-popup",
+        method_params={"recipe": "hidden-networks", "epochs": 1, "weight_decay": 1e-4},
+        out=tmp_path,
+    )
+    record = json.loads((tmp_path / "result.json").read_text())
+    assert record["config"]["method_params"]["recipe"] == "hidden-networks"
+    assert record["params"]["momentum"] == 0.9 and record["params"]["epochs"] == 1
+    assert record["recipe"] == "hidden-networks"
+    # weight_decay was given with the recipe's own value: not an override.
+    assert record["recipe_overrides"] == ["epochs"]
+    assert record["best_epoch"] is None and run.result.stopped_by == "epochs"
+    plain = run_baseline(digits, ARCH, method="dense", method_params={"epochs": 1}).record()
+    assert plain["recipe"] is None and plain["recipe_overrides"] == []
+
+
+def test_unknown_recipes_are_one_line_errors_listing_the_known_ones(tmp_path, capsys):
+    with pytest.raises(PrunetrainError) as e:
+        make_baseline("edge-popup", recipe="fast")
+    assert str(e.value) == (
+        "unknown recipe 'fast' for baseline 'edge-popup'; expected one of converge, hidden-networks"
+    )
+    with pytest.raises(PrunetrainError, match="unknown recipe 3 .* converge, lottery-ticket"):
+        make_baseline("dense", recipe=3)
+    with pytest.raises(PrunetrainError, match="takes no option recipe"):
+        make_baseline("random", recipe="converge")
+    # Built directly, a recipe name is still checked before training.
+    from prunetrain.baselines.dense import DenseBackprop
+
+    with pytest.raises(
+        PrunetrainError, match="unknown recipe 'hidden-networks' for baseline 'dense'"
+    ):
+        DenseBackprop(recipe="hidden-networks").check()
+    for bad, message in (
+        (["--method", "edge-popup", "-p", "recipe=fast"], "expected one of converge, hidden"),
+        (["--method", "dense", "-p", "recipe=hidden-networks"], "converge, lottery-ticket"),
+        (["--method", "dense", "-p", "patience=0"], "patience must be a whole number"),
+        (["--method", "dense", "-p", "patience=10001"], "patience must be a whole number"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            main(["baseline", "--arch", ARCH, "--out", str(tmp_path / "x"), *bad])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("prunetrain: error:") and message in err
+        assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_cli_names_the_recipe_and_the_kept_epoch(tmp_path, capsys):
+    out = tmp_path / "ep"
+    args = ["baseline", "--method", "dense", "--arch", ARCH, "--out", str(out)]
+    args += ["-p", "recipe=converge", "-p", "epochs=4", "-p", "patience=1"]
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 0
+    stdout = capsys.readouterr().out
+    record = json.loads((out / "result.json").read_text())
+    assert "recipe converge (overridden: epochs, patience)" in stdout
+    assert f"kept epoch {record['best_epoch']} (best on validation)" in stdout
+    assert record["recipe"] == "converge" and record["params"]["lr"] == 0.1
+
+
+def check_converged(run, patience: int) -> int:
+    """The run stopped ``patience`` epochs after its best, and returned the best epoch's model."""
+    r = run.result
+    assert r.stopped_by == "converged"
+    since = []  # epochs since the last strict improvement on validation, at each row
+    best, best_epoch = -1.0, None
+    for row in r.history:
+        if row["val_accuracy"] > best:
+            best, best_epoch = row["val_accuracy"], row["epoch"]
+        since.append(row["epoch"] - best_epoch)
+    assert since[-1] == patience and max(since[:-1]) < patience  # stopped at the first chance
+    assert r.best_epoch == best_epoch  # the first of equals
+    assert run.metrics["val"]["accuracy"] == best  # the kept model is the best epoch's
+    return best_epoch
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("dense", {"lr": 0.05, "optimizer": "sgd", "schedule": "constant"}),
+        ("edge-popup", {"schedule": "constant"}),
+        ("dense-sklearn", {"lr": 0.01}),
+    ],
+)
+def test_convergence_stops_after_patience_epochs_and_keeps_the_best(digits, method, params):
+    patience = 2
+    run = run_baseline(
+        digits,
+        "64-16-10",
+        method=method,
+        method_params={**params, "epochs": 60, "patience": patience},
+        seed=1,
+    )
+    best_epoch = check_converged(run, patience)
+    assert run.result.epochs < 60
+    # The returned model is the best epoch's: the snapshot of every row is what the run would
+    # have returned there, so the last row's is the best epoch's.
+    rows = run.result.history
+    last = run.result.snapshots[-1](digits.X_val).argmax(axis=1)
+    best_row = next(i for i, row in enumerate(rows) if row["epoch"] == best_epoch)
+    np.testing.assert_array_equal(last, run.result.snapshots[best_row](digits.X_val).argmax(axis=1))
+
+
+def test_imp_converges_in_every_round(digits):
+    patience = 1
+    run = run_baseline(
+        digits,
+        "64-16-10",
+        method="imp",
+        method_params={"recipe": "converge", "rounds": 2, "patience": patience, "epochs": 40},
+        keep=0.5,
+        seed=0,
+    )
+    r = run.result
+    assert r.stopped_by == "converged"
+    rounds = [[row for row in r.history if row["round"] == k] for k in (0, 1, 2)]
+    epochs = [row["epoch"] for row in r.history]
+    assert epochs == list(range(len(epochs)))  # rounds of any length, counted on
+    for rows in rounds:  # each round ends `patience` epochs without improving on its best
+        vals = [row["val_accuracy"] for row in rows]
+        assert len(rows) < 40
+        # (a later round's first row, the rewound start, is left out of the history)
+        assert len(rows) == patience or max(vals[-patience:]) <= max(vals[:-patience])
+    last = rounds[2]
+    assert r.best_epoch == max(last, key=lambda row: row["val_accuracy"])["epoch"]
+    assert run.metrics["val"]["accuracy"] == max(row["val_accuracy"] for row in last)
+    assert KeepRule(0.5).satisfied_by(r.mask)
+
+
+def test_convergence_needs_a_validation_split(digits):
+    import dataclasses
+
+    no_val = dataclasses.replace(digits, X_val=digits.X_val[:0], y_val=digits.y_val[:0])
+    with pytest.raises(PrunetrainError, match="patience needs a validation split"):
+        run_baseline(no_val, ARCH, method="dense", method_params={"patience": 3})

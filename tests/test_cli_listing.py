@@ -59,12 +59,13 @@ def test_methods_aligns_its_columns_and_lists_the_baselines(capsys):
     code, out, _ = cli(capsys, "methods")
     assert code == 0
     rows = [line for line in out.splitlines() if line.startswith("  ") and line.strip()]
-    names = [line.split()[0] for line in rows if not line.strip().startswith("options:")]
+    more = ("options:", "recipe=")  # a method's continuation lines: its options and recipes
+    names = [line.split()[0] for line in rows if not line.strip().startswith(more)]
     assert names == [*sorted(SEARCHERS), *BASELINES]
 
-    def text_column(line: str) -> int:  # where the summary, or "options:", begins
+    def text_column(line: str) -> int:  # where the summary, "options:" or "recipe=" begins
         rest = line.lstrip()
-        if not rest.startswith("options:"):
+        if not rest.startswith(more):
             rest = rest[len(rest.split()[0]) :].lstrip()
         return len(line) - len(rest)
 
@@ -74,6 +75,7 @@ def test_methods_aligns_its_columns_and_lists_the_baselines(capsys):
         and "(default)" in out.split(f"  {DEFAULT_METHOD} ")[1].splitlines()[0]
     )
     assert "epochs=10" in out  # a baseline's options
+    assert "recipe=hidden-networks: epochs=100," in out  # and its recipes
 
 
 def test_methods_json(capsys):

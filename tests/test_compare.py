@@ -622,3 +622,120 @@ def test_networks_and_keeps_are_checked_against_the_data_before_any_run(
     code, _, err = cli(capsys, "compare", write_config(tmp_path, text, "n.toml"), "--out", out)
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert not out.exists()
+
+
+# --- baseline recipes in configs (issue 29) ------------------------------------------------
+
+RECIPE_CONFIG = """
+budget = "10evals"
+datasets = ["digits"]
+archs = ["64-16-10"]
+[baselines.ep]
+method = "edge-popup"
+recipe = "hidden-networks"
+[baselines.ep-short]
+method = "edge-popup"
+recipe = "hidden-networks"
+epochs = 2
+[baselines.dense-converge]
+method = "dense"
+recipe = "converge"
+"""
+
+
+def test_configs_take_recipes_and_values_given_beside_them_win(tmp_path):
+    c = load_config(write_config(tmp_path, RECIPE_CONFIG, "recipes.toml"))
+    params = {r.label: r.params for r in c.runs}
+    assert params["ep"]["recipe"] == "hidden-networks"
+    assert (params["ep"]["epochs"], params["ep"]["weight_decay"]) == (100, 1e-4)
+    assert (params["ep-short"]["epochs"], params["ep-short"]["weight_decay"]) == (2, 1e-4)
+    assert params["dense-converge"]["patience"] == 10
+    # The recipe is part of each run's identity: a run at another recipe is another run.
+    keys = {r.label: r.key for r in c.runs}
+    assert len(set(keys.values())) == 3
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            'recipe = "fast"',
+            "[baselines.b]: unknown recipe 'fast' for baseline 'edge-popup'; "
+            "expected one of converge, hidden-networks",
+        ),
+        ("recipe = 3", "[baselines.b]: unknown recipe 3 for baseline 'edge-popup'"),
+        ("patience = 0", "[baselines.b]: patience must be a whole number in [1, 10000], got 0"),
+        ("patience = 1e9", "[baselines.b]: patience must be a whole number in [1, 10000]"),
+        ('patience = "ten"', "[baselines.b]: patience must be a whole number"),
+    ],
+)
+def test_recipes_and_patience_are_checked_before_any_run(tmp_path, capsys, entry, message):
+    text = f'budget = "10evals"\n[baselines.b]\nmethod = "edge-popup"\n{entry}\n'
+    with pytest.raises(PrunetrainError) as e:
+        load_config(write_config(tmp_path, text, "bad.toml"))
+    assert message in str(e.value) and "\n" not in str(e.value)
+    code, _, err = cli(capsys, "compare", tmp_path / "bad.toml", "--out", tmp_path / "out")
+    assert code == 2 and err.startswith("prunetrain: error:") and message in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["fashion_mnist_recipes", "fashion_mnist_wide_recipes"])
+def test_the_committed_recipe_configs_load_and_validate(name):
+    """Issue 29's acceptance configs: edge-popup at its recipe and to convergence, dense and
+    imp to convergence, beside the short budgets and probe for 10 minutes (not run here)."""
+    path = Path(__file__).resolve().parents[1] / "experiments" / "configs" / f"{name}.toml"
+    c = load_config(path)
+    assert c.name == name and c.budget == "600s"
+    arch = {"fashion_mnist_recipes": "784-300-100-10"}.get(name, "784-1000-1000-10")
+    assert {(r.dataset, r.arch, r.keep) for r in c.runs} == {("fashion-mnist", arch, 0.5)}
+    runs = {}
+    for r in c.runs:
+        runs.setdefault(r.label, []).append(r)
+    assert all(sorted(r.seed for r in rs) == [0, 1, 2] for rs in runs.values())
+    recipes = {label: (rs[0].method, rs[0].params.get("recipe")) for label, rs in runs.items()}
+    assert recipes == {
+        "probe": ("probe", None),
+        "edge-popup-hidden-networks": ("edge-popup", "hidden-networks"),
+        "edge-popup-converge": ("edge-popup", "converge"),
+        "dense-converge": ("dense", "converge"),
+        "imp-converge": ("imp", "converge"),
+        "edge-popup-10ep": ("edge-popup", None),
+        "dense-10ep": ("dense", None),
+    }
+    assert runs["probe"][0].budget == "600s"
+    for label in ("edge-popup-converge", "dense-converge", "imp-converge"):
+        assert runs[label][0].params["patience"] == 10
+    assert runs["edge-popup-hidden-networks"][0].params["epochs"] == 100
+    assert c.report.reference == "edge-popup-hidden-networks"
+    # The command to run it is in the file.
+    assert f"prunetrain compare experiments/configs/{name}.toml" in path.read_text()
+
+
+def test_a_comparison_record_names_the_recipe_and_keeps_the_converged_epoch():
+    from prunetrain.experiments.runner import execute_run
+
+    c = parse_config(
+        {
+            "budget": "10evals",
+            "archs": ["64-16-10"],
+            "baselines": {
+                "dense-converge": {
+                    "method": "dense",
+                    "recipe": "converge",
+                    "patience": 2,
+                    "lr": 0.05,
+                },
+            },
+        }
+    )
+    record = execute_run(c.runs[0].to_dict())
+    assert record["label"] == "dense-converge" and record["run"]["params"]["recipe"] == "converge"
+    assert record["recipe"] == "converge" and record["recipe_overrides"] == ["lr", "patience"]
+    assert record["stopped_by"] == "converged"
+    history = record["history"]
+    best = max(range(len(history)), key=lambda i: (history[i]["val_accuracy"], -i))
+    assert history[best]["epoch"] == record["best_epoch"]
+    # Each row's test accuracy is the model the run would have returned there: after the best
+    # epoch, the best epoch's, which is also the record's.
+    assert all(row["test_accuracy"] == history[best]["test_accuracy"] for row in history[best:])
+    assert record["test_accuracy"] == history[best]["test_accuracy"]

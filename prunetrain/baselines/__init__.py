@@ -8,6 +8,10 @@
 
 Importing this package registers them all; ``BASELINES`` maps names to classes
 and :func:`run_baseline` runs one as ``run_search`` runs a search.
+
+The trained ones take ``recipe`` (a published recipe by name, or ``converge``;
+:mod:`prunetrain.baselines.recipes`) and ``patience`` (train to convergence on
+the validation split, keeping the best epoch).
 """
 
 from prunetrain.baselines import at_init, dense, edge_popup, imp  # noqa: F401  (registers them)

@@ -14,6 +14,7 @@ import numpy as np
 
 from prunetrain import runs
 from prunetrain.baselines.base import BaselineResult, make_baseline
+from prunetrain.baselines.recipes import overridden
 from prunetrain.baselines.weights import TrainedWeights
 from prunetrain.data import Dataset
 from prunetrain.network import FrozenNetwork, check_seed
@@ -50,15 +51,23 @@ class BaselineRun:
 
         ``evaluations`` counts gradient steps (one forward and one backward pass
         of a minibatch), not mask evaluations; ``ticket`` is null for trained
-        weights, which are not a ticket of the frozen network.
+        weights, which are not a ticket of the frozen network. ``recipe`` names
+        the recipe the hyperparameters started from (null: none), and
+        ``recipe_overrides`` the ones given explicitly over it with another
+        value; ``best_epoch`` is the epoch whose model was kept in convergence
+        mode (null otherwise: the last).
         """
         r = self.result
+        params = self.config["method_params"]
         return {
             "config": self.config,
             **record_provenance(),  # versions, machine and BLAS, git commit, command, time
             "method": self.config["method"],
             "params": self.config["method_params"],
+            "recipe": params.get("recipe"),
+            "recipe_overrides": overridden(self.config["method"], params),
             "stopped_by": r.stopped_by,
+            "best_epoch": r.best_epoch,
             "evaluations": r.steps,
             "sample_forwards": r.sample_forwards,
             "seconds": r.seconds,
@@ -137,7 +146,10 @@ def run_baseline(
         ``dense``, ``dense-sklearn``, ``edge-popup``, ``imp``, ``random``,
         ``magnitude`` or ``synflow`` (``prunetrain baseline --help``).
     method_params : dict, optional
-        The baseline's hyperparameters (``epochs``, ``lr``, ...).
+        The baseline's hyperparameters (``epochs``, ``lr``, ...). ``recipe`` picks
+        a named recipe (``{"recipe": "hidden-networks"}`` for edge-popup;
+        :data:`~prunetrain.baselines.recipes.RECIPES`) that the other values
+        override; ``patience`` trains to convergence on the validation split.
     budget : str, float or Budget, optional
         A cap: training stops once this wall time, or this many gradient steps
         (``"5000evals"``), is spent. By default a trained baseline runs its own

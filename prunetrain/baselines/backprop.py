@@ -228,6 +228,9 @@ class Trainer:
         Shuffles each epoch.
     max_seconds, max_steps : float or int, optional
         Stop early (after the current step) once training time or steps reach these.
+    patience : int, optional
+        Convergence mode: stop once ``patience`` epochs in a row have not
+        improved on the best validation accuracy (``epochs`` is then a maximum).
 
     Attributes
     ----------
@@ -236,7 +239,9 @@ class Trainer:
     steps, sample_forwards : int
         Gradient steps and training samples forwarded so far.
     stopped_by : str
-        ``"epochs"`` or ``"budget"``.
+        ``"epochs"``, ``"budget"`` or ``"converged"``.
+    best_epoch : int or None
+        The last epoch whose model improved on validation (0: the model before training).
     """
 
     def __init__(
@@ -247,6 +252,7 @@ class Trainer:
         rng: np.random.Generator,
         max_seconds: float | None = None,
         max_steps: int | None = None,
+        patience: int | None = None,
     ) -> None:
         if int(batch_size) < 1:
             raise PrunetrainError(f"batch_size must be >= 1, got {batch_size}")
@@ -258,6 +264,7 @@ class Trainer:
         self.rng = rng
         self.max_seconds = max_seconds
         self.max_steps = max_steps
+        self.patience = None if patience is None else int(patience)
         self.steps_per_epoch = math.ceil(self.n_train / self.batch_size)
         self.total_steps = self.steps_per_epoch * self.epochs
         if max_steps is not None:
@@ -266,6 +273,7 @@ class Trainer:
         self.steps = 0
         self.sample_forwards = 0
         self.stopped_by = "epochs"
+        self.best_epoch: int | None = None
 
     def counts(self) -> dict:
         """Gradient steps, samples forwarded and training seconds so far (:meth:`EpochLog.add`'s
@@ -278,20 +286,29 @@ class Trainer:
 
     def totals(self) -> dict:
         """What a :class:`~prunetrain.baselines.base.BaselineResult` says of the training:
-        :meth:`counts`, the epochs trained and why it stopped."""
+        :meth:`counts`, the epochs trained, why it stopped and, in convergence mode,
+        the best epoch (whose model the baseline returns)."""
         return {
             **self.counts(),
             "epochs": self.steps / self.steps_per_epoch,
             "stopped_by": self.stopped_by,
+            "best_epoch": None if self.patience is None else self.best_epoch,
         }
 
-    def run(self, step: Callable[[np.ndarray, int], float], on_epoch: Callable[[int, float], None]):
+    def run(
+        self,
+        step: Callable[[np.ndarray, int], float],
+        on_epoch: Callable[[int, float], bool | None],
+    ):
         """Call ``step(batch_rows, step_number)`` over the epochs; ``on_epoch(epoch, mean_loss)`` after each.
 
-        ``on_epoch(0, nan)`` is called once before training. Time spent in
+        ``on_epoch(0, nan)`` is called once before training. ``on_epoch`` returns
+        whether the epoch's model is the best so far on validation
+        (:meth:`EpochLog.add`), which convergence mode counts on. Time spent in
         ``on_epoch`` is not counted in :attr:`seconds`.
         """
-        on_epoch(0, math.nan)
+        if on_epoch(0, math.nan):
+            self.best_epoch = 0
         for epoch in range(1, self.epochs + 1):
             order = self.rng.permutation(self.n_train)
             losses = []
@@ -308,7 +325,11 @@ class Trainer:
                 if over_time or self.steps >= self.total_steps:
                     break
             self.seconds += time.perf_counter() - start
-            on_epoch(epoch, float(np.mean(losses)))
+            if on_epoch(epoch, float(np.mean(losses))):
+                self.best_epoch = epoch
+            if self.patience is not None and epoch - (self.best_epoch or 0) >= self.patience:
+                self.stopped_by = "converged"
+                break
             if self.steps >= self.total_steps or (
                 self.max_seconds is not None and self.seconds >= self.max_seconds
             ):

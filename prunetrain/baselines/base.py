@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from prunetrain.baselines.recipes import with_recipe
+from prunetrain.errors import PrunetrainError
 from prunetrain.hyperparams import Hyperparameters, build_named, registrar
 from prunetrain.masks import KeepRule, Mask
 from prunetrain.metrics import accuracy, cross_entropy
@@ -40,6 +42,8 @@ class BaselineResult:
         ``best_val_accuracy``. Training never touches the test split: the
         final model is scored on it once, after training (and ``compare``
         scores the ``snapshots`` on it afterwards for its curves).
+        Rows go on after the best epoch in convergence mode (``patience``):
+        they are the epochs that found no better model.
     seconds : float
         Training (or pruning) time.
     steps, sample_forwards : int
@@ -47,15 +51,22 @@ class BaselineResult:
     epochs : float
         Epochs trained (all rounds of ``imp`` counted).
     stopped_by : str
-        ``"epochs"``, ``"budget"`` or ``"finished"`` (data-free pruning).
+        ``"epochs"``, ``"budget"``, ``"converged"`` (``patience`` epochs without a
+        better validation accuracy) or ``"finished"`` (data-free pruning).
+    best_epoch : int or None
+        In convergence mode (``patience``), the epoch whose model is returned: the
+        one of best validation accuracy (the first of equals). ``None`` otherwise,
+        where the model of the last epoch is returned.
     note : str
         What the result is, in one or two sentences, for ``result.json``.
     logits : callable, optional
         ``logits(X)`` of the trained model when it is not ``weights``/``biases``
         through the frozen architecture.
     snapshots : list of callable, optional
-        ``logits(X)`` of the model at each history row, kept (not saved) so
-        that a caller can score the rows on held-out data after training.
+        ``logits(X)`` of the model the run would return had it stopped at each
+        history row (that row's model; in convergence mode the best so far),
+        kept (not saved) so that a caller can score the rows on held-out data
+        after training.
     """
 
     mask: Mask | None = None
@@ -68,6 +79,7 @@ class BaselineResult:
     epochs: float
     stopped_by: str
     note: str
+    best_epoch: int | None = None
     logits: Callable[[np.ndarray], np.ndarray] | None = None
     snapshots: list[Callable[[np.ndarray], np.ndarray]] | None = None
 
@@ -87,6 +99,12 @@ class Baseline(Hyperparameters, abc.ABC):
     produces: ClassVar[str] = "ticket"
     #: Whether it trains with gradients on the data (else data-free pruning at init).
     trains: ClassVar[bool] = True
+
+    @property
+    def converges(self) -> bool:
+        """Whether it trains in convergence mode: to ``patience`` epochs without improvement,
+        returning the best epoch's model."""
+        return getattr(self, "patience", None) is not None
 
     def check(self) -> None:
         """Raise :class:`PrunetrainError` if a hyperparameter is out of range (``fit`` calls it)."""
@@ -112,7 +130,19 @@ register = registrar(BASELINES, "baseline")
 
 
 def make_baseline(name: str, **params) -> Baseline:
-    """The baseline registered as ``name``, built with ``params``."""
+    """The baseline registered as ``name``, built with ``params``.
+
+    With ``recipe=NAME`` among ``params``, the baseline starts from that
+    recipe's hyperparameters (:mod:`prunetrain.baselines.recipes`); the other
+    ``params`` override them.
+
+    Examples
+    --------
+    >>> make_baseline("edge-popup", recipe="hidden-networks", epochs=5).get_params()["lr"]
+    0.1
+    """
+    if name in BASELINES and "recipe" in BASELINES[name].param_names():
+        params = with_recipe(name, params)
     return build_named(BASELINES, "baseline", name, params)
 
 
@@ -140,11 +170,27 @@ class EpochLog:
         Show progress under this label (a bar on a terminal, plain lines in a
         log; :class:`~prunetrain.progress.Progress`); ``None`` shows nothing.
     epochs : int
-        Epochs the training will run, for the progress display.
+        Epochs the training will run (at most), for the progress display.
+    keep_best : bool
+        Convergence mode: a row whose model is no better on validation keeps the
+        best model so far as its snapshot (what the run would return there).
+        Needs a validation split.
+
+    Raises
+    ------
+    PrunetrainError
+        With ``keep_best`` and no validation samples: there is nothing to converge on.
     """
 
-    def __init__(self, data: Dataset, label: str | None = None, epochs: int = 0) -> None:
+    def __init__(
+        self, data: Dataset, label: str | None = None, epochs: int = 0, keep_best: bool = False
+    ) -> None:
+        if keep_best and not len(data.y_val):
+            raise PrunetrainError(
+                f"patience needs a validation split to converge on; {data.name} has none"
+            )
         self.data = data
+        self.keep_best = keep_best
         self.rows: list[dict] = []
         self.snapshots: list[Callable[[np.ndarray], np.ndarray]] = []
         self.display = Progress(epochs, unit="epoch", label=label or "", enabled=label is not None)
@@ -158,11 +204,18 @@ class EpochLog:
         steps: int,
         sample_forwards: int,
         seconds: float,
-    ) -> None:
+    ) -> bool:
         """Record the model ``logits`` after ``epoch`` epochs (``steps`` gradient steps).
 
         ``logits`` must stay the model of this epoch after training goes on
         (a function of copied weights), since it is kept as the row's snapshot.
+
+        Returns
+        -------
+        bool
+            Whether this model's validation accuracy is strictly above every
+            earlier row's: the best model so far (always False without a
+            validation split).
         """
         d = self.data
         val_loss = val_acc = None
@@ -184,8 +237,12 @@ class EpochLog:
                 "best_val_accuracy": max(best, val_acc) if val_acc is not None else None,
             }
         )
+        improved = val_acc is not None and val_acc > best
+        if self.keep_best and not improved and self.snapshots:
+            logits = self.snapshots[-1]  # the best model so far is what the run would return
         self.snapshots.append(logits)
         self.display.update(epoch, **self._fields())
+        return improved
 
     def close(self) -> None:
         """End the progress display (call once training is over)."""

@@ -29,6 +29,7 @@ from prunetrain.baselines.base import (
     budget_caps,
     register,
 )
+from prunetrain.baselines.recipes import recipe_for
 from prunetrain.baselines.weights import snapshot_logits
 from prunetrain.errors import PrunetrainError
 from prunetrain.hyperparams import MAX_COUNT, MAX_REPEATS, MAX_SCALE, check_count, check_number
@@ -40,7 +41,10 @@ class GradientBaseline(Baseline):
     """Shared hyperparameters and checks of the baselines trained by our NumPy backprop.
 
     Its defaults are ``dense``'s; a subclass with other defaults or more
-    hyperparameters passes its own on to this constructor.
+    hyperparameters passes its own on to this constructor. Every one takes
+    ``patience`` (convergence mode) and ``recipe`` (a name from
+    :data:`~prunetrain.baselines.recipes.RECIPES`, applied by
+    :func:`~prunetrain.baselines.make_baseline`).
     """
 
     def __init__(
@@ -52,6 +56,8 @@ class GradientBaseline(Baseline):
         momentum: float = 0.9,
         weight_decay: float = 0.0,
         schedule: str = "cosine",
+        patience: int | None = None,
+        recipe: str | None = None,
     ) -> None:
         self.epochs = epochs
         self.batch_size = batch_size
@@ -60,8 +66,11 @@ class GradientBaseline(Baseline):
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.schedule = schedule
+        self.patience = patience
+        self.recipe = recipe
 
     def check(self) -> None:
+        check_convergence(self)
         check_count("epochs", self.epochs, MAX_REPEATS, low=0)
         check_count("batch_size", self.batch_size, MAX_COUNT)
         check_number("lr", self.lr, 0, MAX_SCALE)
@@ -85,7 +94,15 @@ class GradientBaseline(Baseline):
             np.random.default_rng([seed, 0xBAC4]),
             max_seconds=max_seconds,
             max_steps=max_steps,
+            patience=self.patience,
         )
+
+
+def check_convergence(baseline: Baseline) -> None:
+    """Check a trained baseline's ``patience`` (bounded as ``epochs`` is) and ``recipe`` name."""
+    check_count("patience", baseline.patience, MAX_REPEATS, optional=True)
+    if baseline.recipe is not None:
+        recipe_for(baseline.name, baseline.recipe)
 
 
 def train_weights(
@@ -94,12 +111,14 @@ def train_weights(
     data,
     mask,
     trainer: Trainer,
-    log: EpochLog | None,
+    log: EpochLog,
     train_biases: bool = True,
 ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     """Train the network's weights from their frozen values, pruned weights held at zero.
 
-    Returns the trained weights (``W ⊙ M``) and biases (trained when the spec has them).
+    Returns the trained weights (``W ⊙ M``) and biases (trained when the spec has them):
+    those of the last epoch, or in convergence mode (``trainer.patience``) of the
+    best epoch on validation.
     """
     weights = [np.array(w, dtype=np.float32) for w in network.weights]
     masks = None if mask is None else [np.asarray(m, dtype=np.float32) for m in mask]
@@ -126,12 +145,21 @@ def train_weights(
                 w *= m  # momentum of decay can move a pruned weight; hold it at zero
         return loss
 
-    def on_epoch(epoch: int, loss: float) -> None:
-        if log is not None:
-            log.add(snapshot_logits(weights, biases), epoch, loss, **trainer.counts())
+    best = None  # (weights, biases) of the best epoch, in convergence mode
+
+    def on_epoch(epoch: int, loss: float) -> bool:
+        nonlocal best
+        improved = log.add(snapshot_logits(weights, biases), epoch, loss, **trainer.counts())
+        if improved and trainer.patience is not None:
+            best = _copied(weights), None if biases is None else _copied(biases)
+        return improved
 
     trainer.run(step, on_epoch)
-    return weights, biases
+    return best if best is not None else (weights, biases)
+
+
+def _copied(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.array(a) for a in arrays]
 
 
 @register
@@ -154,6 +182,15 @@ class DenseBackprop(GradientBaseline):
         L2 penalty added to the gradient.
     schedule : {"cosine", "constant"}
         Learning rate annealed to zero along a cosine over all steps, or constant.
+    patience : int, optional
+        Convergence mode: stop once ``patience`` epochs have not improved on the
+        best validation accuracy (``epochs`` is then a maximum), and return the
+        best epoch's weights, as ``MLPClassifier(early_stopping=True)`` does.
+    recipe : str, optional
+        Start from a named recipe: ``"lottery-ticket"`` (open_lth's LeNet-300-100:
+        SGD 0.1, no momentum, constant rate, batch 128, 40 epochs) or
+        ``"converge"`` (:mod:`prunetrain.baselines.recipes`); other options given
+        beside it override its values.
     """
 
     name = "dense"
@@ -163,7 +200,7 @@ class DenseBackprop(GradientBaseline):
     def fit(self, network, data, rule: KeepRule, *, seed=0, budget=None, progress=False):
         self.check()
         trainer = self._trainer(len(data.y_train), seed, budget)
-        log = EpochLog(data, self.name if progress else None, int(self.epochs))
+        log = EpochLog(data, self.name if progress else None, int(self.epochs), self.converges)
         weights, biases = train_weights(self, network, data, None, trainer, log)
         log.close()
         return BaselineResult(
@@ -193,6 +230,15 @@ class SklearnMLP(Baseline):
         ``learning_rate_init``.
     alpha : float
         L2 penalty (scikit-learn's default).
+    patience : int, optional
+        Convergence mode, as for the other trained baselines and as
+        ``MLPClassifier(early_stopping=True)`` does, but on the validation split
+        every baseline sees (scikit-learn would hold out part of the training
+        split): stop once ``patience`` epochs have not improved on the best
+        validation accuracy, and keep the best epoch's model.
+    recipe : str, optional
+        ``"converge"``: scikit-learn's own early-stopping defaults
+        (:mod:`prunetrain.baselines.recipes`).
     """
 
     name = "dense-sklearn"
@@ -200,14 +246,23 @@ class SklearnMLP(Baseline):
     produces = "weights"
 
     def __init__(
-        self, epochs: int = 10, batch_size: int = 128, lr: float = 1e-3, alpha: float = 1e-4
+        self,
+        epochs: int = 10,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        alpha: float = 1e-4,
+        patience: int | None = None,
+        recipe: str | None = None,
     ) -> None:
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
         self.alpha = alpha
+        self.patience = patience
+        self.recipe = recipe
 
     def check(self) -> None:
+        check_convergence(self)
         check_count("epochs", self.epochs, MAX_REPEATS)
         check_count("batch_size", self.batch_size, MAX_COUNT)
         check_number("lr", self.lr, 0, MAX_SCALE)
@@ -234,8 +289,9 @@ class SklearnMLP(Baseline):
         n = len(data.y_train)
         steps_per_epoch = -(-n // batch_size)
         classes = np.arange(data.n_classes)
-        log = EpochLog(data, self.name if progress else None, epochs)
+        log = EpochLog(data, self.name if progress else None, epochs, self.converges)
         seconds, steps, stopped_by = 0.0, 0, "epochs"
+        best_epoch, best = None, None
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
             with warnings.catch_warnings():
@@ -243,7 +299,7 @@ class SklearnMLP(Baseline):
                 model.partial_fit(data.X_train, data.y_train, classes=classes)  # one epoch
             seconds += time.perf_counter() - start
             steps += steps_per_epoch
-            log.add(
+            improved = log.add(
                 snapshot_logits(model.coefs_, model.intercepts_),
                 epoch,
                 float(model.loss_),
@@ -251,6 +307,11 @@ class SklearnMLP(Baseline):
                 sample_forwards=epoch * n,
                 seconds=seconds,
             )
+            if improved and self.converges:
+                best_epoch, best = epoch, (_copied(model.coefs_), _copied(model.intercepts_))
+            if self.converges and epoch - (best_epoch or 0) >= int(self.patience):
+                stopped_by = "converged"
+                break
             capped = (max_seconds is not None and seconds >= max_seconds) or (
                 max_steps is not None and steps >= max_steps
             )
@@ -258,9 +319,10 @@ class SklearnMLP(Baseline):
                 stopped_by = "budget"
                 break
         log.close()
+        coefs, intercepts = best if best is not None else (model.coefs_, model.intercepts_)
         return BaselineResult(
-            weights=[np.asarray(c) for c in model.coefs_],
-            biases=[np.asarray(b) for b in model.intercepts_],
+            weights=[np.asarray(c) for c in coefs],
+            biases=[np.asarray(b) for b in intercepts],
             history=log.rows,
             snapshots=log.snapshots,
             seconds=seconds,
@@ -268,6 +330,7 @@ class SklearnMLP(Baseline):
             sample_forwards=log.rows[-1]["sample_forwards"],
             epochs=log.rows[-1]["epoch"],
             stopped_by=stopped_by,
+            best_epoch=best_epoch if self.converges else None,
             note=(
                 "scikit-learn MLPClassifier (Adam, its own Glorot init, with biases) with the "
                 "same hidden sizes; trained weights, not a ticket of the frozen network"

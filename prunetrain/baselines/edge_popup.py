@@ -98,6 +98,16 @@ class EdgePopup(GradientBaseline):
         Cosine annealing to zero over all steps (the paper's), or constant.
     score_init : {"kaiming_uniform", "uniform"}
         How scores start.
+    patience : int, optional
+        Convergence mode: stop once ``patience`` epochs have not improved on the
+        best validation accuracy (``epochs`` is then a maximum), and return the
+        best epoch's mask.
+    recipe : str, optional
+        Start from a named recipe: ``"hidden-networks"`` (the reference
+        implementation's FC recipe: SGD 0.1, momentum 0.9, cosine, weight decay
+        1e-4, batch 128, 100 epochs, on the run's signed-constant network) or
+        ``"converge"`` (:mod:`prunetrain.baselines.recipes`); other options given
+        beside it override its values.
     """
 
     name = "edge-popup"
@@ -114,8 +124,12 @@ class EdgePopup(GradientBaseline):
         weight_decay: float = 5e-4,
         schedule: str = "cosine",
         score_init: str = "kaiming_uniform",
+        patience: int | None = None,
+        recipe: str | None = None,
     ) -> None:
-        super().__init__(epochs, batch_size, optimizer, lr, momentum, weight_decay, schedule)
+        super().__init__(
+            epochs, batch_size, optimizer, lr, momentum, weight_decay, schedule, patience, recipe
+        )
         self.score_init = score_init
 
     def check(self) -> None:
@@ -133,7 +147,8 @@ class EdgePopup(GradientBaseline):
         optimizer = make_optimizer(self.optimizer, scores, self.momentum, self.weight_decay)
         trainer = self._trainer(len(data.y_train), seed, budget)
         X, y = data.X_train, data.y_train
-        log = EpochLog(data, self.name if progress else None, int(self.epochs))
+        log = EpochLog(data, self.name if progress else None, int(self.epochs), self.converges)
+        best_mask = None  # in convergence mode
 
         def step(rows: np.ndarray, number: int) -> float:
             mask = top_k_mask(scores, rule, shapes)
@@ -143,19 +158,24 @@ class EdgePopup(GradientBaseline):
             )
             return loss
 
-        def on_epoch(epoch: int, loss: float) -> None:
-            effective = [w * m for w, m in zip(weights, top_k_mask(scores, rule, shapes))]
-            log.add(
+        def on_epoch(epoch: int, loss: float) -> bool:
+            nonlocal best_mask
+            mask = top_k_mask(scores, rule, shapes)
+            effective = [w * m for w, m in zip(weights, mask)]
+            improved = log.add(
                 lambda Z: logits_of(effective, biases, Z),
                 epoch,
                 loss,
                 **trainer.counts(),
             )
+            if improved and self.converges:
+                best_mask = mask
+            return improved
 
         trainer.run(step, on_epoch)
         log.close()
         return BaselineResult(
-            mask=top_k_mask(scores, rule, shapes),
+            mask=best_mask if best_mask is not None else top_k_mask(scores, rule, shapes),
             history=log.rows,
             snapshots=log.snapshots,
             **trainer.totals(),

@@ -49,6 +49,17 @@ class IterativeMagnitudePruning(GradientBaseline):
         Default: 20 % pruned per round, ``ceil(log(keep) / log(0.8))`` rounds.
     batch_size, optimizer, lr, momentum, weight_decay, schedule
         As for ``dense``; each training restarts the optimizer and the schedule.
+    patience : int, optional
+        Convergence mode, per training: each round trains until ``patience``
+        epochs have not improved on its best validation accuracy (at most
+        ``epochs``), and its best epoch's weights are the ones pruned (and, in the
+        last round, returned).
+    recipe : str, optional
+        Start from a named recipe: ``"lottery-ticket"`` (open_lth's LeNet-300-100:
+        SGD 0.1, no momentum, constant rate, batch 128, 40 epochs a round, 20 %
+        pruned per round, rewinding to init) or ``"converge"``
+        (:mod:`prunetrain.baselines.recipes`); other options given beside it
+        override its values.
     """
 
     name = "imp"
@@ -65,8 +76,12 @@ class IterativeMagnitudePruning(GradientBaseline):
         momentum: float = 0.9,
         weight_decay: float = 0.0,
         schedule: str = "cosine",
+        patience: int | None = None,
+        recipe: str | None = None,
     ) -> None:
-        super().__init__(epochs, batch_size, optimizer, lr, momentum, weight_decay, schedule)
+        super().__init__(
+            epochs, batch_size, optimizer, lr, momentum, weight_decay, schedule, patience, recipe
+        )
         self.rounds = rounds
 
     def check(self) -> None:
@@ -85,7 +100,9 @@ class IterativeMagnitudePruning(GradientBaseline):
         snapshots = []
         seconds = steps = forwards = 0
         epochs_done = 0.0
+        epoch_offset = 0  # epochs of the rounds before this one (rounds may stop early)
         stopped_by = "epochs"
+        best_epoch = None
         weights = biases = None
         for r in range(rounds + 1):
             remaining = _remaining(budget, seconds, steps)
@@ -99,15 +116,21 @@ class IterativeMagnitudePruning(GradientBaseline):
                 magnitude = [np.where(m, np.abs(w), -1.0) for w, m in zip(weights, mask)]
                 mask = keep_largest(magnitude, rule.with_keep(target), shapes)
             trainer = self._trainer(len(data.y_train), seed + 7919 * r, remaining)
-            log = EpochLog(data, f"{self.name} round {r}" if progress else None, int(self.epochs))
+            log = EpochLog(
+                data,
+                f"{self.name} round {r}" if progress else None,
+                int(self.epochs),
+                self.converges,
+            )
             weights, biases = train_weights(self, network, data, mask, trainer, log)
             log.close()
             snapshots += log.snapshots[(1 if r else 0) :]
+            round_epochs = log.rows[-1]["epoch"]  # before the rows are renumbered below
             for row in log.rows[(1 if r else 0) :]:  # a round's row 0 is the last round's end
                 row.update(
                     round=r,
                     keep=sum(int(m.sum()) for m in mask) / network.spec.n_weights,
-                    epoch=row["epoch"] + r * int(self.epochs),
+                    epoch=row["epoch"] + epoch_offset,
                     evaluations=row["evaluations"] + steps,
                     sample_forwards=row["sample_forwards"] + forwards,
                     seconds=row["seconds"] + seconds,
@@ -117,8 +140,11 @@ class IterativeMagnitudePruning(GradientBaseline):
             steps += trainer.steps
             forwards += trainer.sample_forwards
             epochs_done += trainer.steps / trainer.steps_per_epoch
+            stopped_by = trainer.stopped_by
+            if self.converges and trainer.best_epoch is not None:
+                best_epoch = trainer.best_epoch + epoch_offset
+            epoch_offset += round_epochs
             if trainer.stopped_by == "budget":
-                stopped_by = "budget"
                 break
         best = -1.0
         for row in rows:  # best validation so far, over all rounds
@@ -136,6 +162,7 @@ class IterativeMagnitudePruning(GradientBaseline):
             sample_forwards=forwards,
             epochs=epochs_done,
             stopped_by=stopped_by,
+            best_epoch=best_epoch,
             note=(
                 f"iterative magnitude pruning ({rounds} rounds, rewinding to init): a trained "
                 "sparse network (weights learned), not a ticket of the frozen network"
