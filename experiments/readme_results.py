@@ -49,6 +49,7 @@ SWEEP = "fashion_mnist_sweep"
 BINARY = "fashion_mnist_binary"
 ALL = [name for name, _ in TABLES] + [SWEEP, BINARY]
 
+
 def load(name: str) -> dict:
     with open(RESULTS / name / "summary.json") as f:
         return json.load(f)
@@ -143,7 +144,7 @@ def binary_table() -> list[str]:
     keep = ordered(k for _, k, _ in binary)[0]
     labels = list(dict.fromkeys(m["label"] for g in s["groups"] for m in g["methods"]))
     lines = [
-        f"**Binary (±1) weights** — the same grid at keep {keep:g} with `init = \"binary\"`, "
+        f'**Binary (±1) weights** — the same grid at keep {keep:g} with `init = "binary"`, '
         f"against the sweep's `signed_constant` (the same signs, another scale) "
         f"([`experiments/results/{BINARY}/`](experiments/results/{BINARY}/summary.md)):",
         "",

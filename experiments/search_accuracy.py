@@ -50,9 +50,7 @@ def one_run(data, sizes, keep, method, params, budget, seed, backend, batch_size
 
     def snapshot(row, mask):
         if row["improved"]:
-            snapshots.append(
-                (row["seconds"], row["evaluations"], [m.copy() for m in mask])
-            )
+            snapshots.append((row["seconds"], row["evaluations"], [m.copy() for m in mask]))
 
     result = run(problem, searcher, budget, seed=seed, callbacks=[snapshot])
     curve = []
