@@ -67,3 +67,27 @@ def test_random_problem_is_reproducible():
     assert all((p == q).all() for p, q in zip(a[1].packed, b[1].packed))
     assert (a[2] == b[2]).all() and (a[3] == b[3]).all()
     assert a[2].shape == (7, 6) and a[3].max() < 3
+
+
+def test_the_probe_step_benchmark_splits_a_step_into_its_parts(tmp_path):
+    """experiments/benchmarks/probe_step.py (issue 29): the parts add up to the step."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "benchmarks" / "probe_step.py"
+    spec = importlib.util.spec_from_file_location("probe_step", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "probe_step.json"
+    module.main(["--dataset", "digits", "--archs", "64-16-10", "--repeats", "3", "--warmup", "1",
+                 "--out", str(out)])  # fmt: skip
+    record = json.loads(out.read_text())
+    (result,) = record["results"]
+    assert result["arch"] == "64-16-10" and result["repeats"] == 3
+    median = result["median_seconds"]
+    assert set(median) == {"probe", "edge_popup", "forward", *module.PARTS, "other"}
+    assert all(v > 0 for k, v in median.items() if k != "other")
+    assert result["probe_over_edge_popup"] == median["probe"] / median["edge_popup"]
+    text = out.read_text()  # no paths of this machine (records hold none)
+    assert str(Path.cwd()) not in text and str(Path(module.__file__).parent) not in text
