@@ -22,8 +22,9 @@ import numpy as np
 from prunetrain.baselines.backprop import logits_of
 from prunetrain.errors import PrunetrainError, TicketError
 from prunetrain.files import atomic_write, check_regular_file
+from prunetrain.network import MAX_LAYERS
 from prunetrain.npz import Expect, entry_names, read_entries
-from prunetrain.ticket import MAX_LAYERS, MAX_META_CHARS, check_meta, parse_meta
+from prunetrain.ticket import MAX_META_CHARS, check_meta, parse_meta
 
 FORMAT = "prunetrain-weights"
 
@@ -94,7 +95,7 @@ class TrainedWeights:
         The file must be a regular file of at most :data:`MAX_WEIGHTS_BYTES`;
         its entry names must be a weights file's (``weight_i``, and ``bias_i``
         and ``mask_i`` for every layer or none, ``format``, ``meta``), for at
-        most :data:`~prunetrain.ticket.MAX_LAYERS` layers; each entry is checked (stored, the
+        most :data:`~prunetrain.network.MAX_LAYERS` layers; each entry is checked (stored, the
         dtype and dimensions expected) before its data is read
         (:func:`prunetrain.npz.read_entries`). Then: float weights and biases,
         all finite, at least one unit per layer, each layer's inputs the
@@ -129,7 +130,7 @@ class TrainedWeights:
 
 
 #: A weights file may be at most this large (784-4096-4096-10 in float64 is 160 MB).
-#: It holds at most :data:`~prunetrain.ticket.MAX_LAYERS` layers, as a ticket's network.
+#: It holds at most :data:`~prunetrain.network.MAX_LAYERS` layers, as a ticket's network.
 MAX_WEIGHTS_BYTES = 2**30
 _ENTRY_NAME = re.compile(r"(weight|bias|mask)_(0|[1-9][0-9]{0,8})")
 
