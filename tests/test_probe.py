@@ -35,7 +35,7 @@ def bound(prob, **params):
 @pytest.mark.parametrize("rule", ["layer", "global", "free"])
 def test_every_flip_is_confirmed_by_an_exact_gain_that_a_full_reevaluation_repeats(digits, rule):
     prob = problem(digits, rule)
-    searcher = bound(prob)
+    searcher = bound(prob, confirm=True)
     net = prob.network
     checked = 0
     for _ in range(6):
@@ -73,7 +73,7 @@ def test_the_keep_rule_holds_exactly(digits, rule):
 def test_the_search_learns(digits):
     # The best validated mask (digits' small validation split makes "auto" return the last).
     result = run(problem(digits), make_searcher("probe", select="best_val"), "1200evals", seed=0)
-    assert result.val_accuracy > 0.75  # a random mask of this network: about 0.1
+    assert result.val_accuracy > 0.7  # a random mask of this network: about 0.1
 
 
 def test_select_last_returns_the_last_validated_mask_and_otherwise_searches_alike(digits):
@@ -114,9 +114,13 @@ def test_same_seed_same_ticket_other_seed_other_ticket(digits):
     assert not all(np.array_equal(x, z) for x, z in zip(a, c))
 
 
-def test_backends_agree_on_the_first_steps(digits):
+@pytest.mark.parametrize("confirm", [True, False])
+def test_backends_agree_on_the_first_steps(digits, confirm):
     """NumPy and Numba screen and check alike: the same flips on the first batches."""
-    searchers = [bound(problem(digits, backend=name, bias=True)) for name in ("numpy", "numba")]
+    searchers = [
+        bound(problem(digits, backend=name, bias=True), confirm=confirm)
+        for name in ("numpy", "numba")
+    ]
     for _ in range(3):
         for s in searchers:
             s.step()
@@ -125,18 +129,33 @@ def test_backends_agree_on_the_first_steps(digits):
             np.testing.assert_allclose(np.sort(ga), np.sort(gb), rtol=1e-6, atol=1e-12)
 
 
-def test_without_confirmation_nothing_is_checked_and_proposals_flip(digits):
-    prob = problem(digits)
-    searcher = bound(prob, confirm=False)
-    for _ in range(3):
+@pytest.mark.parametrize("rule", ["layer", "global", "free"])
+def test_without_confirmation_the_mask_is_the_keep_rules_best_mask_for_the_scores(digits, rule):
+    """The default flips every proposal unchecked: after each step the mask is the scores' top-k."""
+    prob = problem(digits, rule)
+    searcher = bound(prob)
+    assert searcher.confirm is False
+    for _ in range(4):
         searcher.step()
+        flat = [m.reshape(-1) for m in searcher.mask]
+        wants = prob.rule.keep_top(searcher.scores, like=flat)
+        for m, want in zip(flat, wants):
+            np.testing.assert_array_equal(m, want)
     assert searcher.n_checked == [0, 0, 0]
     assert sum(searcher.n_flipped) > 0
     assert all(np.isnan(g).all() for _, g in searcher.last_flips)
 
 
+def test_without_confirmation_max_checks_caps_the_flips(digits):
+    searcher = bound(problem(digits), max_checks=2)
+    for _ in range(3):
+        searcher.step()
+        assert all(len(flat) <= 2 * 2 for flat, _ in searcher.last_flips)  # two off, two on
+    assert searcher.n_checked == [0, 0, 0]
+
+
 def test_max_checks_caps_the_exact_evaluations(digits):
-    searcher = bound(problem(digits), max_checks=3)
+    searcher = bound(problem(digits), confirm=True, max_checks=3)
     for _ in range(4):
         searcher.step()
     assert max(searcher.n_checked) <= 4 * 2 * 3  # both sides, three each, per step
