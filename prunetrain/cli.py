@@ -668,18 +668,8 @@ def predict(model: str, data: str, out: str | None, proba: bool) -> None:
 def _about(cls, **more) -> dict:
     """What ``methods`` lists of a registered class: its summary, its options' defaults, and
     each option's default, declared type and range."""
-    defaults = cls.param_defaults()
-    declared = {
-        name: {
-            "default": defaults[name],
-            "type": c.kind,
-            "range": c.range,
-            "optional": c.optional,
-            "describe": c.describe(),
-        }
-        for name, c in cls.param_constraints().items()
-    }
-    return {"summary": cls.summary, **more, "options": defaults, "hyperparameters": declared}
+    options, declared = cls.param_defaults(), cls.param_table()
+    return {"summary": cls.summary, **more, "options": options, "hyperparameters": declared}
 
 
 @cli.command()

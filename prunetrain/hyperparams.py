@@ -84,6 +84,34 @@ class Hyperparameters:
         """Each hyperparameter's declared constraint, in the constructor's order."""
         return {name: cls._parameter_constraints[name] for name in cls.param_names()}
 
+    @classmethod
+    def param_table(cls) -> dict[str, dict]:
+        """Each hyperparameter's ``default``, declared ``type`` and ``range``, whether it is
+        ``optional`` (takes ``None``), and the two in words (``describe``): what ``prunetrain
+        methods`` lists.
+
+        Examples
+        --------
+        >>> class Climber(Hyperparameters):
+        ...     _parameter_constraints = {"rounds": Integer(1, MAX_REPEATS)}
+        ...
+        ...     def __init__(self, rounds: int = 4) -> None:
+        ...         self.rounds = rounds
+        >>> Climber.param_table()["rounds"]["describe"]
+        'int in [1, 10000]'
+        """
+        defaults = cls.param_defaults()
+        return {
+            name: {
+                "default": defaults[name],
+                "type": c.kind,
+                "range": c.range,
+                "optional": c.optional,
+                "describe": c.describe(),
+            }
+            for name, c in cls.param_constraints().items()
+        }
+
     def get_params(self) -> dict:
         """Hyperparameters as a dict (JSON-ready)."""
         return {name: getattr(self, name) for name in self.param_names()}
