@@ -665,38 +665,30 @@ def predict(model: str, data: str, out: str | None, proba: bool) -> None:
         logger.info("wrote %d predictions to %s", len(labels), out)
 
 
-def _options(cls) -> dict:
-    """A registered class's hyperparameters and their defaults (its constructor's)."""
-    import inspect
-
-    names = cls.param_names()
-    return {
-        p.name: p.default
-        for p in inspect.signature(cls.__init__).parameters.values()
-        if p.name in names
-    }
+def _about(cls, **more) -> dict:
+    """What ``methods`` lists of a registered class: its summary, its options' defaults, and
+    each option's default, declared type and range."""
+    options, declared = cls.param_defaults(), cls.param_table()
+    return {"summary": cls.summary, **more, "options": options, "hyperparameters": declared}
 
 
 @cli.command()
 @json_option
 def methods(as_json: bool) -> None:
-    """List the search methods and the baselines, with their options (-p NAME=VALUE)."""
+    """List the search methods and the baselines, with their options (-p NAME=VALUE): each
+    one's default, type and range."""
     listing = {
         "default": DEFAULT_METHOD,
-        "search": {
-            name: {"summary": SEARCHERS[name].summary, "options": _options(SEARCHERS[name])}
-            for name in sorted(SEARCHERS)
-        },
+        "search": {name: _about(SEARCHERS[name]) for name in sorted(SEARCHERS)},
         "baselines": {
-            name: {
-                "summary": cls.summary,
-                "produces": cls.produces,
-                "options": _options(cls),
-                "recipes": {
+            name: _about(
+                cls,
+                produces=cls.produces,
+                recipes={
                     r.name: {"params": dict(r.params), "source": r.source}
                     for r in RECIPES.get(name, {}).values()
                 },
-            }
+            )
             for name, cls in BASELINES.items()
         },
     }
@@ -715,9 +707,10 @@ def methods(as_json: bool) -> None:
         for name, entry in listing[kind].items():
             marker = " (default)" if kind == "search" and name == DEFAULT_METHOD else ""
             click.echo(f"  {name:<{width}}  {entry['summary']}{marker}")
-            if entry["options"]:
-                options = ", ".join(f"{k}={v!r}" for k, v in entry["options"].items())
-                click.echo(f"  {'':<{width}}  options: {options}")
+            options = [f"-p {k}={v['default']!r}" for k, v in entry["hyperparameters"].items()]
+            column = max(map(len, options), default=0)
+            for option, about in zip(options, entry["hyperparameters"].values()):
+                click.echo(f"  {'':<{width}}  {option:<{column}}  {about['describe']}")
             for recipe, about in entry.get("recipes", {}).items():
                 values = ", ".join(f"{k}={v!r}" for k, v in about["params"].items())
                 click.echo(f"  {'':<{width}}  recipe={recipe}: {values}; {about['source']}")

@@ -59,7 +59,7 @@ def test_methods_aligns_its_columns_and_lists_the_baselines(capsys):
     code, out, _ = cli(capsys, "methods")
     assert code == 0
     rows = [line for line in out.splitlines() if line.startswith("  ") and line.strip()]
-    more = ("options:", "recipe=")  # a method's continuation lines: its options and recipes
+    more = ("-p ", "recipe=")  # a method's continuation lines: its options and recipes
     names = [line.split()[0] for line in rows if not line.strip().startswith(more)]
     assert names == [*sorted(SEARCHERS), *BASELINES]
 
@@ -74,8 +74,29 @@ def test_methods_aligns_its_columns_and_lists_the_baselines(capsys):
         f"  {DEFAULT_METHOD} " in out
         and "(default)" in out.split(f"  {DEFAULT_METHOD} ")[1].splitlines()[0]
     )
-    assert "epochs=10" in out  # a baseline's options
-    assert "recipe=hidden-networks: epochs=100," in out  # and its recipes
+    assert "recipe=hidden-networks: epochs=100," in out  # a baseline's recipes
+
+
+def test_methods_shows_each_options_default_type_and_range(capsys):
+    """Issue 30: the declared hyperparameters, one line each, in a column of their own."""
+    code, out, _ = cli(capsys, "methods")
+    assert code == 0
+    ga = out.split("\n  ga ", 1)[1].split("\n  hebbian ", 1)[0].splitlines()[1:]
+    assert [" ".join(line.split()) for line in ga] == [
+        "-p population=16 int in [2, 10000]",
+        "-p elites=2 int in [0, population)",
+        "-p tournament=3 int in [1, 10000]",
+        "-p crossover='uniform' str in {'uniform', 'block'}",
+        "-p crossover_rate=0.5 float in [0, 1]",
+        "-p mutation=8.0 float in (0, 1000000000]",
+    ]
+    assert len({line.index(" int ") for line in ga if " int " in line}) == 1  # aligned
+    rows = [" ".join(line.split()) for line in out.splitlines()]
+    assert "-p confirm=True bool" in rows  # evolution's flag
+    assert "-p t_start=None float in (0, 1e+06], or None" in rows  # anneal's optional one
+    assert "-p first='hebbian-reward' searcher or its name, other than 'pipeline'" in rows
+    assert "-p epochs=10 int in [0, 10000]" in rows  # a baseline's options too
+    assert "-p recipe=None str in {'converge', 'hidden-networks'}, or None" in rows
 
 
 def test_methods_json(capsys):
@@ -87,6 +108,17 @@ def test_methods_json(capsys):
     assert listing["search"]["random"]["options"] == {"population": 32}
     assert listing["baselines"]["dense"]["produces"] == "weights"
     assert listing["baselines"]["dense"]["options"]["epochs"] == 10
+    assert listing["search"]["random"]["hyperparameters"] == {
+        "population": {
+            "default": 32,
+            "type": "int",
+            "range": "in [1, 10000]",
+            "optional": False,
+            "describe": "int in [1, 10000]",
+        }
+    }
+    patience = listing["baselines"]["dense"]["hyperparameters"]["patience"]
+    assert (patience["default"], patience["optional"]) == (None, True)
 
 
 def test_search_and_baseline_json(tmp_path, capsys):

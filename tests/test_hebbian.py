@@ -257,7 +257,8 @@ def test_the_label_rule_recovers_the_planted_readout():
         ("hebbian-reward", {"lr": -1}, "lr"),
         ("hebbian-reward", {"reselect": 0.5}, "reselect"),
         ("pipeline", {"share": 1.0}, "share"),
-        ("pipeline", {"first": "nope"}, "unknown method"),
+        ("pipeline", {"first": "nope"}, "first must be a searcher or its name"),
+        ("pipeline", {"then": "pipeline"}, "then must be a searcher or its name, one of 'acc"),
     ],
 )
 def test_bad_hyperparameters(planted_problem, method, params, match):

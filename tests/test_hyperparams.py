@@ -1,4 +1,5 @@
-"""`check_number` and `check_choice`: the one place hyperparameters are range-checked."""
+"""Hyperparameters: `check_number` and friends, and the constraints every searcher and baseline
+declares (`_parameter_constraints`), checked where each is made by name."""
 
 import contextlib
 import json
@@ -13,7 +14,18 @@ from hypothesis import strategies as st
 
 from prunetrain.baselines import BASELINES, make_baseline
 from prunetrain.errors import PrunetrainError
-from prunetrain.hyperparams import MAX_POPULATION, check_choice, check_count, check_number
+from prunetrain.hyperparams import (
+    CLOSED,
+    MAX_POPULATION,
+    Choice,
+    Constraint,
+    Flag,
+    Named,
+    Real,
+    check_choice,
+    check_count,
+    check_number,
+)
 from prunetrain.masks import KeepRule
 from prunetrain.problem import Problem
 from prunetrain.search import make_searcher, run
@@ -166,31 +178,28 @@ def _assert_one_line_refusal(check, what):
 
 
 @pytest.mark.parametrize("method", sorted(SEARCHERS))
-def test_searcher_refuses_absurd_counts_and_sizes_at_validation(method):
+def test_searcher_refuses_absurd_counts_and_sizes_when_made(method):
     """`rounds=1e300` hung, `population=1e12` hung inside config validation, `tenure=1e300`
     overflowed and some ten more values failed only in the first run: every one is refused
-    in one line by the config's check, fast."""
-    from prunetrain.experiments.config import check_searcher
-
+    in one line as the searcher is made by name, fast."""
     cls = SEARCHERS[method]
     for name in _swept_params(cls):
         for bad in _absurd_values(cls, name):
             _assert_one_line_refusal(
-                lambda name=name, bad=bad: check_searcher(
-                    make_searcher(method, **{name: bad}), "layer"
-                ),
+                lambda name=name, bad=bad: make_searcher(method, **{name: bad}),
                 f"{method} {name}={bad!r}",
             )
 
 
 @pytest.mark.parametrize("method", sorted(BASELINES))
-def test_baseline_refuses_absurd_counts_and_sizes_at_validation(method):
-    """`epochs=1e300` hung a baseline: its check refuses it, and every other absurd value."""
+def test_baseline_refuses_absurd_counts_and_sizes_when_made(method):
+    """`epochs=1e300` hung a baseline: it is refused as the baseline is made by name, and
+    every other absurd value."""
     cls = BASELINES[method]
     for name in _swept_params(cls):
         for bad in _absurd_values(cls, name):
             _assert_one_line_refusal(
-                lambda name=name, bad=bad: make_baseline(method, **{name: bad}).check(),
+                lambda name=name, bad=bad: make_baseline(method, **{name: bad}),
                 f"baseline {method} {name}={bad!r}",
             )
 
@@ -258,3 +267,151 @@ def test_a_bad_hyperparameter_is_refused_before_the_data_is_loaded(tmp_path, cap
         == "prunetrain: error: population must be a whole number in [2, 10000], got 1000000000000.0\n"
     )
     assert not out.exists()
+
+
+# --- declared constraints (issue 30): every hyperparameter, checked where the object is made ----
+
+REGISTERED = [("method", name, cls) for name, cls in sorted(SEARCHERS.items())] + [
+    ("baseline", name, cls) for name, cls in BASELINES.items()
+]
+
+
+def _make(kind: str, name: str, **params):
+    return make_searcher(name, **params) if kind == "method" else make_baseline(name, **params)
+
+
+@pytest.mark.parametrize(("kind", "name", "cls"), REGISTERED, ids=lambda v: getattr(v, "name", v))
+def test_every_registered_class_declares_exactly_its_constructor_parameters(kind, name, cls):
+    declared = cls._parameter_constraints
+    assert list(cls.param_constraints()) == cls.param_names()  # each one, in order
+    assert set(declared) == set(cls.param_names())  # and nothing more
+    assert all(isinstance(c, Constraint) for c in declared.values())
+    for c in declared.values():  # a bound may name only a hyperparameter of the same class
+        assert set(c.references) <= set(declared) - {n for n, d in declared.items() if d is c}
+    _make(kind, name).check_params()  # the defaults satisfy them
+    _make(kind, name, **cls.param_defaults())
+
+
+def _bad_values(constraint: Constraint, defaults: dict) -> list:
+    """Values that ``constraint`` must refuse: past each bound, and of the wrong type."""
+    if isinstance(constraint, Real):
+        bounds = [
+            defaults[b] if isinstance(b, str) else b for b in (constraint.low, constraint.high)
+        ]
+        low, high = bounds
+        open_low, open_high = CLOSED[constraint.closed]
+        values = ["1", True, math.nan]
+        values += [] if low is None else [low if open_low else low - 1]
+        values += [] if high is None else [high if open_high else high * 2 + 1]
+        return values + ([2.5] if constraint.integer else [])
+    if isinstance(constraint, Choice):
+        return ["no-such-option", 1]
+    if isinstance(constraint, Flag):
+        return ["yes", 1, None]
+    if isinstance(constraint, Named):
+        return ["no-such-searcher", 3]
+    raise AssertionError(f"no bad values for {constraint!r}")
+
+
+@pytest.mark.parametrize(("kind", "name", "cls"), REGISTERED, ids=lambda v: getattr(v, "name", v))
+def test_build_named_refuses_every_out_of_range_value_naming_the_parameter(kind, name, cls):
+    """By name (and, for the exact wording, built directly): one line naming the parameter,
+    what it must be, and the value. (A baseline's unknown recipe is refused by name before
+    it is built, as its recipe's values are looked up: "unknown recipe ... for baseline".)"""
+    defaults = cls.param_defaults()
+    for param, constraint in cls.param_constraints().items():
+        for bad in _bad_values(constraint, defaults):
+            with pytest.raises(PrunetrainError) as by_name:
+                _make(kind, name, **{param: bad})
+            with pytest.raises(PrunetrainError) as direct:
+                cls(**{param: bad}).check_params()
+            assert str(by_name.value) == str(direct.value) or param == "recipe"
+            for message in (str(by_name.value), str(direct.value)):
+                assert param in message and repr(bad) in message and "\n" not in message
+            assert str(direct.value).startswith(f"{param} must be ")
+            assert str(direct.value).endswith(repr(bad))
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "params", "message"),
+    [
+        ("method", "ga", {"elites": 16}, "elites must be a whole number in [0, 16), got 16"),
+        (
+            "method",
+            "ga",
+            {"population": 40, "elites": 40},
+            "elites must be a whole number in [0, 40), got 40",
+        ),
+        ("method", "pbil", {"elite": 33}, "elite must be a whole number in [1, 32], got 33"),
+        ("method", "hill", {"variant": "worst"}, "variant must be one of 'best', 'first'; got 'worst'"),
+        ("method", "hebbian", {"select": "row"}, "select must be one of 'unit', 'layer' or None; got 'row'"),
+        ("method", "evolution", {"confirm": 1}, "confirm must be True or False, got 1"),
+        (
+            "method",
+            "evolution",
+            {"strategy": "mu,lambda", "parents": 20, "offspring": 10},
+            "parents must be <= offspring for mu,lambda, got 20 > 10",
+        ),
+        ("method", "accumulate", {"pool": 0}, "pool must be a whole number in [1, 1000000000], got 0"),
+        ("baseline", "dense", {"optimizer": "rmsprop"}, "optimizer must be one of 'sgd', 'adam'; got 'rmsprop'"),
+        ("baseline", "imp", {"rounds": 0}, "rounds must be a whole number in [1, 10000], got 0"),
+        ("baseline", "edge-popup", {"score_init": "zeros"}, "score_init must be one of 'kaiming_uniform', 'uniform'; got 'zeros'"),
+    ],
+)  # fmt: skip
+def test_refusals_name_the_parameter_the_range_and_the_value(kind, name, params, message):
+    with pytest.raises(PrunetrainError) as err:
+        _make(kind, name, **params)
+    assert str(err.value) == message
+
+
+def test_a_searcher_made_directly_is_checked_when_it_is_set_up(planted_problem):
+    """Not made by name, it is still refused before any evaluation (as scikit-learn's fit)."""
+    from prunetrain.search.evolution.ga import GeneticSearcher
+
+    net, data, _ = planted_problem
+    problem = Problem(net, data, KeepRule(0.5), backend="numpy")
+    with pytest.raises(PrunetrainError, match=r"population must be a whole number in \[2, 10000\]"):
+        run(problem, GeneticSearcher(population=1), "10evals")
+    assert problem.n_evaluations == 0
+
+
+def test_a_baseline_made_directly_is_checked_when_it_is_fit(digits):
+    from prunetrain.baselines.at_init import SynFlow
+    from prunetrain.network import FrozenNetwork, NetworkSpec
+
+    network = FrozenNetwork(NetworkSpec((64, 8, 10)), 0)
+    with pytest.raises(PrunetrainError, match="iterations must be a whole number"):
+        SynFlow(iterations=0).fit(network, digits, KeepRule(0.5))
+
+
+def test_a_config_is_validated_without_any_network_or_data(monkeypatch):
+    """A comparison config's hyperparameters are checked as each is made by name: nothing
+    builds a network, a problem or a dataset (the old check set a searcher up on a fake one)."""
+    from prunetrain.data import Dataset
+    from prunetrain.experiments.config import parse_config
+    from prunetrain.network import FrozenNetwork
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("config validation built a network, a problem or a dataset")
+
+    for cls in (FrozenNetwork, Problem, Dataset):
+        monkeypatch.setattr(cls, "__init__", forbidden)
+    config = {
+        "datasets": ["digits"],
+        "archs": ["64-8-10"],
+        "budget": "50evals",
+        "methods": {"g": {"method": "ga", "elites": 16}},
+    }
+    with pytest.raises(PrunetrainError) as err:
+        parse_config(config, source="c.toml")
+    assert str(err.value) == "c.toml: [methods.g]: elites must be a whole number in [0, 16), got 16"
+    config["methods"] = {"p": {"method": "pipeline", "first": "hill", "share": 0.3}}
+    config["baselines"] = {"b": {"method": "edge-popup", "momentum": -1}}
+    with pytest.raises(PrunetrainError) as err:
+        parse_config(config, source="c.toml")
+    assert str(err.value) == (
+        "c.toml: [baselines.b]: momentum must be a finite number in [0, 1e+06], got -1"
+    )
+    del config["baselines"]
+    (spec,) = parse_config(config, source="c.toml").runs
+    assert spec.params == {"first": "hill", "then": "accumulate", "share": 0.3}

@@ -22,7 +22,7 @@ import numpy as np
 from prunetrain.backends import NumpyBackend
 from prunetrain.baselines.base import Baseline, BaselineResult, EpochLog, register
 from prunetrain.baselines.select import jitter, keep_largest
-from prunetrain.hyperparams import MAX_REPEATS, check_count
+from prunetrain.hyperparams import MAX_REPEATS, Integer
 from prunetrain.masks import KeepRule, Mask, random_mask
 
 
@@ -73,7 +73,7 @@ class PruneAtInit(Baseline):
         raise NotImplementedError
 
     def fit(self, network, data, rule: KeepRule, *, seed=0, budget=None, progress=False):
-        self.check()
+        self.check_params()
         start = time.perf_counter()
         mask = self.make_mask(network, rule, np.random.default_rng([seed, 0x1417]))
         seconds = time.perf_counter() - start
@@ -136,12 +136,10 @@ class SynFlow(PruneAtInit):
 
     name = "synflow"
     summary = "iterative SynFlow, closed form for the MLP, no data"
+    _parameter_constraints = {"iterations": Integer(1, MAX_REPEATS)}
 
     def __init__(self, iterations: int = 100) -> None:
         self.iterations = iterations
-
-    def check(self) -> None:
-        check_count("iterations", self.iterations, MAX_REPEATS)
 
     def make_mask(self, network, rule, rng):
         return synflow_mask(network.weights, rule, int(self.iterations), rng)

@@ -88,7 +88,9 @@ class Baseline(Hyperparameters, abc.ABC):
     """A reference method to compare the searches against.
 
     As with searchers, the constructor takes only hyperparameters (keyword
-    arguments with defaults, stored under the same names); :meth:`fit` does
+    arguments with defaults, stored under the same names), whose types and
+    ranges the class declares in ``_parameter_constraints``
+    (:mod:`prunetrain.hyperparams`); :meth:`fit` checks them first, then does
     the work on the same frozen network and data splits a search would get.
     """
 
@@ -105,10 +107,6 @@ class Baseline(Hyperparameters, abc.ABC):
         """Whether it trains in convergence mode: to ``patience`` epochs without improvement,
         returning the best epoch's model."""
         return getattr(self, "patience", None) is not None
-
-    def check(self) -> None:
-        """Raise :class:`PrunetrainError` if a hyperparameter is out of range (``fit`` calls it)."""
-        return None  # a baseline without hyperparameters has nothing to check
 
     @abc.abstractmethod
     def fit(
@@ -134,7 +132,8 @@ def make_baseline(name: str, **params) -> Baseline:
 
     With ``recipe=NAME`` among ``params``, the baseline starts from that
     recipe's hyperparameters (:mod:`prunetrain.baselines.recipes`); the other
-    ``params`` override them.
+    ``params`` override them. The result is checked against the baseline's declared
+    hyperparameters (a one-line :class:`PrunetrainError` otherwise).
 
     Examples
     --------

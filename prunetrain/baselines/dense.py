@@ -29,23 +29,38 @@ from prunetrain.baselines.base import (
     budget_caps,
     register,
 )
-from prunetrain.baselines.recipes import recipe_for
+from prunetrain.baselines.recipes import recipe_names
 from prunetrain.baselines.weights import snapshot_logits
-from prunetrain.errors import PrunetrainError
-from prunetrain.hyperparams import MAX_COUNT, MAX_REPEATS, MAX_SCALE, check_count, check_number
+from prunetrain.hyperparams import MAX_COUNT, MAX_REPEATS, MAX_SCALE, Choice, Integer, Real
 from prunetrain.masks import KeepRule
 from prunetrain.network import FrozenNetwork
 
+#: ``patience`` of every trained baseline: epochs without a better validation accuracy,
+#: bounded as ``epochs`` is.
+PATIENCE = Integer(1, MAX_REPEATS, optional=True)
+
 
 class GradientBaseline(Baseline):
-    """Shared hyperparameters and checks of the baselines trained by our NumPy backprop.
+    """Shared hyperparameters and their constraints of the baselines trained by our NumPy backprop.
 
     Its defaults are ``dense``'s; a subclass with other defaults or more
     hyperparameters passes its own on to this constructor. Every one takes
     ``patience`` (convergence mode) and ``recipe`` (a name from
     :data:`~prunetrain.baselines.recipes.RECIPES`, applied by
-    :func:`~prunetrain.baselines.make_baseline`).
+    :func:`~prunetrain.baselines.make_baseline`; each subclass declares its own
+    recipes' names).
     """
+
+    _parameter_constraints = {
+        "epochs": Integer(0, MAX_REPEATS),
+        "batch_size": Integer(1, MAX_COUNT),
+        "optimizer": Choice(OPTIMIZERS),
+        "lr": Real(0, MAX_SCALE),
+        "momentum": Real(0, MAX_SCALE, closed="both"),
+        "weight_decay": Real(0, MAX_SCALE, closed="both"),
+        "schedule": Choice(SCHEDULES),
+        "patience": PATIENCE,
+    }  # and "recipe", which each subclass declares with the names of its own recipes
 
     def __init__(
         self,
@@ -69,22 +84,6 @@ class GradientBaseline(Baseline):
         self.patience = patience
         self.recipe = recipe
 
-    def check(self) -> None:
-        check_convergence(self)
-        check_count("epochs", self.epochs, MAX_REPEATS, low=0)
-        check_count("batch_size", self.batch_size, MAX_COUNT)
-        check_number("lr", self.lr, 0, MAX_SCALE)
-        check_number("momentum", self.momentum, 0, MAX_SCALE, open_low=False)
-        check_number("weight_decay", self.weight_decay, 0, MAX_SCALE, open_low=False)
-        if self.optimizer not in OPTIMIZERS:
-            raise PrunetrainError(
-                f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}"
-            )
-        if self.schedule not in SCHEDULES:
-            raise PrunetrainError(
-                f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}"
-            )
-
     def _trainer(self, n_train: int, seed: int, budget, epochs: int | None = None) -> Trainer:
         max_seconds, max_steps = budget_caps(budget)
         return Trainer(
@@ -96,13 +95,6 @@ class GradientBaseline(Baseline):
             max_steps=max_steps,
             patience=self.patience,
         )
-
-
-def check_convergence(baseline: Baseline) -> None:
-    """Check a trained baseline's ``patience`` (bounded as ``epochs`` is) and ``recipe`` name."""
-    check_count("patience", baseline.patience, MAX_REPEATS, optional=True)
-    if baseline.recipe is not None:
-        recipe_for(baseline.name, baseline.recipe)
 
 
 def train_weights(
@@ -196,9 +188,13 @@ class DenseBackprop(GradientBaseline):
     name = "dense"
     summary = "all weights trained by NumPy backprop from the frozen init (same engine)"
     produces = "weights"
+    _parameter_constraints = {
+        **GradientBaseline._parameter_constraints,
+        "recipe": recipe_names("dense"),
+    }
 
     def fit(self, network, data, rule: KeepRule, *, seed=0, budget=None, progress=False):
-        self.check()
+        self.check_params()
         trainer = self._trainer(len(data.y_train), seed, budget)
         log = EpochLog(data, self.name if progress else None, int(self.epochs), self.converges)
         weights, biases = train_weights(self, network, data, None, trainer, log)
@@ -244,6 +240,14 @@ class SklearnMLP(Baseline):
     name = "dense-sklearn"
     summary = "scikit-learn MLPClassifier, same hidden sizes (the ecosystem's reference)"
     produces = "weights"
+    _parameter_constraints = {
+        "epochs": Integer(1, MAX_REPEATS),
+        "batch_size": Integer(1, MAX_COUNT),
+        "lr": Real(0, MAX_SCALE),
+        "alpha": Real(0, MAX_SCALE, closed="both"),
+        "patience": PATIENCE,
+        "recipe": recipe_names("dense-sklearn"),
+    }
 
     def __init__(
         self,
@@ -261,18 +265,11 @@ class SklearnMLP(Baseline):
         self.patience = patience
         self.recipe = recipe
 
-    def check(self) -> None:
-        check_convergence(self)
-        check_count("epochs", self.epochs, MAX_REPEATS)
-        check_count("batch_size", self.batch_size, MAX_COUNT)
-        check_number("lr", self.lr, 0, MAX_SCALE)
-        check_number("alpha", self.alpha, 0, MAX_SCALE, open_low=False)
-
     def fit(self, network, data, rule: KeepRule, *, seed=0, budget=None, progress=False):
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.neural_network import MLPClassifier
 
-        self.check()
+        self.check_params()
         epochs, batch_size = int(self.epochs), int(self.batch_size)
         model = MLPClassifier(
             hidden_layer_sizes=network.spec.layer_sizes[1:-1],

@@ -25,8 +25,10 @@ from prunetrain.baselines.backprop import (
 )
 from prunetrain.baselines.base import BaselineResult, EpochLog, register
 from prunetrain.baselines.dense import GradientBaseline
+from prunetrain.baselines.recipes import recipe_names
 from prunetrain.baselines.select import keep_largest
 from prunetrain.errors import PrunetrainError
+from prunetrain.hyperparams import Choice
 from prunetrain.masks import KeepRule, Mask
 
 SCORE_INITS = ("kaiming_uniform", "uniform")
@@ -113,6 +115,11 @@ class EdgePopup(GradientBaseline):
     name = "edge-popup"
     summary = "scores per weight, top-k forward, straight-through gradient; a ticket"
     produces = "ticket"
+    _parameter_constraints = {
+        **GradientBaseline._parameter_constraints,
+        "score_init": Choice(SCORE_INITS),
+        "recipe": recipe_names("edge-popup"),
+    }
 
     def __init__(
         self,
@@ -132,15 +139,8 @@ class EdgePopup(GradientBaseline):
         )
         self.score_init = score_init
 
-    def check(self) -> None:
-        super().check()
-        if self.score_init not in SCORE_INITS:
-            raise PrunetrainError(
-                f"unknown score init {self.score_init!r}; expected one of {', '.join(SCORE_INITS)}"
-            )
-
     def fit(self, network, data, rule: KeepRule, *, seed=0, budget=None, progress=False):
-        self.check()
+        self.check_params()
         shapes = network.shapes
         scores = init_scores(shapes, self.score_init, np.random.default_rng([seed, 0x5C0E]))
         weights, biases = list(network.weights), network.biases

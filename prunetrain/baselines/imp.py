@@ -14,8 +14,9 @@ import numpy as np
 
 from prunetrain.baselines.base import BaselineResult, EpochLog, register
 from prunetrain.baselines.dense import GradientBaseline, train_weights
+from prunetrain.baselines.recipes import recipe_names
 from prunetrain.baselines.select import keep_largest
-from prunetrain.hyperparams import MAX_REPEATS, check_count
+from prunetrain.hyperparams import MAX_REPEATS, Integer
 from prunetrain.masks import KeepRule
 from prunetrain.problem import Budget
 
@@ -65,6 +66,11 @@ class IterativeMagnitudePruning(GradientBaseline):
     name = "imp"
     summary = "iterative magnitude pruning, rewinding to init; trained sparse weights"
     produces = "weights"
+    _parameter_constraints = {
+        **GradientBaseline._parameter_constraints,
+        "rounds": Integer(1, MAX_REPEATS, optional=True),
+        "recipe": recipe_names("imp"),
+    }
 
     def __init__(
         self,
@@ -84,13 +90,8 @@ class IterativeMagnitudePruning(GradientBaseline):
         )
         self.rounds = rounds
 
-    def check(self) -> None:
-        super().check()
-        if self.rounds is not None:
-            check_count("rounds", self.rounds, MAX_REPEATS)
-
     def fit(self, network, data, rule: KeepRule, *, seed=0, budget=None, progress=False):
-        self.check()
+        self.check_params()
         rounds = default_rounds(rule.keep) if self.rounds is None else int(self.rounds)
         if rule.keep >= 1.0:
             rounds = 0  # nothing to prune: plain dense training

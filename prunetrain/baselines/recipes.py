@@ -37,6 +37,7 @@ import types
 from collections.abc import Mapping
 
 from prunetrain.errors import PrunetrainError
+from prunetrain.hyperparams import Choice
 
 #: The name of every method's convergence recipe.
 CONVERGE = "converge"
@@ -189,6 +190,18 @@ def recipe_for(method: str, name) -> Recipe:
             f"unknown recipe {name!r} for baseline {method!r}; expected one of {listed}"
         )
     return known[name]
+
+
+def recipe_names(method: str) -> Choice:
+    """The declared constraint of baseline ``method``'s ``recipe``: one of its recipes' names,
+    or ``None``.
+
+    Examples
+    --------
+    >>> recipe_names("dense").describe()
+    "str in {'converge', 'lottery-ticket'}, or None"
+    """
+    return Choice(tuple(sorted(RECIPES.get(method, {}))), optional=True)
 
 
 def with_recipe(method: str, params: Mapping) -> dict:

@@ -21,7 +21,6 @@ import prunetrain
 from prunetrain.errors import PrunetrainError
 from prunetrain.network import NetworkSpec, check_keep, check_seed, parse_arch
 from prunetrain.problem import Budget
-from prunetrain.search.loop import check_searcher
 
 if TYPE_CHECKING:
     from prunetrain.experiments.report import ReportOptions
@@ -184,9 +183,9 @@ def parse_config(raw: dict, name: str = "comparison", source: str | None = None)
 
     Every value is checked for type and range before any run exists: the
     lists, the budget, the network options, the ``[search]`` options, and
-    each method's and baseline's hyperparameters (a searcher's are checked by
-    setting it up on a tiny problem). A name must be a plain file name, and
-    no run may appear twice (a repeated seed, say).
+    each method's and baseline's hyperparameters (against their declared
+    constraints, as each is built by name: no network or data is made). A name
+    must be a plain file name, and no run may appear twice (a repeated seed, say).
 
     Examples
     --------
@@ -247,7 +246,6 @@ def parse_config(raw: dict, name: str = "comparison", source: str | None = None)
                 raise PrunetrainError(f"method must be a method name, got {method!r}")
             searcher = make_searcher(method, **entry)
             batch = resolve_batch_size(search_options["batch_size"], searcher)
-            check_searcher(searcher, network["keep_rule"])
         except PrunetrainError as e:
             raise PrunetrainError(f"{where}: [methods.{label}]: {e}") from None
         # The resolved size is part of the run (and of its key), as if the config had said it.
@@ -260,7 +258,6 @@ def parse_config(raw: dict, name: str = "comparison", source: str | None = None)
             if not isinstance(method, str):
                 raise PrunetrainError(f"method must be a baseline name, got {method!r}")
             baseline = make_baseline(method, **entry)
-            baseline.check()
             params = baseline.get_params()
             cap = None if cap is None else str(Budget.parse(cap))
         except PrunetrainError as e:

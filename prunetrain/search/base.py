@@ -27,7 +27,9 @@ class Searcher(Hyperparameters, abc.ABC):
 
     A searcher's constructor takes only its hyperparameters (keyword
     arguments with defaults, stored under the same names, as in
-    scikit-learn). :meth:`setup` binds it to a problem; the run loop then
+    scikit-learn), and the class declares each one's type and range in
+    ``_parameter_constraints`` (:mod:`prunetrain.hyperparams`), which
+    :func:`make_searcher` checks. :meth:`setup` binds it to a problem; the run loop then
     calls :meth:`step` until the budget is spent and asks :meth:`recommend`
     for the mask to validate. The loop, not the searcher, owns progress,
     validation, early stopping and interruption; the problem owns the budget
@@ -105,7 +107,13 @@ class Searcher(Hyperparameters, abc.ABC):
     def setup(
         self, problem: Problem, rng: np.random.Generator, init_mask: Mask | None = None
     ) -> None:
-        """Bind to ``problem``; start from ``init_mask`` when given (a warm start)."""
+        """Bind to ``problem``; start from ``init_mask`` when given (a warm start).
+
+        Checks the declared hyperparameters first (:meth:`check_params`), as scikit-learn's
+        ``fit`` does, so that a searcher made without :func:`make_searcher` is refused
+        before any evaluation too. A subclass checks here only what needs the problem.
+        """
+        self.check_params()
         self.problem = problem
         self.rng = rng
         self.finished = False
@@ -125,7 +133,8 @@ register = registrar(SEARCHERS, "searcher")
 
 
 def make_searcher(name: str, **params) -> Searcher:
-    """The searcher registered as ``name``, built with ``params``."""
+    """The searcher registered as ``name``, built with ``params`` and checked against its
+    declared hyperparameters (a one-line :class:`PrunetrainError` otherwise)."""
     return build_named(SEARCHERS, "method", name, params)
 
 

@@ -49,14 +49,7 @@ from typing import ClassVar
 import numpy as np
 
 from prunetrain.errors import PrunetrainError
-from prunetrain.hyperparams import (
-    MAX_REPEATS,
-    MAX_SCALE,
-    check_choice,
-    check_count,
-    check_flag,
-    check_number,
-)
+from prunetrain.hyperparams import MAX_REPEATS, MAX_SCALE, Choice, Flag, Integer, Real
 from prunetrain.masks import Mask
 from prunetrain.metrics import log_softmax
 from prunetrain.search.base import Searcher, register
@@ -206,6 +199,13 @@ class HebbianBase(Searcher):
 
     #: Default of ``select`` for the subclass.
     default_select: ClassVar[str] = "unit"
+    _parameter_constraints = {
+        "epochs": Real(0, MAX_REPEATS, optional=True),
+        "momentum": Real(0, 1, closed="left"),
+        "reselect": Integer(1, MAX_REPEATS),
+        "select": Choice(SELECTIONS, optional=True),
+        "homeostasis": Flag(),
+    }
 
     def __init__(
         self,
@@ -228,12 +228,7 @@ class HebbianBase(Searcher):
                 "batch averages); use a local or evolutionary method"
             )
         super().setup(problem, rng, init_mask)
-        check_number("epochs", self.epochs, 0, MAX_REPEATS, optional=True)
-        check_number("momentum", self.momentum, 0, 1, open_low=False, open_high=True)
-        check_count("reselect", self.reselect, MAX_REPEATS)
-        check_flag("homeostasis", self.homeostasis)
         self._select = self.select if self.select is not None else self.default_select
-        check_choice("select", self._select, SELECTIONS)
         net = problem.network
         self.weights = [w.astype(np.float64) for w in net.weights]
         self.biases = None if net.biases is None else [b.astype(np.float64) for b in net.biases]
@@ -334,6 +329,11 @@ class HebbianSearcher(LabelReadout, HebbianBase):
 
     name = "hebbian"
     summary = "competitive Hebbian correlation (k-WTA) for hidden layers, label rule readout"
+    _parameter_constraints = {
+        "competition": Choice(COMPETITIONS),
+        "winners": Real(0, 1),
+        **HebbianBase._parameter_constraints,
+    }
 
     def __init__(
         self,
@@ -348,11 +348,6 @@ class HebbianSearcher(LabelReadout, HebbianBase):
         super().__init__(epochs, momentum, reselect, select, homeostasis)
         self.competition = competition
         self.winners = winners
-
-    def setup(self, problem, rng, init_mask=None) -> None:
-        check_choice("competition", self.competition, COMPETITIONS)
-        check_number("winners", self.winners, 0, 1)
-        super().setup(problem, rng, init_mask)
 
     def update(self, X, y) -> None:
         inputs, pres = self.forward(X, y)
@@ -383,6 +378,10 @@ class HebbianLabelSearcher(LabelReadout, HebbianBase):
 
     name = "hebbian-label"
     summary = "label-driven Hebbian rule (readout; hidden layers by random label projection)"
+    _parameter_constraints = {
+        "hidden": Choice(("projection", "fixed")),
+        **HebbianBase._parameter_constraints,
+    }
 
     def __init__(
         self,
@@ -397,7 +396,6 @@ class HebbianLabelSearcher(LabelReadout, HebbianBase):
         self.hidden = hidden
 
     def setup(self, problem, rng, init_mask=None) -> None:
-        check_choice("hidden", self.hidden, ("projection", "fixed"))
         super().setup(problem, rng, init_mask)
         n_out = self.weights[-1].shape[1]
         self.projections = [
@@ -443,6 +441,14 @@ class HebbianRewardSearcher(HebbianBase):
     name = "hebbian-reward"
     summary = "three-factor rule: pre × weight × perturbation, modulated by the reward change"
     default_select = "layer"
+    _parameter_constraints = {
+        "lr": Real(0, MAX_SCALE),
+        "noise": Real(0, MAX_SCALE),
+        **{
+            name: HebbianBase._parameter_constraints[name]
+            for name in ("epochs", "reselect", "select")
+        },
+    }
 
     def __init__(
         self,
@@ -457,8 +463,6 @@ class HebbianRewardSearcher(HebbianBase):
         self.noise = noise
 
     def setup(self, problem, rng, init_mask=None) -> None:
-        check_number("lr", self.lr, 0, MAX_SCALE)
-        check_number("noise", self.noise, 0, MAX_SCALE)
         super().setup(problem, rng, init_mask)
         self.scores = [rng.random(m.shape) + m for m in self.mask]
 

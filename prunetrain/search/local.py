@@ -29,14 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from prunetrain.backends.flips import FlipState, flip_cost
-from prunetrain.hyperparams import (
-    MAX_COUNT,
-    MAX_REPEATS,
-    MAX_SCALE,
-    check_choice,
-    check_count,
-    check_number,
-)
+from prunetrain.hyperparams import MAX_COUNT, MAX_REPEATS, MAX_SCALE, Choice, Integer, Real
 from prunetrain.masks import Mask
 from prunetrain.problem import FlipSession
 from prunetrain.search.base import Searcher, register
@@ -77,14 +70,17 @@ class FlipSearcher(Searcher):
         Rounds of evaluate-and-accept on each batch before the next batch.
     """
 
+    _parameter_constraints = {
+        "candidates": Integer(1, MAX_COUNT, optional=True),
+        "rounds": Integer(1, MAX_REPEATS),
+    }
+
     def __init__(self, candidates: int | None = None, rounds: int = 1) -> None:
         self.candidates = candidates
         self.rounds = rounds
 
     def setup(self, problem, rng, init_mask: Mask | None = None) -> None:
         super().setup(problem, rng, init_mask)
-        check_count("candidates", self.candidates, MAX_COUNT, optional=True)
-        check_count("rounds", self.rounds, MAX_REPEATS)
         self.mask = [
             m.copy() for m in (init_mask if init_mask is not None else problem.random_mask(rng))
         ]
@@ -210,16 +206,16 @@ class HillClimber(FlipSearcher):
 
     name = "hill"
     summary = "hill climbing (best- or first-improvement) on exact flip gains"
+    _parameter_constraints = {
+        "variant": Choice(("best", "first")),
+        **FlipSearcher._parameter_constraints,
+    }
 
     def __init__(
         self, variant: str = "best", candidates: int | None = None, rounds: int = 4
     ) -> None:
         super().__init__(candidates, rounds)
         self.variant = variant
-
-    def setup(self, problem, rng, init_mask=None) -> None:
-        check_choice("variant", self.variant, ("best", "first"))
-        super().setup(problem, rng, init_mask)
 
     def step(self) -> None:
         for layer, moves in self.rounds_of_moves():
@@ -255,6 +251,11 @@ class Annealer(FlipSearcher):
 
     name = "anneal"
     summary = "simulated annealing (Metropolis, geometric cooling calibrated from observed deltas)"
+    _parameter_constraints = {
+        "t_start": Real(0, MAX_SCALE, optional=True),
+        "t_end": Real(0, MAX_SCALE, optional=True),
+        **FlipSearcher._parameter_constraints,
+    }
 
     def __init__(
         self,
@@ -269,8 +270,8 @@ class Annealer(FlipSearcher):
 
     def setup(self, problem, rng, init_mask=None) -> None:
         super().setup(problem, rng, init_mask)
-        self._t0 = check_number("t_start", self.t_start, 0, MAX_SCALE, optional=True)
-        self._t1 = check_number("t_end", self.t_end, 0, MAX_SCALE, optional=True)
+        self._t0 = None if self.t_start is None else float(self.t_start)
+        self._t1 = None if self.t_end is None else float(self.t_end)
 
     def temperature(self) -> float:
         t0 = self._t0
@@ -311,6 +312,10 @@ class TabuSearcher(FlipSearcher):
 
     name = "tabu"
     summary = "tabu search on recently flipped weights, with aspiration"
+    _parameter_constraints = {
+        "tenure": Integer(1, MAX_COUNT),
+        **FlipSearcher._parameter_constraints,
+    }
 
     def __init__(self, tenure: int = 50, candidates: int | None = None, rounds: int = 4) -> None:
         super().__init__(candidates, rounds)
@@ -318,7 +323,6 @@ class TabuSearcher(FlipSearcher):
 
     def setup(self, problem, rng, init_mask=None) -> None:
         super().setup(problem, rng, init_mask)
-        check_count("tenure", self.tenure, MAX_COUNT)
         self.tabu_until = [np.zeros(a * b, dtype=np.int64) for a, b in problem.shapes]
         self.best_visited: tuple[list, float] | None = None
 
@@ -375,14 +379,14 @@ class SteepestSearcher(FlipSearcher):
 
     name = "steepest"
     summary = "block sweeps accepting the best non-conflicting improving flips"
+    _parameter_constraints = {
+        "block": Integer(1, MAX_COUNT),
+        **FlipSearcher._parameter_constraints,
+    }
 
     def __init__(self, block: int = 16, candidates: int | None = None, rounds: int = 4) -> None:
         super().__init__(candidates, rounds)
         self.block = block
-
-    def setup(self, problem, rng, init_mask=None) -> None:
-        super().setup(problem, rng, init_mask)
-        check_count("block", self.block, MAX_COUNT)
 
     def step(self) -> None:
         for layer, moves in self.rounds_of_moves():
@@ -432,6 +436,13 @@ class AccumulateSearcher(FlipSearcher):
 
     name = "accumulate"
     summary = "flips chosen on exact loss changes accumulated over batches"
+    _parameter_constraints = {
+        "pool": FlipSearcher._parameter_constraints["candidates"],
+        "decay": Real(0, 1, closed="neither"),
+        "shrink": Real(0, MAX_SCALE, closed="both"),
+        "flip_fraction": Real(0, 1),
+        "max_age": Integer(1, MAX_COUNT),
+    }
 
     def __init__(
         self,
@@ -451,10 +462,6 @@ class AccumulateSearcher(FlipSearcher):
     def setup(self, problem, rng, init_mask=None) -> None:
         self.candidates = self.pool
         super().setup(problem, rng, init_mask)
-        check_number("decay", self.decay, 0, 1, open_high=True)
-        check_number("shrink", self.shrink, 0, MAX_SCALE, open_low=False)
-        check_number("flip_fraction", self.flip_fraction, 0, 1)
-        check_count("max_age", self.max_age, MAX_COUNT)
         shapes = problem.shapes
         # Single flips are evaluated, so a candidate costs one flip, not a swap.
         self.single_costs = [flip_cost(shapes, layer) for layer in range(len(shapes))]

@@ -3,7 +3,6 @@ Ctrl-C, checkpoints and resuming from one."""
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
@@ -13,12 +12,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from prunetrain.backends import warm_up
-from prunetrain.data import Dataset
 from prunetrain.errors import PrunetrainError
 from prunetrain.hyperparams import check_number
 from prunetrain.interrupts import deferred_interrupt, signal_of
-from prunetrain.masks import KeepRule, Mask, check_mask
-from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed
+from prunetrain.masks import Mask, check_mask
+from prunetrain.network import check_seed
 from prunetrain.problem import Budget, Problem
 from prunetrain.progress import Progress
 from prunetrain.search.base import Searcher, SearchResult
@@ -36,20 +34,13 @@ VALIDATION_RATIO = 10
 
 
 def check_searcher(searcher: Searcher, keep_rule: str = "layer") -> None:
-    """Raise if ``searcher``'s hyperparameters are out of range, before any real work.
+    """Raise if ``searcher``'s declared hyperparameters are out of range, before any real work.
 
-    A searcher checks its hyperparameters in ``setup`` (some bounds need the
-    problem); setting a copy up on a 6-4-2 network and 16 random samples finds
-    a bad value in a few milliseconds, before a run loads its data or a
-    comparison starts its first run.
+    Only :meth:`~prunetrain.hyperparams.Hyperparameters.check_params`, which
+    :func:`~prunetrain.search.make_searcher` has already run: ``keep_rule`` is unused. Kept
+    for its caller (``api.run_search``), which can drop the call (issue 30, item 3).
     """
-    rng = np.random.default_rng(0)
-    X, y = rng.random((16, 6), dtype=np.float32), np.arange(16) % 2
-    data = Dataset("check", X, y, X[:4], y[:4], X[:0], y[:0], np.arange(2))
-    problem = Problem(
-        FrozenNetwork(NetworkSpec((6, 4, 2)), 0), data, KeepRule(0.5, keep_rule), "numpy", 8
-    )
-    copy.deepcopy(searcher).setup(problem, searcher_rng(0))
+    searcher.check_params()
 
 
 def searcher_rng(seed: int) -> np.random.Generator:

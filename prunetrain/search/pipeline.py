@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from prunetrain.errors import PrunetrainError
-from prunetrain.hyperparams import check_number
+from prunetrain.hyperparams import Named, Real
 from prunetrain.masks import Mask
-from prunetrain.search.base import BudgetView, Searcher, make_searcher, register
+from prunetrain.search.base import SEARCHERS, BudgetView, Searcher, make_searcher, register
+
+#: A stage: any searcher but a pipeline, by name or as a searcher.
+STAGE = Named(SEARCHERS, Searcher, "searcher", exclude=("pipeline",))
 
 
 @register
@@ -19,7 +21,8 @@ class Pipeline(Searcher):
     Parameters
     ----------
     first, then : str or Searcher
-        The two stages: searcher names (built with their defaults) or searchers.
+        The two stages: searcher names (built with their defaults) or searchers, other
+        than pipelines.
     share : float
         Most of the budget the first stage may use, in (0, 1).
 
@@ -31,6 +34,7 @@ class Pipeline(Searcher):
 
     name = "pipeline"
     summary = "one searcher's mask as the start of another (e.g. Hebbian init, then local search)"
+    _parameter_constraints = {"first": STAGE, "then": STAGE, "share": Real(0, 1, closed="neither")}
 
     def __init__(
         self,
@@ -44,12 +48,9 @@ class Pipeline(Searcher):
 
     def setup(self, problem, rng, init_mask: Mask | None = None) -> None:
         super().setup(problem, rng, init_mask)
-        share = check_number("share", self.share, 0, 1, open_high=True)
         self.stages = [self._build(self.first), self._build(self.then)]
-        if any(isinstance(s, Pipeline) for s in self.stages):
-            raise PrunetrainError("a pipeline's stages cannot be pipelines")
         first = self.stages[0]
-        first.budget_view = StageBudget(self, 0.0, share)
+        first.budget_view = StageBudget(self, 0.0, float(self.share))
         first.setup(problem, rng, init_mask)
         self.current = first
         self.switched_at: float | None = None

@@ -52,14 +52,7 @@ import numpy as np
 
 from prunetrain.backends.flips import flip_cost
 from prunetrain.backends.screen import PROBE
-from prunetrain.hyperparams import (
-    MAX_COUNT,
-    MAX_SCALE,
-    check_choice,
-    check_count,
-    check_flag,
-    check_number,
-)
+from prunetrain.hyperparams import MAX_COUNT, MAX_SCALE, Choice, Flag, Integer, Real
 from prunetrain.masks import Mask
 from prunetrain.search.base import Searcher, register
 
@@ -126,6 +119,16 @@ class ProbeSearcher(Searcher):
     name = "probe"
     summary = "every weight screened on every batch by forward probes; exact gains confirm flips"
     preferred_batch_size = 256
+    _parameter_constraints = {
+        "lr": Real(0, MAX_SCALE),
+        "momentum": Real(0, 1, closed="left"),
+        "weight_decay": Real(0, MAX_SCALE, closed="both", optional=True),
+        "schedule": Choice(SCHEDULES),
+        "probe": Real(0, 1),
+        "confirm": Flag(),
+        "max_checks": Integer(1, MAX_COUNT, optional=True),
+        "select": Choice(SELECTIONS),
+    }
 
     def __init__(
         self,
@@ -153,14 +156,6 @@ class ProbeSearcher(Searcher):
 
     def setup(self, problem, rng, init_mask: Mask | None = None) -> None:
         super().setup(problem, rng, init_mask)
-        check_number("lr", self.lr, 0, MAX_SCALE)
-        check_number("momentum", self.momentum, 0, 1, open_low=False, open_high=True)
-        check_number("weight_decay", self.weight_decay, 0, MAX_SCALE, open_low=False, optional=True)
-        check_choice("schedule", self.schedule, SCHEDULES)
-        check_number("probe", self.probe, 0, 1)
-        check_flag("confirm", self.confirm)
-        check_count("max_checks", self.max_checks, MAX_COUNT, optional=True)
-        check_choice("select", self.select, SELECTIONS)
         shapes = problem.shapes
         self.weight_decay_ = (
             min(DECAY_SAMPLES / problem.n_train, DECAY_MAX)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from prunetrain.hyperparams import MAX_POPULATION, check_count
+from prunetrain.hyperparams import MAX_POPULATION, Integer
 from prunetrain.masks import Mask
 from prunetrain.search.base import Searcher, register
 
@@ -25,13 +25,13 @@ class RandomSearcher(Searcher):
 
     name = "random"
     summary = "best of random masks at the target keep (the floor)"
+    _parameter_constraints = {"population": Integer(1, MAX_POPULATION)}
 
     def __init__(self, population: int = 32) -> None:
         self.population = population
 
     def setup(self, problem, rng, init_mask: Mask | None = None) -> None:
         super().setup(problem, rng, init_mask)
-        check_count("population", self.population, MAX_POPULATION)
         self.best_mask = init_mask if init_mask is not None else problem.random_mask(rng)
         self.best_loss = np.inf
 

@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from prunetrain.backends.topk import gumbel_top_k, top_k_rows
-from prunetrain.hyperparams import MAX_POPULATION, MAX_SCALE, check_count, check_number
+from prunetrain.hyperparams import MAX_POPULATION, MAX_SCALE, Integer, Real
 from prunetrain.masks import Mask
 from prunetrain.search.base import register
 from prunetrain.search.evolution.population import PopulationSearcher
@@ -54,14 +54,17 @@ class DistributionSearcher(PopulationSearcher):
         ever certain and sampling keeps exploring; at most :data:`MAX_LOGIT`.
     """
 
+    _parameter_constraints = {
+        "population": Integer(1, MAX_POPULATION),
+        "max_logit": Real(0, MAX_LOGIT),
+    }
+
     def __init__(self, population: int = 32, max_logit: float = 5.0) -> None:
         self.population = population
         self.max_logit = max_logit
 
     def setup(self, problem, rng, init_mask=None) -> None:
         super().setup(problem, rng, init_mask)
-        check_count("population", self.population, MAX_POPULATION)
-        check_number("max_logit", self.max_logit, 0, MAX_LOGIT)
         n = self.layout.n
         # A tiny fixed jitter breaks the ties of a flat θ, so the first mode is a random mask.
         self.theta = 1e-3 * rng.standard_normal(n)
@@ -152,6 +155,12 @@ class PBILSearcher(DistributionSearcher):
 
     name = "pbil"
     summary = "population-based incremental learning over Bernoulli keep probabilities"
+    _parameter_constraints = {
+        **DistributionSearcher._parameter_constraints,
+        "lr": Real(0, 1),
+        "elite": Integer(1, "population"),
+        "negative_lr": Real(0, 1, closed="both"),
+    }
 
     def __init__(
         self,
@@ -165,12 +174,6 @@ class PBILSearcher(DistributionSearcher):
         self.lr = lr
         self.elite = elite
         self.negative_lr = negative_lr
-
-    def setup(self, problem, rng, init_mask=None) -> None:
-        super().setup(problem, rng, init_mask)
-        check_number("lr", self.lr, 0, 1)
-        check_count("elite", self.elite, int(self.population))
-        check_number("negative_lr", self.negative_lr, 0, 1, open_low=False)
 
     def update(self, samples: np.ndarray, loss: np.ndarray) -> None:
         order = np.argsort(loss, kind="stable")
@@ -205,6 +208,11 @@ class CEMSearcher(DistributionSearcher):
 
     name = "cem"
     summary = "cross-entropy method (elite fraction) over Bernoulli keep probabilities"
+    _parameter_constraints = {
+        **DistributionSearcher._parameter_constraints,
+        "elite_fraction": Real(0, 1),
+        "smoothing": Real(0, 1),
+    }
 
     def __init__(
         self,
@@ -216,11 +224,6 @@ class CEMSearcher(DistributionSearcher):
         super().__init__(population, max_logit)
         self.elite_fraction = elite_fraction
         self.smoothing = smoothing
-
-    def setup(self, problem, rng, init_mask=None) -> None:
-        super().setup(problem, rng, init_mask)
-        check_number("elite_fraction", self.elite_fraction, 0, 1)
-        check_number("smoothing", self.smoothing, 0, 1)
 
     def update(self, samples: np.ndarray, loss: np.ndarray) -> None:
         n_elite = max(1, int(round(float(self.elite_fraction) * len(loss))))
@@ -278,6 +281,11 @@ class NESSearcher(DistributionSearcher):
 
     name = "nes"
     summary = "natural evolution strategy over Bernoulli keep logits, rank-shaped fitness"
+    _parameter_constraints = {
+        **DistributionSearcher._parameter_constraints,
+        "lr": Real(0, MAX_SCALE),
+        "momentum": Real(0, 1, closed="left"),
+    }
 
     def __init__(
         self,
@@ -292,8 +300,6 @@ class NESSearcher(DistributionSearcher):
 
     def setup(self, problem, rng, init_mask=None) -> None:
         super().setup(problem, rng, init_mask)
-        check_number("lr", self.lr, 0, MAX_SCALE)
-        check_number("momentum", self.momentum, 0, 1, open_low=False, open_high=True)
         self.velocity = np.zeros_like(self.theta)
 
     def update(self, samples: np.ndarray, loss: np.ndarray) -> None:

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from prunetrain.hyperparams import (
-    MAX_COUNT,
-    MAX_POPULATION,
-    check_choice,
-    check_count,
-    check_number,
-)
+from prunetrain.hyperparams import MAX_COUNT, MAX_POPULATION, Choice, Integer, Real
 from prunetrain.search.base import register
 from prunetrain.search.evolution.operators import poisson_at_least_one
 from prunetrain.search.evolution.population import PopulationSearcher
@@ -49,6 +43,14 @@ class GeneticSearcher(PopulationSearcher):
 
     name = "ga"
     summary = "genetic algorithm: tournaments, elitism, uniform/block crossover, swap mutation"
+    _parameter_constraints = {
+        "population": Integer(2, MAX_POPULATION),
+        "elites": Integer(0, "population", closed="left"),
+        "tournament": Integer(1, MAX_POPULATION),
+        "crossover": Choice(("uniform", "block")),
+        "crossover_rate": Real(0, 1, closed="both"),
+        "mutation": Real(0, MAX_COUNT),
+    }
 
     def __init__(
         self,
@@ -68,13 +70,7 @@ class GeneticSearcher(PopulationSearcher):
 
     def setup(self, problem, rng, init_mask=None) -> None:
         super().setup(problem, rng, init_mask)
-        p = check_count("population", self.population, MAX_POPULATION, low=2)
-        check_count("tournament", self.tournament, MAX_POPULATION)
-        check_number("elites", self.elites, 0, p, open_low=False, open_high=True, integer=True)
-        check_choice("crossover", self.crossover, ("uniform", "block"))
-        check_number("crossover_rate", self.crossover_rate, 0, 1, open_low=False)
-        check_number("mutation", self.mutation, 0, MAX_COUNT)
-        self.rows = self.start_rows(p, float(self.mutation))
+        self.rows = self.start_rows(int(self.population), float(self.mutation))
 
     def step(self) -> None:
         rows, rng = self.rows, self.rng

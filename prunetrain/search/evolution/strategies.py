@@ -9,10 +9,10 @@ from prunetrain.hyperparams import (
     MAX_COUNT,
     MAX_POPULATION,
     MAX_SCALE,
-    check_choice,
-    check_count,
-    check_flag,
-    check_number,
+    Choice,
+    Flag,
+    Integer,
+    Real,
 )
 from prunetrain.search.base import register
 from prunetrain.search.evolution.operators import poisson_at_least_one
@@ -78,6 +78,16 @@ class EvolutionSearcher(PopulationSearcher):
 
     name = "evolution"
     summary = "(1+λ), (μ,λ), (μ+λ) evolution with swap mutation and self-adapted strength"
+    _parameter_constraints = {
+        "strategy": Choice(STRATEGIES),
+        "offspring": Integer(1, MAX_POPULATION),
+        "parents": Integer(1, MAX_POPULATION),
+        "mutation": Real(0, MAX_COUNT),
+        "adapt": Real(1, MAX_SCALE),
+        "tau": Real(0, MAX_SCALE, closed="both"),
+        "max_mutation": Real(0, MAX_COUNT, optional=True),
+        "confirm": Flag(),
+    }
 
     def __init__(
         self,
@@ -99,20 +109,16 @@ class EvolutionSearcher(PopulationSearcher):
         self.max_mutation = max_mutation
         self.confirm = confirm
 
-    def setup(self, problem, rng, init_mask=None) -> None:
-        super().setup(problem, rng, init_mask)
-        check_choice("strategy", self.strategy, STRATEGIES)
-        lam = check_count("offspring", self.offspring, MAX_POPULATION)
-        parents = check_count("parents", self.parents, MAX_POPULATION)
-        mu = 1 if self.strategy == "1+lambda" else parents
+    def _check_relations(self) -> None:
+        mu, lam = int(self.parents), int(self.offspring)
         if self.strategy == "mu,lambda" and mu > lam:
             raise PrunetrainError(f"parents must be <= offspring for mu,lambda, got {mu} > {lam}")
-        check_number("mutation", self.mutation, 0, MAX_COUNT)
-        check_number("adapt", self.adapt, 1, MAX_SCALE)
-        check_number("tau", self.tau, 0, MAX_SCALE, open_low=False)
-        check_flag("confirm", self.confirm)
-        cap = check_number("max_mutation", self.max_mutation, 0, MAX_COUNT, optional=True)
-        self.cap = cap if cap is not None else max(1.0, 0.01 * self.layout.n)
+
+    def setup(self, problem, rng, init_mask=None) -> None:
+        super().setup(problem, rng, init_mask)
+        mu = 1 if self.strategy == "1+lambda" else int(self.parents)
+        cap = self.max_mutation
+        self.cap = float(cap) if cap is not None else max(1.0, 0.01 * self.layout.n)
         sigma0 = min(max(float(self.mutation), 1.0), self.cap)
         self.parent_rows = self.start_rows(mu, sigma0)
         self.sigma = np.full(mu, sigma0)
