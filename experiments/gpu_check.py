@@ -54,8 +54,8 @@ REPO = Path(__file__).resolve().parents[1]
 #: Each step and its time limit (s): at most 7 minutes in all. A search is 60 s of budget
 #: after loading the data and compiling its kernels (numba.cuda's are not cached on disk).
 STEPS = {
-    "versions": 15,
-    "tests": 105,
+    "versions": 20,
+    "tests": 100,
     "bench": 80,
     "search-cupy": 110,
     "search-numba": 110,
@@ -116,7 +116,7 @@ def run_versions(out: Path, idx: str | None) -> dict:
         ),
     ):
         try:
-            proc = subprocess.run(args, capture_output=True, text=True, timeout=20)
+            proc = subprocess.run(args, capture_output=True, text=True, timeout=5)
             smi[name] = proc.stdout + proc.stderr
         except (OSError, subprocess.TimeoutExpired) as exc:
             smi[name] = f"{type(exc).__name__}: {exc}"

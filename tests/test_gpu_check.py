@@ -121,7 +121,7 @@ def test_summary_of_timeouts_missing_records_and_steps_not_run(tmp_path):
     assert lines[:5] == [
         "versions      PASS  Stub GPU, 1.0, 80 GiB; CUDA runtime ?; CuPy stub, numba stub, "
         "numba-cuda stub, torch stub",
-        "tests         FAIL  timed out after 105 s (see tests.log)",
+        "tests         FAIL  timed out after 100 s (see tests.log)",
         "bench         FAIL  exit 0 but no bench.json",
         "search-cupy   FAIL  exit 1: test accuracy 0.1000 is not above 0.5",
         "search-numba  FAIL  not run",
