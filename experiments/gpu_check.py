@@ -216,15 +216,17 @@ def run_cli(argv: list[str]) -> str:
     """``prunetrain ARGV`` in this process; its standard output (a failure raises StepFailed)."""
     from prunetrain.cli import main
 
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         try:
             main(argv)
             code = 0
         except SystemExit as exc:
             code = exc.code or 0
+    sys.stderr.write(stderr.getvalue())
     if code:
-        raise StepFailed(f"prunetrain {' '.join(argv)} exited with {code}")
+        said = (stderr.getvalue().strip().splitlines() or ["nothing on stderr"])[-1]
+        raise StepFailed(f"prunetrain {argv[0]} exited with {code}: {said}")
     return stdout.getvalue()
 
 
@@ -273,20 +275,27 @@ def bench_torch(network, masks, X, y, repeats: int, device: str | None) -> dict:
         import torch
     except ImportError as exc:
         return {"skipped": f"torch is not installed ({exc})"}
+    if not torch.cuda.is_available():
+        return {"skipped": f"torch {torch.__version__} finds no CUDA device"}
     from prunetrain.backends.cupy.cupy_backend import GPU_GEMM_SIZE, gpu_sgemm_peak
     from prunetrain.bench import measure
 
-    contenders = population_eval().torch_contenders(network, masks, X, y, device=device)
     flops = float(network.spec.flops_per_sample() * X.shape[0])
-    numbers, _ = measure(
-        contenders,
-        len(masks),
-        flops,
-        repeats,
-        gemm_size=256,  # the CPU's peak is not what torch is held against here
-        gpu_peak=gpu_sgemm_peak(GPU_GEMM_SIZE),
-        gpu_contenders=list(contenders),
-    )
+    try:
+        contenders = population_eval().torch_contenders(network, masks, X, y, device=device)
+        numbers, _ = measure(
+            contenders,
+            len(masks),
+            flops,
+            repeats,
+            gemm_size=256,  # the CPU's peak is not what torch is held against here
+            gpu_peak=gpu_sgemm_peak(GPU_GEMM_SIZE),
+            gpu_contenders=list(contenders),
+        )
+    except Exception as exc:  # noqa: BLE001 - torch is only a comparison: record why it is missing
+        return {
+            "skipped": f"torch failed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+        }
     return {
         "version": torch.__version__,
         "tf32": bool(torch.backends.cuda.matmul.allow_tf32),
@@ -305,12 +314,21 @@ def population_eval():
 
 
 def run_bench(out: Path, idx: str | None) -> dict:
-    record = {"archs": {arch: bench_arch(arch) for arch in BENCH_ARCHS}}
-    write_record(out, "bench", record)
-    for arch, r in record["archs"].items():
+    """Both architectures; one that fails is recorded with its ``error`` and fails the step."""
+    record, problems = {"archs": {}}, []
+    for arch in BENCH_ARCHS:
+        try:
+            r = record["archs"][arch] = bench_arch(arch)
+        except StepFailed as exc:
+            record["archs"][arch] = {"error": str(exc)}
+            problems.append(f"{arch}: {exc}")
+            continue
         worst = max(r["max_rel_loss_diff"].values())
         if not worst <= 1e-5:
-            raise StepFailed(f"{arch}: losses differ from the NumPy reference by {worst:.2g}")
+            problems.append(f"{arch}: losses differ from the NumPy reference by {worst:.2g}")
+    write_record(out, "bench", record)
+    if problems:
+        raise StepFailed("; ".join(problems))
     return record
 
 
@@ -358,23 +376,18 @@ class PeakMemory:
         }
 
 
-def search_data(idx: str | None) -> tuple[str, str, str | None, str | None]:
-    """``(dataset, arch, data_dir, note)``: Fashion-MNIST from ``idx``, else digits and why."""
-    if idx is None:
-        return "digits", DIGITS_ARCH, None, "no IDX_DIR given: digits, not Fashion-MNIST"
+def search_data(idx: str | None):
+    """``(data, arch, note)``: Fashion-MNIST loaded from ``idx``, else digits and why."""
     from prunetrain.data import load_dataset
     from prunetrain.errors import PrunetrainError
 
+    if idx is None:
+        return load_dataset("digits"), DIGITS_ARCH, "no IDX_DIR given: digits, not Fashion-MNIST"
     try:
-        load_dataset("fashion-mnist", data_dir=idx)
+        return load_dataset("fashion-mnist", data_dir=idx), FASHION_ARCH, None
     except PrunetrainError as exc:
-        return (
-            "digits",
-            DIGITS_ARCH,
-            None,
-            f"IDX_DIR {idx} unusable ({exc}): digits, not Fashion-MNIST",
-        )
-    return "fashion-mnist", FASHION_ARCH, idx, None
+        note = f"IDX_DIR {idx} unusable ({exc}): digits, not Fashion-MNIST"
+        return load_dataset("digits"), DIGITS_ARCH, note
 
 
 def search(out: Path, backend: str, idx: str | None, budget: str = SEARCH_BUDGET) -> dict:
@@ -384,15 +397,22 @@ def search(out: Path, backend: str, idx: str | None, budget: str = SEARCH_BUDGET
     its step count can be read; the run folder is ``out/search-BACKEND``.
     """
     from prunetrain import runs
+    from prunetrain.backends import resolve_backend
+    from prunetrain.errors import PrunetrainError
     from prunetrain.search import DEFAULT_METHOD, make_searcher
 
-    dataset, arch, data_dir, note = search_data(idx)
+    try:
+        resolve_backend(backend)
+    except PrunetrainError as exc:
+        raise StepFailed(str(exc)) from None
+    data, arch, note = search_data(idx)
+    dataset = data.name
     command = (
         f"prunetrain search --backend {backend} --dataset {dataset} --arch {arch} --budget {budget}"
     )
-    if data_dir is not None:
-        command += f" --data-dir {data_dir}"
-    setup = runs.build(dataset, arch, data_dir=data_dir)
+    if note is None:
+        command += f" --data-dir {idx}"
+    setup = runs.build(data, arch)
     searcher = make_searcher(DEFAULT_METHOD)
     memory = PeakMemory(gpu=backend == "cupy")
     t = time.perf_counter()
@@ -469,6 +489,8 @@ def figure(step: str, record: dict) -> str:
 
 
 def bench_figure(arch: str, r: dict) -> str:
+    if "error" in r:
+        return f"{arch}: {r['error']}"
     b = r["bench"]
     parts = []
     if "cupy" in b["backends"]:
@@ -491,8 +513,8 @@ def bench_figure(arch: str, r: dict) -> str:
 def targets(records: dict) -> list[tuple[str, bool | None, str]]:
     """The issue's targets on an H100: ``(what, met or None when not measured, figure)``."""
     rows = []
-    bench = records.get("bench", {}).get("archs", {}).get(BENCH_ARCHS[0])
-    cupy = bench and bench["bench"]["backends"].get("cupy")
+    bench = records.get("bench", {}).get("archs", {}).get(BENCH_ARCHS[0], {})
+    cupy = bench.get("bench", {}).get("backends", {}).get("cupy")
     what = f"cupy population evaluation {BENCH_ARCHS[0]} >= {TARGET_PEAK_RATIO} of cuBLAS sgemm"
     if cupy:
         rows.append(
@@ -500,7 +522,7 @@ def targets(records: dict) -> list[tuple[str, bool | None, str]]:
         )
     else:
         rows.append((what, None, "not measured"))
-    torch_row = bench and bench["torch"].get("contenders", {}).get("torch.bmm")
+    torch_row = bench.get("torch", {}).get("contenders", {}).get("torch.bmm")
     what = "cupy population evaluation no slower than torch.bmm"
     if cupy and torch_row:
         ratio = cupy["gflops"] / torch_row["gflops"]

@@ -203,8 +203,8 @@ def test_run_step_records_the_error_and_exits_1(tmp_path, monkeypatch, capsys):
 
 
 def test_an_unusable_idx_folder_falls_back_to_digits_and_says_so(tmp_path):
-    dataset, arch, data_dir, note = gpu_check.search_data(str(tmp_path))
-    assert (dataset, arch, data_dir) == ("digits", "64-300-100-10", None)
+    data, arch, note = gpu_check.search_data(str(tmp_path))
+    assert (data.name, arch) == ("digits", "64-300-100-10")
     assert note.startswith(f"IDX_DIR {tmp_path} unusable (fashion-mnist: missing ")
     assert note.endswith("): digits, not Fashion-MNIST")
 
@@ -240,3 +240,45 @@ def test_search_step_records_accuracy_steps_and_memory(tmp_path, monkeypatch):
     assert (tmp_path / "search-numpy" / "result.json").exists()
     saved = json.loads((tmp_path / "search-numpy" / "result.json").read_text())
     assert saved["test_accuracy"] == record["test_accuracy"]
+
+
+def test_a_search_on_a_backend_that_cannot_run_fails_in_one_line(tmp_path, monkeypatch):
+    from prunetrain.backends.cupy import cupy_backend
+
+    monkeypatch.setattr(cupy_backend, "gpu_unavailable_reason", lambda: "CuPy finds no CUDA GPU")
+    with pytest.raises(gpu_check.StepFailed) as failed:
+        gpu_check.search(tmp_path, "cupy", None)
+    assert str(failed.value) == "backend 'cupy' cannot run here: CuPy finds no CUDA GPU"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_prunetrain_command_says_why(capsys):
+    with pytest.raises(gpu_check.StepFailed) as failed:
+        gpu_check.run_cli(["bench", "--population", "0"])
+    assert str(failed.value) == (
+        "prunetrain bench exited with 2: prunetrain: error: --population, --batch-size and "
+        "--repeats must be at least 1"
+    )
+    assert capsys.readouterr().err.startswith("prunetrain: error: --population")
+
+
+def test_bench_step_records_each_architecture_and_fails_on_any(tmp_path, monkeypatch):
+    good = gpu_check.stub_record("bench")["archs"]["784-300-100-10"]
+
+    def bench_arch(arch):
+        if arch == "784-1000-1000-10":
+            raise gpu_check.StepFailed("prunetrain bench exited with 2: out of memory")
+        return good
+
+    monkeypatch.setattr(gpu_check, "bench_arch", bench_arch)
+    with pytest.raises(gpu_check.StepFailed, match=r"^784-1000-1000-10: prunetrain bench exited"):
+        gpu_check.run_bench(tmp_path, None)
+    record = json.loads((tmp_path / "bench.json").read_text())
+    assert record["archs"]["784-300-100-10"] == good
+    assert record["archs"]["784-1000-1000-10"] == {
+        "error": "prunetrain bench exited with 2: out of memory"
+    }
+    assert gpu_check.figure("bench", record).endswith(
+        "; 784-1000-1000-10: prunetrain bench exited with 2: out of memory"
+    )
+    assert gpu_check.targets({"bench": record})[0][1] is True  # the first architecture's figures
