@@ -42,6 +42,7 @@ import importlib.metadata
 import importlib.util
 import io
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -415,6 +416,7 @@ def search(out: Path, backend: str, idx: str | None, budget: str = SEARCH_BUDGET
     setup = runs.build(data, arch)
     searcher = make_searcher(DEFAULT_METHOD)
     memory = PeakMemory(gpu=backend == "cupy")
+    print(f"{command}: compiling kernels, then {budget} of search", file=sys.stderr)
     t = time.perf_counter()
     finished = runs.search(
         setup,
@@ -692,4 +694,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # prunetrain's INFO lines (kernels compiled in how long) go into the step's log.
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     sys.exit(main())

@@ -23,6 +23,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-python3}
 check="$repo/experiments/gpu_check.py"
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1  # a step killed by its time limit leaves its log so far
 mkdir -p "$out" || exit 2
 date +%s > "$out/started"
 "$py" "$check" plan > "$out/plan.txt" || exit 2
