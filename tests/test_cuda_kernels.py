@@ -377,7 +377,9 @@ def probe_search_runs_on_the_backend_and_keeps_the_rule():
         rule = KeepRule(0.5, kind)
         backend = gpu_backend(net)
         problem = Problem(net, data, rule, backend=backend, batch_size=16, seed=0)
-        searcher = make_searcher("probe")
+        searcher = make_searcher(
+            "probe", confirm=True
+        )  # exact checks too: flip_gains on the backend
         result = run(problem, searcher, "30evals", seed=0)
         assert searcher.steps >= 3 and np.isfinite(searcher.loss)
         assert sum(searcher.n_checked) > 0 and sum(searcher.n_flipped) > 0
