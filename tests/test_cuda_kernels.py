@@ -1,4 +1,4 @@
-"""numba.cuda kernels and the CuPy backend's code, run under Numba's CUDA simulator.
+"""numba.cuda kernels and the CuPy backend's code, under Numba's CUDA simulator and on a GPU.
 
 ``NUMBA_ENABLE_CUDASIM=1`` must be set before Numba is imported, and the rest
 of the test session uses Numba's CPU kernels, so the checks run in ONE child
@@ -11,6 +11,13 @@ relative. Each check is reported as its own test here.
 No GPU is needed. What the simulator cannot show: CuPy itself (cuBLAS,
 device memory, ``__cuda_array_interface__``) and speed; see
 ``tests/test_backend_cupy.py`` for what runs only on a GPU.
+
+The child also runs the parity case of every backend operation
+(``tests/test_backend_parity.py``), so that those cases are known to work
+before a GPU runs them. Where a GPU works (``experiments/gpu_check.sh`` on a
+lent machine), :func:`test_on_the_gpu` runs every other check again in this
+process on the real device: the kernels get NumPy arrays, which numba.cuda
+copies to the device and back, and the backend CuPy arrays.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import traceback
 
 import numpy as np
 import pytest
+import test_backend_parity as parity
 
 from prunetrain.backends import flips, screen
 from prunetrain.masks import KeepRule, MaskPopulation, random_mask
@@ -41,9 +49,19 @@ def check(fn):
 
 def kernels():
     from prunetrain.backends.cupy import cuda_kernels
+    from prunetrain.backends.cupy.cupy_backend import gpu_unavailable_reason
 
-    assert cuda_kernels.SIMULATOR, "the checks must run under NUMBA_ENABLE_CUDASIM=1"
+    assert cuda_kernels.SIMULATOR or gpu_unavailable_reason() is None, (
+        "the checks run under NUMBA_ENABLE_CUDASIM=1 or on a usable GPU"
+    )
     return cuda_kernels
+
+
+def gpu_backend(net, **options):
+    """The CuPy backend: on NumPy arrays under the simulator, on CuPy arrays on a GPU."""
+    from prunetrain.backends.cupy.cupy_backend import CupyBackend
+
+    return CupyBackend(net, array_module=np if kernels().SIMULATOR else None, **options)
 
 
 def flip_case(sizes, batch, seed, bias=False, scale=1.0, init="signed_constant"):
@@ -190,9 +208,7 @@ def add_columns_equals_add_at():
 
 @check
 def backend_evaluate_and_logits_equal_the_numpy_backend():
-    kernels()
     from prunetrain.backends import NumpyBackend
-    from prunetrain.backends.cupy.cupy_backend import CupyBackend
 
     for sizes, P, B, bias, seed in [((6, 5, 4, 3), 3, 7, False, 0), ((5, 4), 2, 5, True, 1)]:
         rng = np.random.default_rng(seed)
@@ -204,7 +220,7 @@ def backend_evaluate_and_logits_equal_the_numpy_backend():
         y = rng.integers(0, sizes[-1], B)
         ref_loss, ref_acc = NumpyBackend(net).evaluate(population, X, y)
         for buffer_bytes in (1 << 20, 1):  # one chunk; one mask per chunk
-            backend = CupyBackend(net, buffer_bytes=buffer_bytes, array_module=np)
+            backend = gpu_backend(net, buffer_bytes=buffer_bytes)
             loss, acc = backend.evaluate(population, backend.asarray(X), backend.aslabels(y))
             assert loss.dtype == acc.dtype == np.float64
             np.testing.assert_allclose(loss, ref_loss, rtol=1e-5, atol=1e-7)
@@ -220,9 +236,7 @@ def backend_evaluate_and_logits_equal_the_numpy_backend():
 
 @check
 def backend_weighted_losses_and_gains_equal_duplicated_rows():
-    kernels()
     from prunetrain.backends import NumpyBackend
-    from prunetrain.backends.cupy.cupy_backend import CupyBackend
 
     for init in ("signed_constant", "kaiming_normal"):
         net, mask, X, y, rng = flip_case((6, 5, 4, 3), 8, 7, init=init)
@@ -234,7 +248,7 @@ def backend_weighted_losses_and_gains_equal_duplicated_rows():
         population = MaskPopulation.from_masks(
             [mask, random_mask(net.shapes, KeepRule(0.5), rng)], net.shapes
         )
-        backend = CupyBackend(net, array_module=np)
+        backend = gpu_backend(net)
         loss, acc = backend.evaluate(
             population, backend.asarray(X), backend.aslabels(y), backend.asweights(w)
         )
@@ -260,11 +274,8 @@ def backend_weighted_losses_and_gains_equal_duplicated_rows():
 
 @check
 def backend_flip_state_gains_and_updates_equal_the_reference():
-    kernels()
-    from prunetrain.backends.cupy.cupy_backend import CupyBackend
-
     net, mask, X, y, rng = flip_case((6, 5, 4, 3), 8, 5, bias=True)
-    backend = CupyBackend(net, array_module=np)
+    backend = gpu_backend(net)
     state = backend.flip_state(mask, backend.asarray(X), backend.aslabels(y))
     ref = flips.build_state(net, mask, X.astype(np.float32), y)
     assert state.loss == ref.loss or abs(state.loss - ref.loss) <= 1e-12 * abs(ref.loss)
@@ -285,8 +296,9 @@ def backend_flip_state_gains_and_updates_equal_the_reference():
             np.testing.assert_array_equal(got, want)
         for name in ("masked", "acts_t", "pre"):
             for got, want in zip(getattr(state, name), getattr(ref, name)):
-                np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(state.probs, ref.probs, rtol=1e-9, atol=1e-15)
+                np.testing.assert_allclose(backend.to_host(got), want, rtol=1e-9, atol=1e-12)
+        probs = backend.to_host(state.probs)
+        np.testing.assert_allclose(probs, ref.probs, rtol=1e-9, atol=1e-15)
         assert abs(state.loss - ref.loss) <= 1e-10 * abs(ref.loss)
     assert len(backend.flip_gains(state, 0, [], [])) == 0
 
@@ -336,19 +348,17 @@ def screen_responses_equal_the_reference():
 
 @check
 def backend_flip_screen_equals_the_reference():
-    kernels()
-    from prunetrain.backends.cupy.cupy_backend import CupyBackend
-
     for k, (sizes, batch, seed, bias, scale, init) in enumerate(SCREEN_CASES):
         net, mask, X, y, _ = flip_case(sizes, batch, seed, bias, scale, init)
-        backend = CupyBackend(net, array_module=np)
+        backend = gpu_backend(net)
         state = backend.flip_state(mask, backend.asarray(X), backend.aslabels(y))
         ref = flips.build_state(net, mask, X.astype(np.float32), y)
         probe = None if k % 2 else 0.05  # the default, or a larger probe
         want = screen.screen_gains(ref, screen.probe_responses(ref, probe or screen.PROBE))
-        losses = state.sample_losses.copy()
+        losses = backend.to_host(state.sample_losses).copy()
         got = backend.flip_screen(state, probe)
-        np.testing.assert_array_equal(state.sample_losses, losses)  # the state is untouched
+        untouched = backend.to_host(state.sample_losses)
+        np.testing.assert_array_equal(untouched, losses)  # the state is untouched
         assert len(got) == len(want)
         for g, w in zip(got, want):
             assert isinstance(g, np.ndarray) and g.dtype == np.float32 and g.shape == w.shape
@@ -357,23 +367,41 @@ def backend_flip_screen_equals_the_reference():
 
 @check
 def probe_search_runs_on_the_backend_and_keeps_the_rule():
-    kernels()
     from conftest import planted
 
-    from prunetrain.backends.cupy.cupy_backend import CupyBackend
     from prunetrain.problem import Problem
     from prunetrain.search import make_searcher, run
 
     net, data, _ = planted(seed=1, sizes=(6, 5, 4, 3), n=60)
     for kind in ("layer", "free"):
         rule = KeepRule(0.5, kind)
-        backend = CupyBackend(net, array_module=np)
+        backend = gpu_backend(net)
         problem = Problem(net, data, rule, backend=backend, batch_size=16, seed=0)
-        searcher = make_searcher("probe")
+        searcher = make_searcher(
+            "probe", confirm=True
+        )  # exact checks too: flip_gains on the backend
         result = run(problem, searcher, "30evals", seed=0)
         assert searcher.steps >= 3 and np.isfinite(searcher.loss)
         assert sum(searcher.n_checked) > 0 and sum(searcher.n_flipped) > 0
         assert rule.satisfied_by(result.mask) and rule.satisfied_by(searcher.mask)
+
+
+# --- the parity case of every backend operation ---------------------------------------
+
+PARITY = "parity_"
+
+
+def parity_check(case):
+    """``case`` of ``tests/test_backend_parity.py`` as a check, on the simulated backend."""
+
+    def run():
+        case(parity.Harness(gpu_backend, on_device=not kernels().SIMULATOR))
+
+    return run
+
+
+for _operation, _case in parity.CASES.items():
+    CHECKS[PARITY + _operation] = parity_check(_case)
 
 
 # --- the parent side: one child process, one test per check -------------------------
@@ -425,6 +453,16 @@ def test_under_cuda_simulator(simulated, name):
     result = simulated.get(name, "not run by the child")
     if result != "ok":
         pytest.fail(f"{name}, under the CUDA simulator:\n{result}", pytrace=False)
+
+
+#: Checks run again on a GPU; the parity cases run there in ``tests/test_backend_parity.py``.
+DEVICE_CHECKS = [name for name in CHECKS if not name.startswith(PARITY)]
+
+
+@pytest.mark.parametrize("name", DEVICE_CHECKS)
+def test_on_the_gpu(name):
+    parity.require_gpu()
+    CHECKS[name]()
 
 
 if __name__ == "__main__":

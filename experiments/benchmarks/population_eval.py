@@ -44,24 +44,29 @@ from prunetrain.provenance import describe_blas
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
-def torch_contenders(network, masks, X, y) -> dict:
-    """The two torch contenders as callables returning ``(loss, accuracy)`` (NumPy)."""
+def torch_contenders(network, masks, X, y, device: str = "cpu") -> dict:
+    """The two torch contenders as callables returning ``(loss, accuracy)`` (NumPy).
+
+    ``device`` is where torch holds the tensors and computes (``"cuda"`` on a
+    GPU, as ``experiments/gpu_check.py`` does); the results come back to the host.
+    """
     import torch
     import torch.nn.functional as F
 
-    weights = [torch.from_numpy(np.array(w)) for w in network.weights]
-    biases = (
-        None if network.biases is None else [torch.from_numpy(np.array(b)) for b in network.biases]
-    )
-    bits = [torch.from_numpy(masks.layer(layer).copy()) for layer in range(len(weights))]
-    Xt = torch.from_numpy(X)
-    yt = torch.from_numpy(y)
+    def tensor(a: np.ndarray):
+        return torch.from_numpy(np.array(a)).to(device)
+
+    weights = [tensor(w) for w in network.weights]
+    biases = None if network.biases is None else [tensor(b) for b in network.biases]
+    bits = [tensor(masks.layer(layer)) for layer in range(len(weights))]
+    Xt, yt = tensor(X), tensor(y)
     P, B, last = len(masks), X.shape[0], len(weights) - 1
 
     def head(z: torch.Tensor):
         loss = F.cross_entropy(z.reshape(P * B, -1), yt.repeat(P), reduction="none")
         acc = (z.argmax(dim=-1) == yt).to(torch.float64).mean(dim=1)
-        return loss.view(P, B).to(torch.float64).mean(dim=1).numpy(), acc.numpy()
+        loss = loss.view(P, B).to(torch.float64).mean(dim=1)
+        return loss.cpu().numpy(), acc.cpu().numpy()
 
     def forward(first_as_one_gemm: bool):
         with torch.inference_mode():
