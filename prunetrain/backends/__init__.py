@@ -16,6 +16,7 @@ import time
 from prunetrain.backends import topk
 from prunetrain.backends.base import Backend
 from prunetrain.backends.cupy import CupyBackend
+from prunetrain.backends.cupy.cupy_backend import gpu_info, gpu_sgemm_peak
 from prunetrain.backends.numba import NumbaBackend
 from prunetrain.backends.numpy_backend import NumpyBackend
 from prunetrain.errors import BackendUnavailableError, PrunetrainError
@@ -99,6 +100,8 @@ __all__ = [
     "NumpyBackend",
     "backend_names",
     "backend_notice",
+    "gpu_info",
+    "gpu_sgemm_peak",
     "make_backend",
     "resolve_backend",
     "warm_up",
