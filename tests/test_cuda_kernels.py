@@ -376,6 +376,25 @@ def probe_search_runs_on_the_backend_and_keeps_the_rule():
         assert rule.satisfied_by(result.mask) and rule.satisfied_by(searcher.mask)
 
 
+@check
+def mask_sampling_equals_the_reference():
+    K = kernels()
+    from prunetrain.backends import topk
+    from prunetrain.backends.cupy.cupy_backend import CupyBackend
+
+    seeds = np.array([0, 1, 2**64 - 1], dtype=np.uint64)  # the largest seed wraps at once
+    out = np.empty((3, 37), dtype=np.float32)
+    K.counter_uniforms(seeds, out)
+    np.testing.assert_array_equal(out, topk.counter_uniforms(seeds, 37))
+    backend = CupyBackend(FrozenNetwork(NetworkSpec((4, 2)), 0), array_module=np)
+    theta = np.random.default_rng(3).normal(0, 2, 41)
+    for k in (0, 1, 20, 41):
+        got = backend.gumbel_top_k(theta, k, 3, np.random.default_rng(5))
+        np.testing.assert_array_equal(got, topk.gumbel_top_k(theta, k, 3, np.random.default_rng(5)))
+        key = np.random.default_rng(k).integers(0, 4, (2, 41)).astype(np.float32)  # ties
+        np.testing.assert_array_equal(backend.top_k_rows(key, k), topk.top_k_rows(key, k))
+
+
 # --- the parent side: one child process, one test per check -------------------------
 
 

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from prunetrain.backends import flips, screen
+from prunetrain.backends import flips, screen, topk
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import MaskPopulation
 from prunetrain.network import FrozenNetwork
@@ -95,6 +95,29 @@ class Backend(abc.ABC):
     def logits(self, mask: Sequence[np.ndarray], X) -> np.ndarray:
         """Logits ``(B, C)`` of one mask on ``X``, float32 on the host."""
 
+    # --- mask sampling (the estimation-of-distribution searchers) ----------------------
+    def gumbel_top_k(
+        self, theta: np.ndarray, k: int, size: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """``size`` masks keeping exactly ``k`` of ``len(theta)`` weights, on the host (bool).
+
+        The top ``k`` of ``θ + Gumbel`` (:func:`prunetrain.backends.topk.gumbel_top_k`):
+        ``rng`` gives one seed per mask, the keys are made and selected on this
+        backend's device, and every backend returns the same bits.
+        """
+        return topk.gumbel_top_k(
+            theta, k, size, rng,
+            uniforms=self.counter_uniforms, top_k=self.top_k_rows, to_device=self.to_device,
+        )  # fmt: skip
+
+    def counter_uniforms(self, seeds: np.ndarray, n: int):
+        """Float32 uniforms ``(len(seeds), n)`` on this backend's device (:func:`~prunetrain.backends.topk.counter_uniforms`)."""
+        return topk.counter_uniforms(seeds, n)
+
+    def top_k_rows(self, key, k: int) -> np.ndarray:
+        """Host boolean array marking the ``k`` largest of each row of ``key`` (host or device), ties to the lowest columns."""
+        return topk.top_k_rows(key, k)
+
     # --- exact incremental evaluation of weight flips (local search) -------------------
     def flip_state(self, mask: Sequence[np.ndarray], X, y, w=None) -> flips.FlipState:
         """Forward ``mask`` on the batch ``(X, y)`` and cache what :meth:`flip_gains` needs.
@@ -136,6 +159,9 @@ class Backend(abc.ABC):
         self.evaluate(population, X, y)
         self.evaluate(population, X, y, w)
         self.logits(mask, X)
+        self.gumbel_top_k(np.zeros(16), 4, 2, np.random.default_rng(0))
+        for dtype in (np.float32, np.float64):  # a sample's keys; a mode's logits
+            self.top_k_rows(np.arange(16, dtype=dtype)[None], 4)
         self.flip_screen(self.flip_state(mask, X, y, w))
         state = self.flip_state(mask, X, y)
         self.flip_screen(state)
