@@ -9,20 +9,18 @@ from conftest import planted
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from prunetrain.backends.hebbian import (
+    competitive_stat,
+    hebbian_pass,
+    label_stat,
+    reward_stat,
+    sample_losses,
+)
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KeepRule
 from prunetrain.problem import Budget, Problem
 from prunetrain.search import make_searcher, run
-from prunetrain.search.hebbian import (
-    balanced_top,
-    competitive_stat,
-    forward,
-    label_stat,
-    reward_stat,
-    sample_losses,
-    select_top,
-    unit_counts,
-)
+from prunetrain.search.hebbian import balanced_top, select_top, unit_counts
 from prunetrain.search.local import HillClimber
 
 HEBBIAN = ["hebbian", "hebbian-label", "hebbian-reward"]
@@ -39,6 +37,12 @@ def small_case(seed=0, B=7, a=5, b=4):
     z = rng.standard_normal((B, b))
     w = rng.choice([-0.5, 0.5], size=(a, b))
     return rng, x, z, w
+
+
+def forward(weights, biases, mask, X):
+    """Inputs and pre-activations of every layer (the reference's float64 pass)."""
+    hpass = hebbian_pass(weights, biases, mask, X, np.zeros(len(X), dtype=np.int64))
+    return hpass.inputs, hpass.pres
 
 
 # --- the formulas, against direct sums over samples ------------------------------------

@@ -244,6 +244,10 @@ class CupyBackend(Backend):
         """The top ``k`` of each row selected on the GPU (:func:`~prunetrain.backends.topk.top_k_rows` on CuPy arrays)."""
         return self.to_host(topk.top_k_rows(self.xp.asarray(key), k, self.xp))
 
+    def _float64_parameters(self) -> tuple[list, list | None]:
+        """The float64 weights and biases already on the GPU (the Hebbian statistics use them)."""
+        return self._w64, self._b64
+
     # --- population evaluation --------------------------------------------------------
 
     def evaluate(self, population: MaskPopulation, X, y, w=None) -> tuple[np.ndarray, np.ndarray]:

@@ -360,6 +360,14 @@ class NumbaBackend(Backend):
         """The top ``k`` of each row by the kernel of :mod:`~prunetrain.backends.numba.topk_kernels`."""
         return topk_kernels.select_top_k(key, k)
 
+    def winners_take_all(self, z: np.ndarray, k: int) -> np.ndarray:
+        """The k-WTA indicator of the Hebbian statistics by the top-k kernel (ties to the lowest units).
+
+        The statistics' GEMMs stay in BLAS, in the reference's order, so
+        this backend's Hebbian searches give the NumPy backend's bits.
+        """
+        return topk_kernels.select_top_k(z, k).astype(np.float64)
+
     def logits(self, mask: Sequence[np.ndarray], X) -> np.ndarray:
         population = MaskPopulation.from_masks([mask], self.network.shapes)
         X = self._check_features(X)
