@@ -231,6 +231,7 @@ class Backend(abc.ABC):
         self.gumbel_top_k(np.zeros(16), 4, 2, np.random.default_rng(0))
         for dtype in (np.float32, np.float64):  # a sample's keys; a mode's logits
             self.top_k_rows(np.arange(16, dtype=dtype)[None], 4)
+        self.winners_take_all(self.to_device(np.arange(16, dtype=np.float64).reshape(2, 8)), 2)
         self.flip_screen(self.flip_state(mask, X, y, w))
         state = self.flip_state(mask, X, y)
         self.flip_screen(state)

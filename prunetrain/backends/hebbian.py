@@ -20,7 +20,8 @@ the batch's samples ``b``:
 Every function takes ``xp``, the array module of its arrays (NumPy here, CuPy
 on the GPU backend), and computes in the same order in both, so the NumPy and
 the Numba backend give the same bits (the Numba backend runs the GEMMs in BLAS,
-as here, and the k-WTA selection in a kernel).
+as here, and the k-WTA selection in a kernel that defers to this reference
+where a sample's winners are tied).
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ import dataclasses
 from collections.abc import Callable, Sequence
 
 import numpy as np
-
-from prunetrain.backends import topk
 
 
 @dataclasses.dataclass
@@ -119,10 +118,14 @@ def hebbian_pass(
 def winners_take_all(z, k: int, xp=np):
     """``y_bj``: 1.0 where unit ``j`` is among the ``k`` largest pre-activations of sample ``b``.
 
-    Ties at a sample's boundary go to the lowest units
-    (:func:`prunetrain.backends.topk.top_k_rows`), so every backend marks the same units.
+    Where a sample's ``k``-th and ``k+1``-th largest are equal, ``argpartition``
+    picks among the tied units; a kernel must defer to it for such samples
+    (as the Numba backend's does) to give the same winners.
     """
-    return topk.top_k_rows(z, k, xp).astype(xp.float64)
+    top = xp.argpartition(-z, k - 1, axis=1)[:, :k]
+    y = xp.zeros_like(z)
+    y[xp.arange(z.shape[0])[:, None], top] = 1.0
+    return y
 
 
 def competitive_stat(x, z, w, winners: int | None, xp=np, wta=winners_take_all):

@@ -33,7 +33,7 @@ from numba import njit
 
 from prunetrain.backends import screen
 from prunetrain.backends.base import Backend, check_labels
-from prunetrain.backends.numba import flip_kernels, screen_kernels, topk_kernels
+from prunetrain.backends.numba import flip_kernels, hebbian_kernels, screen_kernels, topk_kernels
 from prunetrain.backends.numba.workers import WORKERS, default_workers
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import MaskPopulation
@@ -361,12 +361,12 @@ class NumbaBackend(Backend):
         return topk_kernels.select_top_k(key, k)
 
     def winners_take_all(self, z: np.ndarray, k: int) -> np.ndarray:
-        """The k-WTA indicator of the Hebbian statistics by the top-k kernel (ties to the lowest units).
+        """The k-WTA indicator of the Hebbian statistics by the kernel of :mod:`~prunetrain.backends.numba.hebbian_kernels`.
 
         The statistics' GEMMs stay in BLAS, in the reference's order, so
         this backend's Hebbian searches give the NumPy backend's bits.
         """
-        return topk_kernels.select_top_k(z, k).astype(np.float64)
+        return hebbian_kernels.winners_take_all(z, k)
 
     def logits(self, mask: Sequence[np.ndarray], X) -> np.ndarray:
         population = MaskPopulation.from_masks([mask], self.network.shapes)
