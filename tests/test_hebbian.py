@@ -244,6 +244,21 @@ def test_backend_hebbian_statistics_equal_the_reference(backend_name, bias):
         )  # fmt: skip
 
 
+def test_backend_label_statistic_refuses_a_target_that_does_not_fit_the_layer():
+    from prunetrain.backends import make_backend
+    from prunetrain.network import FrozenNetwork, NetworkSpec
+
+    net = FrozenNetwork(NetworkSpec((5, 6, 3)), 0)
+    backend = make_backend("numpy", net)
+    mask = [np.ones(s, dtype=bool) for s in net.shapes]
+    hp = backend.hebbian_pass(mask, np.ones((2, 5), dtype=np.float32), np.array([0, 2]))
+    with pytest.raises(PrunetrainError, match=r"layer 0 has 6 units, not one per class \(3\)"):
+        backend.hebbian_label(hp, 0)
+    with pytest.raises(PrunetrainError, match=r"projection has shape \(3, 5\), expected \(3, 6\)"):
+        backend.hebbian_label(hp, 0, np.ones((3, 5)))
+    assert backend.hebbian_label(hp, 1).shape == (6, 3)
+
+
 @pytest.mark.parametrize("k", [1, 2, 3, 6])
 def test_numba_winners_take_all_equals_the_reference_with_and_without_ties(k):
     from prunetrain.backends import hebbian

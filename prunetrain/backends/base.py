@@ -160,6 +160,17 @@ class Backend(abc.ABC):
         ``(n_classes, fan_out)`` array) for a hidden layer.
         """
         n_classes = self.network.spec.layer_sizes[-1]
+        fan_out = self.network.shapes[layer][1]
+        if projection is None and fan_out != n_classes:
+            raise PrunetrainError(
+                f"layer {layer} has {fan_out} units, not one per class ({n_classes}): "
+                "its label target needs a projection"
+            )
+        if projection is not None and tuple(projection.shape) != (n_classes, fan_out):
+            raise PrunetrainError(
+                f"projection has shape {tuple(projection.shape)}, expected "
+                f"({n_classes}, {fan_out}) for layer {layer}"
+            )
         target = hebbian.label_target(hpass.y, n_classes, projection, self.xp)
         stat = hebbian.label_stat(hpass.inputs[layer], target, hpass.weights[layer], self.xp)
         return self.to_host(stat)
