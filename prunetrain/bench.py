@@ -24,11 +24,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from prunetrain.backends import BACKENDS, resolve_backend
+from prunetrain.backends import BACKENDS, gpu_info, gpu_sgemm_peak, resolve_backend
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import MaskPopulation
 from prunetrain.network import FrozenNetwork, NetworkSpec, parse_arch
-from prunetrain.provenance import describe_blas, machine
+from prunetrain.provenance import describe_blas, machine, versions
 
 GEMM_SIZE = 4096
 # Backends that run on the GPU, measured against the GPU's own GEMM peak.
@@ -103,12 +103,7 @@ def machine_info() -> dict:
     info = machine()
     info["python"] = platform.python_version()
     info["numpy"] = np.__version__
-    try:
-        import numba
-
-        info["numba"] = numba.__version__
-    except Exception:  # noqa: BLE001 - no numba is a fact to report, not an error
-        info["numba"] = None
+    info["numba"] = versions().get("numba")  # None where no backend loaded Numba
     return info
 
 
@@ -141,7 +136,7 @@ def measure(
         Rounds; each times the peak GEMM and every contender once.
     gpu_peak : callable, optional
         A timer returning the GFLOP/s of one GPU GEMM (see
-        :func:`prunetrain.backends.cupy.cupy_backend.gpu_sgemm_peak`), timed in
+        :func:`prunetrain.backends.gpu_sgemm_peak`), timed in
         every round too; ``gpu_contenders`` are compared with it.
 
     Returns
@@ -269,10 +264,8 @@ def run_bench(
     gpu_names = [name for name in classes if name in GPU_BACKENDS]
     gpu_peak, gpu = None, {}
     if gpu_names:
-        from prunetrain.backends.cupy import cupy_backend
-
-        gpu_peak = cupy_backend.gpu_sgemm_peak(gpu_gemm_size, seed)
-        gpu = {"gpu": cupy_backend.gpu_info(), "gpu_gemm_size": gpu_gemm_size}
+        gpu_peak = gpu_sgemm_peak(gpu_gemm_size, seed)
+        gpu = {"gpu": gpu_info(), "gpu_gemm_size": gpu_gemm_size}
     numbers, _ = measure(
         contenders, population, flops, repeats, gemm_size, seed, gpu_peak, gpu_names
     )

@@ -106,3 +106,23 @@ def cpu_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def parallel_threads(threads: int) -> Iterator[None]:
+    """A context in which OpenMP regions and Numba's parallel kernels use at most ``threads`` threads.
+
+    Runs executed side by side (the comparison runner's ``jobs``) would
+    otherwise each start a thread per core and oversubscribe the cores. The
+    OpenMP cap is lifted when the context ends; Numba's is a setting of the
+    calling thread that stays. Numba is capped only if it is already loaded
+    (the backends load it): this module knows threads, not devices.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=int(threads), user_api="openmp"):
+        numba = sys.modules.get("numba")
+        if numba is not None:
+            with contextlib.suppress(Exception):
+                numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+        yield

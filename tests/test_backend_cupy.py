@@ -306,6 +306,7 @@ class FakeGpuBackend(NumpyBackend):
 
 
 def test_bench_measures_a_gpu_backend_against_the_gpu_peak(monkeypatch):
+    from prunetrain import bench
     from prunetrain.bench import available_backends, format_bench, run_bench
 
     monkeypatch.setitem(BACKENDS, "cupy", FakeGpuBackend)
@@ -315,8 +316,8 @@ def test_bench_measures_a_gpu_backend_against_the_gpu_peak(monkeypatch):
         sizes.append(size)
         return lambda: 1000.0
 
-    monkeypatch.setattr(cupy_backend, "gpu_sgemm_peak", fake_peak)
-    monkeypatch.setattr(cupy_backend, "gpu_info", lambda: {"name": "Fake GPU", "memory_gib": 1.0})
+    monkeypatch.setattr(bench, "gpu_sgemm_peak", fake_peak)
+    monkeypatch.setattr(bench, "gpu_info", lambda: {"name": "Fake GPU", "memory_gib": 1.0})
     assert "cupy" in available_backends()
     result = run_bench(
         "8-4", population=2, batch=4, backends=["numpy", "cupy"], repeats=2, gemm_size=64,

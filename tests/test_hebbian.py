@@ -9,20 +9,18 @@ from conftest import planted
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from prunetrain.backends.hebbian import (
+    competitive_stat,
+    hebbian_pass,
+    label_stat,
+    reward_stat,
+    sample_losses,
+)
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KeepRule
 from prunetrain.problem import Budget, Problem
 from prunetrain.search import make_searcher, run
-from prunetrain.search.hebbian import (
-    balanced_top,
-    competitive_stat,
-    forward,
-    label_stat,
-    reward_stat,
-    sample_losses,
-    select_top,
-    unit_counts,
-)
+from prunetrain.search.hebbian import balanced_top, select_top, unit_counts
 from prunetrain.search.local import HillClimber
 
 HEBBIAN = ["hebbian", "hebbian-label", "hebbian-reward"]
@@ -39,6 +37,12 @@ def small_case(seed=0, B=7, a=5, b=4):
     z = rng.standard_normal((B, b))
     w = rng.choice([-0.5, 0.5], size=(a, b))
     return rng, x, z, w
+
+
+def forward(weights, biases, mask, X):
+    """Inputs and pre-activations of every layer (the reference's float64 pass)."""
+    hpass = hebbian_pass(weights, biases, mask, X, np.zeros(len(X), dtype=np.int64))
+    return hpass.inputs, hpass.pres
 
 
 # --- the formulas, against direct sums over samples ------------------------------------
@@ -180,6 +184,96 @@ def test_hebbian_reward_step_adds_the_normalised_three_factor_update(planted_pro
         np.testing.assert_allclose(
             s.scores[layer], scores[layer] + 0.07 * d / np.sqrt(np.mean(d**2)), atol=1e-10
         )
+
+
+# --- the backends' statistics against the reference ---------------------------------------
+@pytest.mark.parametrize("backend_name", ["numpy", "numba"])
+@pytest.mark.parametrize("bias", [False, True])
+def test_backend_hebbian_statistics_equal_the_reference(backend_name, bias):
+    from prunetrain.backends import hebbian, make_backend
+    from prunetrain.masks import random_mask
+    from prunetrain.network import FrozenNetwork, NetworkSpec
+
+    net = FrozenNetwork(NetworkSpec((9, 7, 6, 4), bias=bias), 2)
+    rng = np.random.default_rng(3)
+    mask = random_mask(net.shapes, KeepRule(0.5), rng)
+    X = rng.random((11, 9)).astype(np.float32)
+    X[:, :3] = 0.0  # silent inputs: tied pre-activations, where the k-WTA must break ties alike
+    y = rng.integers(0, 4, 11)
+    backend = make_backend(backend_name, net)
+    hp = backend.hebbian_pass(mask, backend.asarray(X), backend.aslabels(y))
+    w = [a.astype(np.float64) for a in net.weights]
+    b = None if net.biases is None else [a.astype(np.float64) for a in net.biases]
+    ref = hebbian.hebbian_pass(w, b, mask, X, y)
+    assert hp.loss == pytest.approx(ref.loss, rel=1e-12)
+    for got, want in [*zip(hp.pres, ref.pres), *zip(hp.input_means, ref.input_means)]:
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(hp.pre_stds, ref.pre_stds, rtol=1e-12)
+    tied = np.zeros((3, 6))
+    tied[1, 2:] = 1.0
+    for z in (ref.pres[0], tied):
+        for k in (1, 2, 5):
+            np.testing.assert_array_equal(
+                backend.winners_take_all(np.ascontiguousarray(z), k),
+                hebbian.winners_take_all(z, k),
+            )
+    for layer in range(2):
+        for k in (None, 2):
+            np.testing.assert_allclose(
+                backend.hebbian_competitive(hp, layer, k),
+                hebbian.competitive_stat(ref.inputs[layer], ref.pres[layer], w[layer], k),
+                rtol=1e-12, atol=1e-15,
+            )  # fmt: skip
+        R = rng.choice([-1.0, 1.0], size=(4, w[layer].shape[1]))
+        np.testing.assert_allclose(
+            backend.hebbian_label(hp, layer, R),
+            hebbian.label_stat(ref.inputs[layer], np.eye(4)[y] @ R, w[layer]),
+            rtol=1e-12, atol=1e-15,
+        )  # fmt: skip
+    np.testing.assert_allclose(
+        backend.hebbian_label(hp, 2),
+        hebbian.label_stat(ref.inputs[2], np.eye(4)[y], w[2]),
+        rtol=1e-12, atol=1e-15,
+    )  # fmt: skip
+    for layer in range(3):
+        xi = rng.standard_normal(ref.pres[layer].shape) * 0.3
+        np.testing.assert_allclose(
+            backend.hebbian_reward(hp, layer, xi, 0.3),
+            hebbian.reward_delta(ref, layer, xi, 0.3),
+            rtol=1e-12, atol=1e-15,
+        )  # fmt: skip
+
+
+def test_backend_label_statistic_refuses_a_target_that_does_not_fit_the_layer():
+    from prunetrain.backends import make_backend
+    from prunetrain.network import FrozenNetwork, NetworkSpec
+
+    net = FrozenNetwork(NetworkSpec((5, 6, 3)), 0)
+    backend = make_backend("numpy", net)
+    mask = [np.ones(s, dtype=bool) for s in net.shapes]
+    hp = backend.hebbian_pass(mask, np.ones((2, 5), dtype=np.float32), np.array([0, 2]))
+    with pytest.raises(PrunetrainError, match=r"layer 0 has 6 units, not one per class \(3\)"):
+        backend.hebbian_label(hp, 0)
+    with pytest.raises(PrunetrainError, match=r"projection has shape \(3, 5\), expected \(3, 6\)"):
+        backend.hebbian_label(hp, 0, np.ones((3, 5)))
+    assert backend.hebbian_label(hp, 1).shape == (6, 3)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 6])
+def test_numba_winners_take_all_equals_the_reference_with_and_without_ties(k):
+    from prunetrain.backends import hebbian
+    from prunetrain.backends.numba import hebbian_kernels
+
+    rng = np.random.default_rng(k)
+    distinct = rng.standard_normal((40, 6))
+    tied = rng.integers(-1, 2, (40, 6)).astype(np.float64)  # boundaries tied in most rows
+    for z in (distinct, tied):
+        want = hebbian.winners_take_all(z, k)
+        np.testing.assert_array_equal(want.sum(axis=1), k)
+        np.testing.assert_array_equal(hebbian_kernels.winners_take_all(z, k), want)
+    # Untied rows: the winners are the k largest.
+    kth = np.sort(distinct, axis=1)[:, -k][:, None]
+    np.testing.assert_array_equal(hebbian.winners_take_all(distinct, k), distinct >= kth)
 
 
 # --- selection and keep counts -------------------------------------------------------------

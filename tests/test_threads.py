@@ -98,3 +98,20 @@ def test_every_searcher_gives_the_same_ticket_with_one_thread_and_with_the_defau
         assert one["ticket"] == default["ticket"], name
         assert one["history"] == default["history"], name  # the very same floats, too
     assert np.isfinite([row[2] for v in found["one"].values() for row in v["history"]]).all()
+
+
+def test_parallel_threads_caps_numba_and_lifts_the_openmp_cap():
+    import numba
+
+    from prunetrain.threads import parallel_threads
+
+    before = numba.get_num_threads()
+    openmp = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"]
+    try:
+        with parallel_threads(1):
+            assert numba.get_num_threads() == 1
+            inside = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"]
+            assert all(n == 1 for n in inside)
+        assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"] == openmp
+    finally:
+        numba.set_num_threads(before)

@@ -7,9 +7,9 @@ architecture at keep 0.5:
 
 * ``argpartition``: the first implementation, ``numpy.random`` keys and one
   ``np.argpartition`` per row (inlined here as the reference it replaced);
-* ``reference``: :func:`~prunetrain.backends.topk.gumbel_top_k` with
-  ``fast=False`` (counter-based uniforms and a partition, in NumPy);
-* ``kernels``: the same with the Numba kernels (the default);
+* ``reference``: :func:`~prunetrain.backends.topk.gumbel_top_k`, the NumPy
+  reference (counter-based uniforms and a partition);
+* ``kernels``: the same by the Numba backend's ``gumbel_top_k`` (its kernels);
 * ``evaluation``: the Numba backend evaluating P + 2 masks (the samples, the
   mode and the incumbent) on a batch of B samples: what a generation costs
   besides its sampling.
@@ -116,10 +116,11 @@ def main(argv=None) -> None:
     def generation(sample):
         return lambda: [sample(t, k, P, rng) for t, k in zip(thetas, counts)]
 
-    def sampler(fast):
-        return lambda t, k, size, r: gumbel_top_k(t, k, size, r, fast=fast)
-
     backend = make_backend("numba", network)
+
+    def sampler(fast):
+        return backend.gumbel_top_k if fast else gumbel_top_k
+
     Xd, yd = backend.asarray(X), backend.aslabels(y)
     masks = MaskPopulation.from_layers(
         [

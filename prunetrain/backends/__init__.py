@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import time
 
-from prunetrain.backends import topk
 from prunetrain.backends.base import Backend
 from prunetrain.backends.cupy import CupyBackend
+from prunetrain.backends.cupy.cupy_backend import gpu_info, gpu_sgemm_peak
 from prunetrain.backends.numba import NumbaBackend
 from prunetrain.backends.numpy_backend import NumpyBackend
 from prunetrain.errors import BackendUnavailableError, PrunetrainError
@@ -75,13 +75,11 @@ def backend_notice(name: str) -> str | None:
 def warm_up(backend: Backend, X, y) -> float:
     """Compile (or load from Numba's cache) every kernel a search may call; return the seconds taken.
 
-    Runs :meth:`Backend.warm_up` on a few rows of ``(X, y)`` and the mask
-    sampling kernels of :mod:`prunetrain.backends.topk`. Called by the run
-    loop before its clock starts.
+    Runs :meth:`Backend.warm_up` on a few rows of ``(X, y)``. Called by the
+    run loop before its clock starts.
     """
     start = time.perf_counter()
     backend.warm_up(X, y)
-    topk.warm_up()
     return time.perf_counter() - start
 
 
@@ -99,6 +97,8 @@ __all__ = [
     "NumpyBackend",
     "backend_names",
     "backend_notice",
+    "gpu_info",
+    "gpu_sgemm_peak",
     "make_backend",
     "resolve_backend",
     "warm_up",

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from prunetrain.backends import flips, screen
+from prunetrain.backends import flips, hebbian, screen, topk
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import MaskPopulation
 from prunetrain.network import FrozenNetwork
@@ -36,9 +36,16 @@ class Backend(abc.ABC):
     """
 
     name: ClassVar[str]
+    #: The array module of this backend's device arrays (CuPy on the GPU backend).
+    xp = np
 
     def __init__(self, network: FrozenNetwork) -> None:
         self.network = network
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_params64", None)  # a cache, made again when needed
+        return state
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -95,6 +102,102 @@ class Backend(abc.ABC):
     def logits(self, mask: Sequence[np.ndarray], X) -> np.ndarray:
         """Logits ``(B, C)`` of one mask on ``X``, float32 on the host."""
 
+    # --- mask sampling (the estimation-of-distribution searchers) ----------------------
+    def gumbel_top_k(
+        self, theta: np.ndarray, k: int, size: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """``size`` masks keeping exactly ``k`` of ``len(theta)`` weights, on the host (bool).
+
+        The top ``k`` of ``θ + Gumbel`` (:func:`prunetrain.backends.topk.gumbel_top_k`):
+        ``rng`` gives one seed per mask, the keys are made and selected on this
+        backend's device, and every backend returns the same bits.
+        """
+        return topk.gumbel_top_k(
+            theta, k, size, rng,
+            uniforms=self.counter_uniforms, top_k=self.top_k_rows, to_device=self.to_device,
+        )  # fmt: skip
+
+    def counter_uniforms(self, seeds: np.ndarray, n: int):
+        """Float32 uniforms ``(len(seeds), n)`` on this backend's device (:func:`~prunetrain.backends.topk.counter_uniforms`)."""
+        return topk.counter_uniforms(seeds, n)
+
+    def top_k_rows(self, key, k: int) -> np.ndarray:
+        """Host boolean array marking the ``k`` largest of each row of ``key`` (host or device), ties to the lowest columns."""
+        return topk.top_k_rows(key, k)
+
+    # --- Hebbian statistics (the Hebbian searchers) ------------------------------------
+    def hebbian_pass(self, mask: Sequence[np.ndarray], X, y) -> hebbian.HebbianPass:
+        """Forward ``mask`` on the batch ``(X, y)`` (device arrays) in float64, kept on the device.
+
+        What the Hebbian statistics of this batch need; its ``loss``,
+        ``input_means`` and ``pre_stds`` are on the host
+        (:func:`prunetrain.backends.hebbian.hebbian_pass`).
+        """
+        weights, biases = self._float64_parameters()
+        mask = [self.to_device(np.asarray(m, dtype=bool)) for m in mask]
+        return hebbian.hebbian_pass(weights, biases, mask, X, y, self.xp, self.to_host)
+
+    def hebbian_competitive(
+        self, hpass: hebbian.HebbianPass, layer: int, winners: int | None
+    ) -> np.ndarray:
+        """Layer ``layer``'s competitive correlation (:func:`~prunetrain.backends.hebbian.competitive_stat`), on the host."""
+        stat = hebbian.competitive_stat(
+            hpass.inputs[layer], hpass.pres[layer], hpass.weights[layer], winners, self.xp,
+            self.winners_take_all,
+        )  # fmt: skip
+        return self.to_host(stat)
+
+    def winners_take_all(self, z, k: int):
+        """The k-WTA indicator of pre-activations ``z`` (:func:`~prunetrain.backends.hebbian.winners_take_all`), on the device."""
+        return hebbian.winners_take_all(z, k, self.xp)
+
+    def hebbian_label(
+        self, hpass: hebbian.HebbianPass, layer: int, projection: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Layer ``layer``'s label correlation (:func:`~prunetrain.backends.hebbian.label_stat`), on the host.
+
+        The target is the one-hot label, or its ``projection`` (a host
+        ``(n_classes, fan_out)`` array) for a hidden layer.
+        """
+        n_classes = self.network.spec.layer_sizes[-1]
+        fan_out = self.network.shapes[layer][1]
+        if projection is None and fan_out != n_classes:
+            raise PrunetrainError(
+                f"layer {layer} has {fan_out} units, not one per class ({n_classes}): "
+                "its label target needs a projection"
+            )
+        if projection is not None and tuple(projection.shape) != (n_classes, fan_out):
+            raise PrunetrainError(
+                f"projection has shape {tuple(projection.shape)}, expected "
+                f"({n_classes}, {fan_out}) for layer {layer}"
+            )
+        target = hebbian.label_target(hpass.y, n_classes, projection, self.xp)
+        stat = hebbian.label_stat(hpass.inputs[layer], target, hpass.weights[layer], self.xp)
+        return self.to_host(stat)
+
+    def hebbian_reward(
+        self, hpass: hebbian.HebbianPass, layer: int, noise: np.ndarray, sigma: float
+    ) -> np.ndarray:
+        """Layer ``layer``'s three-factor update for the perturbation ``±noise`` (:func:`~prunetrain.backends.hebbian.reward_delta`), on the host.
+
+        ``noise`` (host, ``(B, fan_out)``) is drawn by the searcher with
+        standard deviation ``sigma``; the two perturbed passes run on the device.
+        """
+        delta = hebbian.reward_delta(hpass, layer, self.to_device(noise), sigma, self.xp)
+        return self.to_host(delta)
+
+    def _float64_parameters(self) -> tuple[list, list | None]:
+        """The weights and biases in float64 on this device, made once (for the Hebbian statistics)."""
+        params = self.__dict__.get("_params64")
+        if params is None:
+            net = self.network
+            weights = [self.to_device(w.astype(np.float64)) for w in net.weights]
+            biases = None
+            if net.biases is not None:
+                biases = [self.to_device(b.astype(np.float64)) for b in net.biases]
+            params = self._params64 = (weights, biases)
+        return params
+
     # --- exact incremental evaluation of weight flips (local search) -------------------
     def flip_state(self, mask: Sequence[np.ndarray], X, y, w=None) -> flips.FlipState:
         """Forward ``mask`` on the batch ``(X, y)`` and cache what :meth:`flip_gains` needs.
@@ -136,6 +239,10 @@ class Backend(abc.ABC):
         self.evaluate(population, X, y)
         self.evaluate(population, X, y, w)
         self.logits(mask, X)
+        self.gumbel_top_k(np.zeros(16), 4, 2, np.random.default_rng(0))
+        for dtype in (np.float32, np.float64):  # a sample's keys; a mode's logits
+            self.top_k_rows(np.arange(16, dtype=dtype)[None], 4)
+        self.winners_take_all(self.to_device(np.arange(16, dtype=np.float64).reshape(2, 8)), 2)
         self.flip_screen(self.flip_state(mask, X, y, w))
         state = self.flip_state(mask, X, y)
         self.flip_screen(state)

@@ -1,4 +1,4 @@
-"""Gumbel-top-k sampling of masks with exact keep counts: NumPy reference and fast path.
+"""Gumbel-top-k sampling of masks with exact keep counts: the NumPy reference.
 
 :func:`gumbel_top_k` draws ``size`` masks that keep exactly ``k`` of ``n``
 weights, sampling ``k`` weights without replacement with probabilities
@@ -9,32 +9,29 @@ same order as ``θ + Gumbel``, since ``-log(-log u)`` is Gumbel).
 On the 784-300-100-10 network a generation of 32 samples needs 8.5 million
 keys and a selection per row; with ``numpy.random`` and ``argpartition``
 that cost five times the evaluation of the samples
-(``experiments/results/topk_sampling.md``). Here the uniforms are
-counter-based (SplitMix64), so a Numba kernel can make them on every core and
-reproduce them exactly, and each row's boundary is found by partitioning
-only a narrow band of values bracketed by a strided subsample. The NumPy
-functions below are the reference (``fast=False``); the kernels in
-:mod:`prunetrain.backends.numba.topk_kernels` give the same bits and are the
-default.
+(``experiments/results/topk_sampling.md``). So the uniforms are
+counter-based (SplitMix64 of ``seed + (j+1)·γ``, one seed per mask from the
+searcher's generator): a kernel makes them on every core or GPU thread and
+reproduces this reference bit for bit. Searchers sample through
+:meth:`Backend.gumbel_top_k <prunetrain.backends.base.Backend.gumbel_top_k>`;
+the Numba kernels are in :mod:`prunetrain.backends.numba.topk_kernels`, the
+CUDA one in :mod:`prunetrain.backends.cupy.cuda_kernels`. This module is
+plain NumPy (:func:`top_k_rows` also runs on CuPy arrays, given ``xp``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from prunetrain.backends.numba import topk_kernels
-from prunetrain.backends.numba.workers import run_rows
 from prunetrain.backends.splitmix import GAMMA, M1, M2
 
-# Rows shorter than this many subsample strides are partitioned whole.
-_SUBSAMPLE = 2048
+
+def draw_seeds(rng: np.random.Generator, size: int) -> np.ndarray:
+    """One uint64 seed per mask from ``rng``: all the randomness the searcher's generator gives."""
+    return rng.integers(0, np.iinfo(np.uint64).max, size=size, dtype=np.uint64, endpoint=True)
 
 
-def _stride(n: int) -> int:
-    return n // _SUBSAMPLE
-
-
-def counter_uniforms(seeds: np.ndarray, n: int, *, fast: bool = True) -> np.ndarray:
+def counter_uniforms(seeds: np.ndarray, n: int) -> np.ndarray:
     """Float32 uniforms in ``(0, 1]``, one row of ``n`` per seed: 24 bits of SplitMix64(seed + (j+1)·γ).
 
     Examples
@@ -42,15 +39,9 @@ def counter_uniforms(seeds: np.ndarray, n: int, *, fast: bool = True) -> np.ndar
     >>> u = counter_uniforms(np.array([1, 2], dtype=np.uint64), 5)
     >>> u.shape, bool(((u > 0) & (u <= 1)).all())
     ((2, 5), True)
-    >>> np.array_equal(u, counter_uniforms(np.array([1, 2], dtype=np.uint64), 5, fast=False))
-    True
     """
     seeds = np.ascontiguousarray(seeds, dtype=np.uint64)
-    if fast:
-        out = np.empty((len(seeds), n), dtype=np.float32)
-        run_rows(topk_kernels.counter_uniforms, len(seeds), seeds, out)
-        return out
-    with np.errstate(over="ignore"):  # uint64 arithmetic wraps, as in the kernel
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps, as in the kernels
         z = seeds[:, None] + np.arange(1, n + 1, dtype=np.uint64) * GAMMA
         z = (z ^ (z >> np.uint64(30))) * M1
         z = (z ^ (z >> np.uint64(27))) * M2
@@ -58,11 +49,17 @@ def counter_uniforms(seeds: np.ndarray, n: int, *, fast: bool = True) -> np.ndar
     return ((z >> np.uint64(40)) + np.uint64(1)).astype(np.float32) * np.float32(2.0**-24)
 
 
-def top_k_rows(key: np.ndarray, k: int, *, fast: bool = True) -> np.ndarray:
+def key_scale(theta: np.ndarray) -> np.ndarray:
+    """``exp(-θ)`` in float32 (computed in float64): the keys are ``log(u) · exp(-θ)``."""
+    return np.exp(-np.asarray(theta, dtype=np.float64)).astype(np.float32)
+
+
+def top_k_rows(key, k: int, xp=np):
     """A boolean array marking the ``k`` largest entries of each row of ``key``.
 
     Ties at a row's boundary value go to the lowest columns, so the result is
-    a function of ``key`` alone.
+    a function of ``key`` alone. ``xp`` is the array module of ``key``
+    (NumPy, or CuPy on the GPU backend).
 
     Examples
     --------
@@ -70,30 +67,36 @@ def top_k_rows(key: np.ndarray, k: int, *, fast: bool = True) -> np.ndarray:
     array([[0, 1, 0, 1],
            [0, 1, 1, 0]])
     """
-    key = np.ascontiguousarray(key)
+    key = xp.ascontiguousarray(key)
     size, n = key.shape
-    if fast:
-        out = np.empty((size, n), dtype=bool)
-        run_rows(topk_kernels.top_k_rows, size, key, int(k), _stride(n), out)
-        return out
     if k <= 0 or k >= n:
-        return np.full((size, n), k >= n, dtype=bool)
-    t = np.partition(key, n - k, axis=1)[:, n - k : n - k + 1]  # each row's k-th largest
+        return xp.full((size, n), k >= n, dtype=bool)
+    t = xp.partition(key, n - k, axis=1)[:, n - k : n - k + 1]  # each row's k-th largest
     out = key > t
     ties = key == t
     # Fill each row up to k with its boundary ties, lowest columns first.
     room = k - out.sum(axis=1, keepdims=True)
-    out |= ties & (np.cumsum(ties, axis=1) <= room)
+    out |= ties & (xp.cumsum(ties, axis=1) <= room)
     return out
 
 
 def gumbel_top_k(
-    theta: np.ndarray, k: int, size: int, rng: np.random.Generator, *, fast: bool = True
+    theta: np.ndarray,
+    k: int,
+    size: int,
+    rng: np.random.Generator,
+    *,
+    uniforms=counter_uniforms,
+    top_k=top_k_rows,
+    to_device=np.asarray,
 ) -> np.ndarray:
     """``size`` masks keeping exactly ``k`` of ``len(theta)`` weights: the top ``k`` of ``θ + Gumbel``.
 
-    ``rng`` gives one 64-bit seed per mask; the rest of the randomness is
-    counter-based, so the fast and the reference paths agree exactly.
+    ``rng`` gives one 64-bit seed per mask (:func:`draw_seeds`); the rest of
+    the randomness is counter-based, so every backend's kernels agree with
+    this reference exactly. A backend passes its own ``uniforms(seeds, n)``
+    (keys on its device), ``top_k(key, k)`` (a host boolean array) and
+    ``to_device``; the defaults are the NumPy reference.
 
     Examples
     --------
@@ -102,18 +105,10 @@ def gumbel_top_k(
     array([2, 2, 2])
     """
     n = len(theta)
-    seeds = rng.integers(0, np.iinfo(np.uint64).max, size=size, dtype=np.uint64, endpoint=True)
+    seeds = draw_seeds(rng, size)
     if k >= n:
         return np.ones((size, n), dtype=bool)
-    key = counter_uniforms(seeds, n, fast=fast)
+    key = uniforms(seeds, n)
     np.log(key, out=key)  # -E, E standard exponential: the k largest of -E · exp(-θ)
-    key *= np.exp(-np.asarray(theta, dtype=np.float64)).astype(np.float32)
-    return top_k_rows(key, k, fast=fast)
-
-
-def warm_up() -> None:
-    """Compile the sampling kernels (float32 and float64 keys) on a tiny problem."""
-    rng = np.random.default_rng(0)
-    gumbel_top_k(np.zeros(16), 4, 2, rng)
-    for dtype in (np.float32, np.float64):
-        top_k_rows(np.arange(16, dtype=dtype)[None], 4)
+    key *= to_device(key_scale(theta))
+    return top_k(key, k)

@@ -41,7 +41,7 @@ from prunetrain.files import (
 from prunetrain.interrupts import Interrupted
 from prunetrain.progress import format_seconds
 from prunetrain.provenance import command_line
-from prunetrain.threads import one_blas_thread
+from prunetrain.threads import one_blas_thread, parallel_threads
 
 #: At most this many history rows are kept per run in ``results.jsonl`` (evenly thinned).
 MAX_HISTORY_ROWS = 300
@@ -76,15 +76,7 @@ def execute_run(spec: dict, data_dir: str | None = None, threads: int | None = N
         depend on the executor.
     """
     run = RunSpec(**spec)
-    limits = contextlib.nullcontext()
-    if threads:
-        from threadpoolctl import threadpool_limits
-
-        limits = threadpool_limits(limits=int(threads), user_api="openmp")
-        with contextlib.suppress(Exception):
-            import numba
-
-            numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+    limits = parallel_threads(threads) if threads else contextlib.nullcontext()
     with limits, one_blas_thread():
         data = _dataset(run.dataset, data_dir)
         record = _run_search(run, data) if run.kind == "search" else _run_baseline(run, data)

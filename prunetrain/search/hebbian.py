@@ -40,6 +40,11 @@ The rules, with ``E`` the mean over a batch's samples ``b``:
   relative to the unperturbed baseline, and the eligibility trace
   ``x_bi · w_ij · ξ_bj`` (pre × weight × post) is credited by it; this
   estimates the mask's straight-through gradient from forward passes only.
+
+The statistics of a batch are the backend's (``Backend.hebbian_pass`` and
+the ``hebbian_*`` methods, reference in :mod:`prunetrain.backends.hebbian`):
+they are computed where the data lives and only they come back. Scores and
+the selection of the mask stay here, on the host.
 """
 
 from __future__ import annotations
@@ -48,45 +53,17 @@ from typing import ClassVar
 
 import numpy as np
 
+from prunetrain.backends.hebbian import HebbianPass
 from prunetrain.errors import PrunetrainError
 from prunetrain.hyperparams import MAX_REPEATS, MAX_SCALE, Choice, Flag, Integer, Real
 from prunetrain.masks import Mask
-from prunetrain.metrics import log_softmax
 from prunetrain.search.base import Searcher, register
 
 SELECTIONS = ("unit", "layer")
 COMPETITIONS = ("wta", "none")
 
 
-# --- forward passes and selection (plain NumPy on the host) ------------------------------
-def forward(weights, biases, mask, X) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Inputs ``x_l`` (``a_{l-1}``) and pre-activations ``z_l`` of every layer, float64."""
-    a = np.asarray(X, dtype=np.float64)
-    inputs, pres = [], []
-    for layer, (w, m) in enumerate(zip(weights, mask)):
-        inputs.append(a)
-        z = a @ (w * m)
-        if biases is not None:
-            z += biases[layer]
-        pres.append(z)
-        a = np.maximum(z, 0.0)
-    return inputs, pres
-
-
-def forward_from(weights, biases, mask, layer: int, z: np.ndarray) -> np.ndarray:
-    """Logits when layer ``layer``'s pre-activation is ``z`` (the layers before unchanged)."""
-    for q in range(layer + 1, len(weights)):
-        z = np.maximum(z, 0.0) @ (weights[q] * mask[q])
-        if biases is not None:
-            z = z + biases[q]
-    return z
-
-
-def sample_losses(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Cross-entropy of each sample."""
-    return -log_softmax(logits)[np.arange(len(y)), y]
-
-
+# --- selection (on the host: the mask is a host array) -----------------------------------
 def unit_counts(count: int, fan_in: int, fan_out: int) -> np.ndarray:
     """Split a layer's ``count`` over its ``fan_out`` units as evenly as possible."""
     base, extra = divmod(count, fan_out)
@@ -150,36 +127,9 @@ def balanced_top(scores: np.ndarray, drive: np.ndarray, count: int, iters: int =
     return select_top((s - ((lo + hi) / 2)[:, None] * d).T, count, per_unit=True)
 
 
-# --- the score statistics, one batch each (the formulas of the module docstring) ----------
-def competitive_stat(
-    x: np.ndarray, z: np.ndarray, w: np.ndarray, winners: int | None
-) -> np.ndarray:
-    """``sign(w_ij) E[(x_bi - x̄_i) y_bj] / E[y_bj]`` with k-WTA ``y``; plain ``sign(w) E[x a]`` if ``winners`` is None."""
-    if winners is None:
-        return np.sign(w) * (x.T @ np.maximum(z, 0.0)) / len(x)
-    k = min(int(winners), z.shape[1])
-    top = np.argpartition(-z, k - 1, axis=1)[:, :k]
-    y = np.zeros_like(z)
-    np.put_along_axis(y, top, 1.0, axis=1)
-    wins = y.sum(axis=0)
-    centred = x - x.mean(axis=0)
-    return np.sign(w) * (centred.T @ y) / np.maximum(wins, 1.0)
-
-
-def label_stat(x: np.ndarray, target: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``w_ij E[x_bi (t_bj - t̄_j)]`` for a per-sample target ``t`` of the layer's units."""
-    centred = target - target.mean(axis=0)
-    return w * (x.T @ centred) / len(x)
-
-
-def reward_stat(x: np.ndarray, reward: np.ndarray, noise: np.ndarray, sigma: float, w: np.ndarray):
-    """``w_ij E[x_bi r_b ξ_bj] / σ²``: eligibility (pre × weight × post noise) times reward."""
-    return w * (x.T @ (reward[:, None] * noise)) / (len(x) * sigma**2)
-
-
 # --- the searchers ----------------------------------------------------------------------
 class HebbianBase(Searcher):
-    """Shared machinery: host weights, the current mask, averaged scores, re-selection.
+    """Shared machinery: the current mask, averaged scores, re-selection.
 
     Parameters
     ----------
@@ -230,8 +180,7 @@ class HebbianBase(Searcher):
         super().setup(problem, rng, init_mask)
         self._select = self.select if self.select is not None else self.default_select
         net = problem.network
-        self.weights = [w.astype(np.float64) for w in net.weights]
-        self.biases = None if net.biases is None else [b.astype(np.float64) for b in net.biases]
+        self.weights = [w.astype(np.float64) for w in net.weights]  # the drives of homeostasis
         start = init_mask if init_mask is not None else problem.random_mask(rng)
         self.mask = [np.array(m, dtype=bool) for m in start]
         self.counts = problem.rule.layer_split(problem.shapes)
@@ -277,27 +226,30 @@ class HebbianBase(Searcher):
     def step(self) -> None:
         problem = self.problem
         batch = problem.next_batch()
-        to_host = problem.backend.to_host
-        X, y = to_host(batch.X), to_host(batch.y).astype(np.int64)
-        self.update(X, y)
+        hpass = self.forward(batch.X, batch.y)
+        self.update(hpass)
         self.updates += 1
-        self.samples_seen += len(y)
+        self.samples_seen += hpass.batch_size
         if self.updates % int(self.reselect) == 0:
             self.reselect_mask()
         if self.epochs is not None and self.samples_seen >= self.epochs * problem.n_train:
             self.finished = True
 
-    def forward(self, X: np.ndarray, y: np.ndarray):
-        """Forward the current mask (charged as one evaluation); remember its loss."""
-        inputs, pres = forward(self.weights, self.biases, self.mask, X)
-        self.problem.charge_forward(len(y))
-        if self.homeostasis:  # the mean inputs only serve the set point
-            for layer, x in enumerate(inputs):
-                self.input_means[layer] = self._fold(self.input_means[layer], x.mean(axis=0))
-        self.last_loss = float(sample_losses(pres[-1], y).mean())
-        return inputs, pres
+    def forward(self, X, y) -> HebbianPass:
+        """Forward the current mask on the batch ``(X, y)`` on the backend (charged as one evaluation).
 
-    def update(self, X: np.ndarray, y: np.ndarray) -> None:  # pragma: no cover - abstract
+        Remembers its loss and, for homeostasis, folds in each layer's mean input.
+        """
+        hpass = self.problem.backend.hebbian_pass(self.mask, X, y)
+        self.problem.charge_forward(hpass.batch_size)
+        if self.homeostasis:  # the mean inputs only serve the set point
+            for layer, x_mean in enumerate(hpass.input_means):
+                self.input_means[layer] = self._fold(self.input_means[layer], x_mean)
+        self.last_loss = hpass.loss
+        return hpass
+
+    def update(self, hpass: HebbianPass) -> None:  # pragma: no cover - abstract
+        """Fold this batch's statistics (of the forward pass ``hpass``) into the scores."""
         raise NotImplementedError
 
     def recommend(self) -> tuple[Mask, float]:
@@ -307,10 +259,8 @@ class HebbianBase(Searcher):
 class LabelReadout:
     """The label rule for the readout, shared by ``hebbian`` and ``hebbian-label``."""
 
-    def readout_stat(self, inputs, y: np.ndarray) -> np.ndarray:
-        n_out = self.weights[-1].shape[1]
-        onehot = np.eye(n_out)[y]
-        return label_stat(inputs[-1], onehot, self.weights[-1])
+    def readout_stat(self, hpass: HebbianPass) -> np.ndarray:
+        return self.problem.backend.hebbian_label(hpass, len(self.weights) - 1)
 
 
 @register
@@ -349,16 +299,14 @@ class HebbianSearcher(LabelReadout, HebbianBase):
         self.competition = competition
         self.winners = winners
 
-    def update(self, X, y) -> None:
-        inputs, pres = self.forward(X, y)
+    def update(self, hpass: HebbianPass) -> None:
+        backend = self.problem.backend
         last = len(self.weights) - 1
         for layer in range(last):
             n_units = self.weights[layer].shape[1]
             k = None if self.competition == "none" else max(1, round(self.winners * n_units))
-            self.average(
-                layer, competitive_stat(inputs[layer], pres[layer], self.weights[layer], k)
-            )
-        self.average(last, self.readout_stat(inputs, y))
+            self.average(layer, backend.hebbian_competitive(hpass, layer, k))
+        self.average(last, self.readout_stat(hpass))
 
 
 @register
@@ -403,13 +351,11 @@ class HebbianLabelSearcher(LabelReadout, HebbianBase):
         ]
         self.fixed = [m.copy() for m in self.mask]
 
-    def update(self, X, y) -> None:
-        inputs, _ = self.forward(X, y)
-        onehot = np.eye(self.weights[-1].shape[1])[y]
+    def update(self, hpass: HebbianPass) -> None:
         if self.hidden == "projection":
             for layer, R in enumerate(self.projections):
-                self.average(layer, label_stat(inputs[layer], onehot @ R, self.weights[layer]))
-        self.average(len(self.weights) - 1, self.readout_stat(inputs, y))
+                self.average(layer, self.problem.backend.hebbian_label(hpass, layer, R))
+        self.average(len(self.weights) - 1, self.readout_stat(hpass))
 
     def reselect_mask(self) -> None:
         super().reselect_mask()
@@ -469,19 +415,12 @@ class HebbianRewardSearcher(HebbianBase):
     def selection_scores(self, layer: int) -> np.ndarray:
         return self.scores[layer]
 
-    def update(self, X, y) -> None:
-        inputs, pres = self.forward(X, y)
-        for layer, z in enumerate(pres):
-            sigma = float(self.noise) * (float(z.std()) or 1.0)
-            xi = self.rng.standard_normal(z.shape) * sigma
-            plus = sample_losses(
-                forward_from(self.weights, self.biases, self.mask, layer, z + xi), y
-            )
-            minus = sample_losses(
-                forward_from(self.weights, self.biases, self.mask, layer, z - xi), y
-            )
-            reward = -(plus - minus) / 2
-            delta = reward_stat(inputs[layer], reward, xi, sigma, self.weights[layer])
+    def update(self, hpass: HebbianPass) -> None:
+        B = hpass.batch_size
+        for layer, std in enumerate(hpass.pre_stds):
+            sigma = float(self.noise) * (std or 1.0)
+            xi = self.rng.standard_normal((B, self.weights[layer].shape[1])) * sigma
+            delta = self.problem.backend.hebbian_reward(hpass, layer, xi, sigma)
             rms = float(np.sqrt(np.mean(delta**2))) or 1.0
             self.scores[layer] += float(self.lr) * delta / rms
-            self.problem.charge_forward(len(y), from_layer=layer, passes=2)  # the ± pushes
+            self.problem.charge_forward(B, from_layer=layer, passes=2)  # the ± pushes

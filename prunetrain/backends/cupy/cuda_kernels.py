@@ -22,6 +22,7 @@ scratch array, made with their own array module (CuPy or NumPy).
 | :func:`output_gains`, :func:`hidden_gains` | :func:`prunetrain.backends.flips.flip_gains` |
 | :func:`output_responses`, :func:`hidden_responses` | :func:`prunetrain.backends.screen.probe_responses` |
 | :func:`add_columns` | :func:`prunetrain.backends.flips.add_columns` |
+| :func:`counter_uniforms` | :func:`prunetrain.backends.topk.counter_uniforms` |
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import math
 import numpy as np
 from numba import cuda
 from numba.core import config
+
+from prunetrain.backends.splitmix import GAMMA, M1, M2
 
 #: Running under Numba's CUDA simulator (kernels are plain Python on NumPy arrays).
 SIMULATOR = bool(config.ENABLE_CUDASIM)
@@ -521,3 +524,35 @@ def add_columns(acts_t, rows, cols, coef, pre) -> None:
     so flips that share a column need no atomics.
     """
     _add_columns[_blocks(pre.shape[0]), THREADS](acts_t, rows, cols, coef, pre)
+
+
+# --- mask sampling -------------------------------------------------------------------
+
+_S30, _S27, _S31, _S40 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(40)
+_ULP24 = np.float32(2.0**-24)
+
+
+@cuda.jit
+def _counter_uniforms(seeds, out):  # pragma: no cover - kernel
+    size, n = out.shape
+    for t in range(cuda.grid(1), size * n, cuda.gridsize(1)):
+        r = t // n
+        j = t - r * n
+        z = seeds[r] + np.uint64(j + 1) * GAMMA
+        z = (z ^ (z >> _S30)) * M1
+        z = (z ^ (z >> _S27)) * M2
+        z = z ^ (z >> _S31)
+        out[r, j] = np.float32((z >> _S40) + np.uint64(1)) * _ULP24
+
+
+def counter_uniforms(seeds, out) -> None:
+    """``out[r, j]``: float32 in ``(0, 1]`` from the top 24 bits of SplitMix64(seeds[r] + (j+1)·γ).
+
+    Parameters
+    ----------
+    seeds : uint64 array (size,)
+    out : float32 array (size, n)
+        Written whole; the same bits as the NumPy reference (integer
+        arithmetic, and a 24-bit integer is exact in float32).
+    """
+    _counter_uniforms[_blocks(out.size), THREADS](seeds, out)

@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from prunetrain.backends import flips, screen
+from prunetrain.backends import flips, screen, topk
 from prunetrain.backends.base import Backend, check_labels
 from prunetrain.errors import BackendUnavailableError, PrunetrainError
 from prunetrain.masks import MaskPopulation, check_mask
@@ -231,6 +231,22 @@ class CupyBackend(Backend):
 
     def to_device(self, array: np.ndarray):
         return self.xp.asarray(array)
+
+    # --- mask sampling -----------------------------------------------------------------
+
+    def counter_uniforms(self, seeds: np.ndarray, n: int):
+        """The uniforms of mask sampling on the GPU (a numba.cuda kernel), float32 ``(len(seeds), n)``."""
+        out = self.xp.empty((len(seeds), n), dtype=self.xp.float32)
+        self._kernels.counter_uniforms(self._device(seeds, self.xp.uint64), out)
+        return out
+
+    def top_k_rows(self, key, k: int) -> np.ndarray:
+        """The top ``k`` of each row selected on the GPU (:func:`~prunetrain.backends.topk.top_k_rows` on CuPy arrays)."""
+        return self.to_host(topk.top_k_rows(self.xp.asarray(key), k, self.xp))
+
+    def _float64_parameters(self) -> tuple[list, list | None]:
+        """The float64 weights and biases already on the GPU (the Hebbian statistics use them)."""
+        return self._w64, self._b64
 
     # --- population evaluation --------------------------------------------------------
 

@@ -5,7 +5,9 @@
 :mod:`~prunetrain.backends.numba.screen_kernels` are the fast paths of
 :mod:`prunetrain.backends.flips` and :mod:`prunetrain.backends.screen`;
 :mod:`~prunetrain.backends.numba.topk_kernels` those of
-:mod:`prunetrain.backends.topk`. All of them run on the one thread pool of
+:mod:`prunetrain.backends.topk`, and
+:mod:`~prunetrain.backends.numba.hebbian_kernels` the k-winners-take-all of
+:mod:`prunetrain.backends.hebbian`. All of them run on the one thread pool of
 :mod:`~prunetrain.backends.numba.workers`.
 """
 

@@ -33,7 +33,7 @@ from numba import njit
 
 from prunetrain.backends import screen
 from prunetrain.backends.base import Backend, check_labels
-from prunetrain.backends.numba import flip_kernels, screen_kernels
+from prunetrain.backends.numba import flip_kernels, hebbian_kernels, screen_kernels, topk_kernels
 from prunetrain.backends.numba.workers import WORKERS, default_workers
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import MaskPopulation
@@ -351,6 +351,22 @@ class NumbaBackend(Backend):
         probe = screen.PROBE if probe is None else probe
         with one_blas_thread():
             return screen_kernels.screen_gains(state, screen_kernels.probe_responses(state, probe))
+
+    def counter_uniforms(self, seeds: np.ndarray, n: int) -> np.ndarray:
+        """The uniforms of mask sampling by the kernel of :mod:`~prunetrain.backends.numba.topk_kernels`."""
+        return topk_kernels.uniforms(seeds, n)
+
+    def top_k_rows(self, key, k: int) -> np.ndarray:
+        """The top ``k`` of each row by the kernel of :mod:`~prunetrain.backends.numba.topk_kernels`."""
+        return topk_kernels.select_top_k(key, k)
+
+    def winners_take_all(self, z: np.ndarray, k: int) -> np.ndarray:
+        """The k-WTA indicator of the Hebbian statistics by the kernel of :mod:`~prunetrain.backends.numba.hebbian_kernels`.
+
+        The statistics' GEMMs stay in BLAS, in the reference's order, so
+        this backend's Hebbian searches give the NumPy backend's bits.
+        """
+        return hebbian_kernels.winners_take_all(z, k)
 
     def logits(self, mask: Sequence[np.ndarray], X) -> np.ndarray:
         population = MaskPopulation.from_masks([mask], self.network.shapes)

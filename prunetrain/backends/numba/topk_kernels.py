@@ -1,9 +1,11 @@
-"""Numba kernels of :mod:`prunetrain.backends.topk`; the same results, bit for bit.
+"""Numba kernels of :mod:`prunetrain.backends.topk` (mask sampling); the same results, bit for bit.
 
 Both kernels fill the rows ``r0 .. r1`` of their output and release the GIL,
-so that :mod:`prunetrain.backends.topk` can split the rows among the
+so that :func:`uniforms` and :func:`select_top_k` split the rows among the
 helper threads of :mod:`prunetrain.backends.numba.workers` (the threads the evaluations run on, rather than a
-second pool, Numba's OpenMP one, that would wait on the same cores). The
+second pool, Numba's OpenMP one, that would wait on the same cores). Each
+row's boundary is found by partitioning only a narrow band of values
+bracketed by a strided subsample. The
 random numbers are counter-based: SplitMix64 of ``seed + (j+1)·γ``, the
 ``j``-th output of a generator seeded with ``seed``, so a row's draws depend
 only on its seed and its column.
@@ -14,7 +16,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from prunetrain.backends.numba.workers import run_rows
 from prunetrain.backends.splitmix import GAMMA, M1, M2
+
+# Rows shorter than this many subsample strides are partitioned whole.
+SUBSAMPLE = 2048
 
 _S30, _S27, _S31, _S40 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(40)
 _ULP24 = np.float32(2.0**-24)
@@ -123,3 +129,25 @@ def top_k_rows(r0, r1, key, k, step, out):  # pragma: no cover
             if row[i] == t:
                 out[r, i] = True
                 count += 1
+
+
+def stride(n: int) -> int:
+    """The subsample stride of a row of ``n`` keys."""
+    return n // SUBSAMPLE
+
+
+def uniforms(seeds: np.ndarray, n: int) -> np.ndarray:
+    """:func:`prunetrain.backends.topk.counter_uniforms` by :func:`counter_uniforms`, rows split among the workers."""
+    seeds = np.ascontiguousarray(seeds, dtype=np.uint64)
+    out = np.empty((len(seeds), n), dtype=np.float32)
+    run_rows(counter_uniforms, len(seeds), seeds, out)
+    return out
+
+
+def select_top_k(key: np.ndarray, k: int) -> np.ndarray:
+    """:func:`prunetrain.backends.topk.top_k_rows` by :func:`top_k_rows`, rows split among the workers."""
+    key = np.ascontiguousarray(key)
+    size, n = key.shape
+    out = np.empty((size, n), dtype=bool)
+    run_rows(top_k_rows, size, key, int(k), stride(n), out)
+    return out

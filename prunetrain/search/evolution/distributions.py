@@ -1,11 +1,11 @@
 """Estimation of distribution over independent keep logits, one per weight: PBIL, CEM, NES.
 
-Samples honour the keep rule segment by segment:
-:func:`~prunetrain.backends.topk.gumbel_top_k` draws masks with exactly ``k``
-kept weights from logits ``θ`` as the top ``k`` of ``θ + Gumbel noise``
-(sampling without replacement with probabilities proportional to
-``exp θ``); a segment without a count keeps each weight with probability
-``sigmoid(θ)``.
+Samples honour the keep rule segment by segment: the backend's
+:meth:`~prunetrain.backends.base.Backend.gumbel_top_k` draws masks with
+exactly ``k`` kept weights from logits ``θ`` as the top ``k`` of
+``θ + Gumbel noise`` (sampling without replacement with probabilities
+proportional to ``exp θ``); a segment without a count keeps each weight with
+probability ``sigmoid(θ)``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from prunetrain.backends.topk import gumbel_top_k, top_k_rows
+from prunetrain.backends import topk
 from prunetrain.hyperparams import MAX_POPULATION, MAX_SCALE, Integer, Real
 from prunetrain.masks import Mask
 from prunetrain.search.base import register
@@ -25,8 +25,13 @@ from prunetrain.search.evolution.population import PopulationSearcher
 MAX_LOGIT = 50.0
 
 
-def topk_mode(theta: np.ndarray, k: int) -> np.ndarray:
-    """The single most likely mask of :func:`gumbel_top_k`: the top ``k`` of ``θ``."""
+def topk_mode(theta: np.ndarray, k: int, backend=None) -> np.ndarray:
+    """The single most likely mask of Gumbel-top-k sampling: the top ``k`` of ``θ``.
+
+    Selected by ``backend`` (a :class:`~prunetrain.backends.base.Backend`) if
+    given, else by the NumPy reference; every backend gives the same bits.
+    """
+    top_k_rows = topk.top_k_rows if backend is None else backend.top_k_rows
     return top_k_rows(np.asarray(theta)[None], k)[0]
 
 
@@ -35,7 +40,7 @@ class DistributionSearcher(PopulationSearcher):
 
     Samples honour the keep rule: under ``"layer"`` (each layer) and
     ``"global"`` (the whole mask) a sample keeps the top ``k`` of
-    ``θ + Gumbel noise`` (:func:`~prunetrain.backends.topk.gumbel_top_k`), so counts are exact; under
+    ``θ + Gumbel noise`` (the backend's ``gumbel_top_k``), so counts are exact; under
     ``"free"`` each weight is kept with probability ``sigmoid(θ)``. The *mode*
     is the top ``k`` of ``θ`` (``θ > 0`` under ``"free"``).
 
@@ -80,13 +85,18 @@ class DistributionSearcher(PopulationSearcher):
                 p = 1.0 / (1.0 + np.exp(-self.theta[s:e]))
                 rows[:, s:e] = self.rng.random((size, e - s), dtype=np.float32) < p
             else:
-                rows[:, s:e] = gumbel_top_k(self.theta[s:e], count, size, self.rng)
+                rows[:, s:e] = self.problem.backend.gumbel_top_k(
+                    self.theta[s:e], count, size, self.rng
+                )
         return rows
 
     def mode(self) -> np.ndarray:
         row = np.empty(self.layout.n, dtype=bool)
         for s, e, count in self.layout.segments:
-            row[s:e] = self.theta[s:e] > 0 if count is None else topk_mode(self.theta[s:e], count)
+            if count is None:
+                row[s:e] = self.theta[s:e] > 0
+            else:
+                row[s:e] = topk_mode(self.theta[s:e], count, self.problem.backend)
         return row
 
     def step(self) -> None:
