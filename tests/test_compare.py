@@ -98,11 +98,11 @@ def test_config_expands_to_keyed_runs(tmp_path):
 
 
 def test_run_key_covers_the_prunetrain_version(tmp_path, monkeypatch):
-    import prunetrain
+    from prunetrain import _version
 
     run = load_config(write_config(tmp_path)).runs[0]
     key = run.key
-    monkeypatch.setattr(prunetrain, "__version__", "99.0")
+    monkeypatch.setattr(_version, "__version__", "99.0")
     assert run.key != key  # another prunetrain reruns every run
 
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import prunetrain
+from prunetrain import _version
 from prunetrain.errors import PrunetrainError
 from prunetrain.network import NetworkSpec, check_keep, check_seed, parse_arch
 from prunetrain.problem import Budget
@@ -109,7 +109,7 @@ class RunSpec:
         one rerun to the next (the time, the machine, the git commit, the
         command line), so that a rerun finds the runs already done.
         """
-        identity = {**self.to_dict(), "prunetrain": prunetrain.__version__}
+        identity = {**self.to_dict(), "prunetrain": _version.__version__}
         text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
