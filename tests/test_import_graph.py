@@ -30,9 +30,18 @@ def is_package(name: str, files: dict[str, Path]) -> bool:
     return files[name].name == "__init__.py"
 
 
-def imports_of(name: str, files: dict[str, Path]) -> list[tuple[str, str | None, int]]:
-    """Each import in a module's source as ``(module, imported name or None, line)``."""
+def imports_of(
+    name: str, files: dict[str, Path], typing_only: bool = True
+) -> list[tuple[str, str | None, int]]:
+    """Each import in a module's source as ``(module, imported name or None, line)``.
+
+    ``typing_only=False`` leaves out the imports under ``if TYPE_CHECKING:``.
+    """
     tree = ast.parse(files[name].read_text(), filename=str(files[name]))
+    if not typing_only:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
+                node.body = [ast.Pass()]
     package = name if is_package(name, files) else name.rpartition(".")[0]
     out = []
     for node in ast.walk(tree):
@@ -156,3 +165,15 @@ def test_no_import_cycle_among_prunetrain_modules():
     assert "prunetrain.experiments.config" in graph and "prunetrain.api" in graph
     found = [describe(component, graph) for component in cycles(graph)]
     assert not found, "import cycles:\n" + "\n".join(found)
+
+
+def test_api_reads_a_model_without_importing_the_baselines():
+    # Issue 30: loading a ticket or weights lives in prunetrain.models, so the search's face
+    # does not import baselines/ (annotations under TYPE_CHECKING aside).
+    files = module_files()
+    imported = {
+        resolve(module, name, files)
+        for module, name, _ in imports_of("prunetrain.api", files, typing_only=False)
+    }
+    assert "prunetrain.models" in imported
+    assert not [m for m in imported if m and m.startswith("prunetrain.baselines")]
