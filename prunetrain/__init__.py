@@ -12,6 +12,7 @@ Examples
 True
 """
 
+from prunetrain import _retired
 from prunetrain._version import __version__ as __version__
 from prunetrain.api import SearchRun, evaluate_ticket, resume_search, run_search
 from prunetrain.data import Dataset, load_dataset
@@ -21,6 +22,8 @@ from prunetrain.network import FrozenNetwork, NetworkSpec
 from prunetrain.problem import Budget, Problem
 from prunetrain.search import SEARCHERS, Searcher, SearchResult, make_searcher, run
 from prunetrain.ticket import Ticket
+
+_retired.install()  # old module names fail in one line naming their new home
 
 __all__ = [
     "SEARCHERS",

@@ -871,3 +871,18 @@ def test_a_file_name_too_long_is_refused_in_one_line(name):
     with pytest.raises(PrunetrainError) as err:
         load_dataset(name)
     assert str(err.value).endswith(": File name too long") and "\n" not in str(err.value)
+
+
+def test_a_pickle_from_before_the_data_package_loads():
+    # A SubnetworkClassifier pickled before issue 30 names prunetrain.data.FeatureScaling;
+    # the class lives in prunetrain.data.prepare now and the package's face still answers.
+    import pickle
+
+    from prunetrain.data import FeatureScaling
+
+    scaling = FeatureScaling(offset=np.array([1.0, 2.0]), factor=np.array([0.5, 0.25]), clip=True)
+    new = pickle.dumps(scaling, protocol=2)
+    assert b"prunetrain.data.prepare\nFeatureScaling" in new
+    old = pickle.loads(new.replace(b"prunetrain.data.prepare\n", b"prunetrain.data\n"))
+    assert type(old) is FeatureScaling
+    np.testing.assert_array_equal(old.transform([[3.0, 6.0]]), [[1.0, 1.0]])
