@@ -137,7 +137,7 @@ def load_npz(path: Path, validation_fraction: float) -> Dataset:
     else:
         X_train, X_val, y_train, y_val = hold_out(X_train, y_train, validation_fraction, source)
     return _finish_user_data(
-        path.stem, classes, source, X_train, y_train, X_val, y_val, X_test, y_test
+        path.stem, classes, source, (X_train, y_train), (X_val, y_val), (X_test, y_test)
     )
 
 
@@ -469,34 +469,25 @@ def _from_unsplit(
     classes = classes_of(y, names[1], source)
     X_rest, X_test, y_rest, y_test = hold_out(X, y, TEST_FRACTION, source)
     X_train, X_val, y_train, y_val = hold_out(X_rest, y_rest, validation_fraction, source)
-    return _finish_user_data(name, classes, source, X_train, y_train, X_val, y_val, X_test, y_test)
+    return _finish_user_data(
+        name, classes, source, (X_train, y_train), (X_val, y_val), (X_test, y_test)
+    )
 
 
 def _finish_user_data(
     name: str,
     classes: np.ndarray,
     source: str,
-    X_train: np.ndarray,
-    y_train: np.ndarray,
-    X_val: np.ndarray,
-    y_val: np.ndarray,
-    X_test: np.ndarray,
-    y_test: np.ndarray,
+    *splits: tuple[np.ndarray, np.ndarray],
 ) -> Dataset:
-    scaling = minmax_scaling(X_train, clip=True)
-    scaled = [scaling.transform(X) for X in (X_train, X_val, X_test)]
-    encoded = [
-        encode_with(classes, y, split, source)
-        for y, split in ((y_train, "train"), (y_val, "validation"), (y_test, "test"))
-    ]
-    data = make_dataset(
-        name,
-        scaled[0],
-        encoded[0],
-        scaled[1],
-        encoded[1],
-        scaled[2],
-        encoded[2],
-        classes,
-    )
+    """The dataset of checked ``(X, y)`` train, validation and test splits of a user file.
+
+    Features are min-max scaled with the train split's range (clipped), labels
+    encoded as indices into ``classes``.
+    """
+    scaling = minmax_scaling(splits[0][0], clip=True)
+    arrays = []
+    for (X, y), split in zip(splits, ("train", "validation", "test")):
+        arrays += [scaling.transform(X), encode_with(classes, y, split, source)]
+    data = make_dataset(name, *arrays, classes)
     return dataclasses.replace(data, scaling=scaling)
