@@ -53,6 +53,7 @@ def _overshoot(s: MethodSummary) -> str:
 
 
 def method_table(rows: list[MethodSummary]) -> list[str]:
+    """One row per label of a group: seeds, accuracies with their interval, time and cost."""
     lines = [
         "| method | kind | seeds | test accuracy | val accuracy | wall time (s) | evaluations "
         "| sample-forwards | over budget | keep |",
@@ -77,6 +78,7 @@ def method_table(rows: list[MethodSummary]) -> list[str]:
 
 
 def paired_table(paired: dict) -> list[str]:
+    """Each label against the best gradient baseline and the default search, paired by seed."""
     bg, default = paired["best_gradient"], paired["default"]
     if bg is None and default is None:
         return ["No gradient baseline and no default search here: no paired differences."]
@@ -106,6 +108,7 @@ def paired_table(paired: dict) -> list[str]:
 
 
 def targets_table(reached: dict | None, options: ReportOptions) -> list[str]:
+    """Median wall time and sample-forwards to reach each target fraction of the reference."""
     if reached is None:
         return [
             f"No {options.reference} runs here: no time-to-target (the targets are fractions of "
@@ -142,6 +145,7 @@ def targets_table(reached: dict | None, options: ReportOptions) -> list[str]:
 
 
 def equal_time_table(table: dict) -> list[str]:
+    """Each label's test accuracy at the same seconds of its own wall time."""
     times = table["times"]
     lines = [
         "Test accuracy at each time of the run's own wall time: each seed's last point recorded "
@@ -173,6 +177,7 @@ def equal_time_table(table: dict) -> list[str]:
 
 
 def sweep_tables(sweep: dict) -> list[str]:
+    """A sweep's panels: test accuracy against keep (or width), one column per value."""
     lines = []
     for panel in sweep["panels"]:
         values = panel["values"]
@@ -205,6 +210,7 @@ def sweep_tables(sweep: dict) -> list[str]:
 
 
 def statistics_text(options: ReportOptions) -> str:
+    """The paragraph that says how the numbers were computed (intervals, tests, costs)."""
     return (
         "Test accuracy: mean over seeds ± the half-width of the 95 % confidence interval "
         "(Student's t). Runs with the same seed share the frozen network and the data splits, "
@@ -223,6 +229,7 @@ def statistics_text(options: ReportOptions) -> str:
 
 
 def budget_text(records: list[dict]) -> str:
+    """The paragraph on budgets: the searches', and how the baselines are bounded."""
     budgets = sorted({r["run"]["budget"] for r in records if r["kind"] == "search"})
     if not budgets:
         searches = "There are no searches."
@@ -245,6 +252,7 @@ def budget_text(records: list[dict]) -> str:
 
 
 def machines_text(records: list[dict]) -> str:
+    """The machines the runs were recorded on (this one, for records that do not say)."""
     recorded = sorted({r.get("versions", {}).get("platform") for r in records} - {None})
     if recorded:
         return "Runs recorded on: " + "; ".join(f"`{p}`" for p in recorded) + "."

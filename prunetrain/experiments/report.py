@@ -9,8 +9,11 @@ sample-forwards to reach fractions of edge-popup's final accuracy; each
 label's test accuracy at equal times of its own wall time; Pareto fronts of
 accuracy against cost; and, when a comparison has several keeps or
 architectures, accuracy against keep and against width
-(:mod:`prunetrain.experiments.stats` has the statistics,
-:mod:`prunetrain.experiments.plots` the figures).
+(:mod:`prunetrain.experiments.aggregate` computes these numbers from the
+records, :mod:`prunetrain.experiments.stats` has the statistics,
+:mod:`prunetrain.experiments.markdown` the tables and paragraphs,
+:mod:`prunetrain.experiments.plots` the figures and
+:mod:`prunetrain.experiments.html` the page; this module puts them together).
 
 Everything is computed from the records of ``results.jsonl``, so
 :func:`report_folders` (``prunetrain report DIR``) regenerates a report
