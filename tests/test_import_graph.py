@@ -177,3 +177,13 @@ def test_api_reads_a_model_without_importing_the_baselines():
     }
     assert "prunetrain.models" in imported
     assert not [m for m in imported if m and m.startswith("prunetrain.baselines")]
+
+
+def test_no_module_reaches_back_up_to_the_package_root():
+    # The root imports nearly every module; a module that imports it (ticket.py and
+    # provenance.py once did, for __version__) depends on all of them. prunetrain._version
+    # holds the version instead.
+    graph = import_graph()
+    assert [name for name, edges in graph.items() if "prunetrain" in edges] == []
+    assert "prunetrain._version" in graph["prunetrain.ticket"]
+    assert "prunetrain._version" in graph["prunetrain.provenance"]
