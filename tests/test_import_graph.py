@@ -2,9 +2,9 @@
 
 The graph is read from the source, not from ``sys.modules``: every ``import``
 statement counts, the ones inside functions too, since a lazy import hides a
-cycle without removing it. Package ``__init__`` modules are faces: what they
-re-export is followed to the module that defines it, and their own imports
-are not edges.
+cycle without removing it, and so do those under ``if TYPE_CHECKING:``.
+Package ``__init__`` modules are faces: what they re-export is followed to the
+module that defines it, and their own imports are not edges.
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ def is_package(name: str, files: dict[str, Path]) -> bool:
 
 
 def imports_of(
-    name: str, files: dict[str, Path], typing_only: bool = True
+    name: str, files: dict[str, Path], type_checking: bool = True
 ) -> list[tuple[str, str | None, int]]:
     """Each import in a module's source as ``(module, imported name or None, line)``.
 
-    ``typing_only=False`` leaves out the imports under ``if TYPE_CHECKING:``.
+    ``type_checking=False`` leaves out the imports under ``if TYPE_CHECKING:``.
     """
     tree = ast.parse(files[name].read_text(), filename=str(files[name]))
-    if not typing_only:
+    if not type_checking:
         for node in ast.walk(tree):
             if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
                 node.body = [ast.Pass()]
@@ -173,7 +173,7 @@ def test_api_reads_a_model_without_importing_the_baselines():
     files = module_files()
     imported = {
         resolve(module, name, files)
-        for module, name, _ in imports_of("prunetrain.api", files, typing_only=False)
+        for module, name, _ in imports_of("prunetrain.api", files, type_checking=False)
     }
     assert "prunetrain.models" in imported
     assert not [m for m in imported if m and m.startswith("prunetrain.baselines")]
