@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from prunetrain.backends import topk
 from prunetrain.backends.topk import counter_uniforms, gumbel_top_k, top_k_rows
-from prunetrain.search.evolution.distributions import topk_mode
+from prunetrain.search.evolution import topk_mode
 
 
 def test_counter_uniforms_known_values():
