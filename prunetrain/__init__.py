@@ -12,8 +12,8 @@ Examples
 True
 """
 
-import importlib.metadata
-
+from prunetrain import _retired
+from prunetrain._version import __version__ as __version__
 from prunetrain.api import SearchRun, evaluate_ticket, resume_search, run_search
 from prunetrain.data import Dataset, load_dataset
 from prunetrain.errors import PrunetrainError
@@ -23,16 +23,7 @@ from prunetrain.problem import Budget, Problem
 from prunetrain.search import SEARCHERS, Searcher, SearchResult, make_searcher, run
 from prunetrain.ticket import Ticket
 
-
-def _installed_version() -> str:
-    """The version pip installed (pyproject.toml is its one source), or ``0+unknown`` if none."""
-    try:
-        return importlib.metadata.version("prunetrain")
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree never installed
-        return "0+unknown"
-
-
-__version__ = _installed_version()
+_retired.install()  # old module names fail in one line naming their new home
 
 __all__ = [
     "SEARCHERS",

@@ -20,12 +20,11 @@ import numpy as np
 from prunetrain import runs
 from prunetrain.backends import NumpyBackend
 from prunetrain.data import Dataset, FeatureScaling, file_source, load_dataset
-from prunetrain.errors import ArchiveError, DataError, PrunetrainError, TicketError
-from prunetrain.files import check_regular_file, check_writable_folder
+from prunetrain.errors import DataError, PrunetrainError
+from prunetrain.files import check_writable_folder
 from prunetrain.interrupts import STOPPING, deferred_interrupt
 from prunetrain.metrics import log_softmax
 from prunetrain.network import check_seed
-from prunetrain.npz import entry_names
 from prunetrain.problem import Budget
 from prunetrain.provenance import versions  # noqa: F401  (re-exported)
 
@@ -63,30 +62,11 @@ if TYPE_CHECKING:
 
 
 def load_model(path: str | os.PathLike) -> Ticket | TrainedWeights:
-    """A ticket, or the trained weights a baseline wrote (``weights.npz``), told apart by content.
+    """A ticket, or the trained weights a baseline wrote; see :func:`prunetrain.models.load_model`."""
+    # Imported here: reading a model file needs the baselines' weights format, a search does not.
+    from prunetrain.models import load_model
 
-    Only the archive's zip directory is read to tell them apart (a
-    ``weight_0`` entry: trained weights); then :meth:`Ticket.load` or
-    :meth:`TrainedWeights.load` reads it, trusting nothing. A FIFO, a device
-    or a folder is refused before it is opened.
-
-    Raises
-    ------
-    PrunetrainError
-        The file is missing or not a regular file.
-    TicketError
-        The file is damaged, or is neither.
-    """
-    from prunetrain.baselines.weights import MAX_WEIGHTS_BYTES, TrainedWeights
-
-    path = check_regular_file(path, "model file")
-    try:
-        names = entry_names(path, MAX_WEIGHTS_BYTES)
-    except ArchiveError as e:
-        raise TicketError(f"{path} is damaged or not a ticket or weights file ({e})") from None
-    if "weight_0" in names:
-        return TrainedWeights.load(path)
-    return Ticket.load(path)
+    return load_model(path)
 
 
 def model_logits(model: Ticket | TrainedWeights) -> Callable[[np.ndarray], np.ndarray]:

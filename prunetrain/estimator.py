@@ -30,6 +30,7 @@ import prunetrain.search
 from prunetrain import runs
 from prunetrain.backends import backend_names
 from prunetrain.data import Dataset, FeatureScaling
+from prunetrain.data.prepare import minmax_scaling
 from prunetrain.masks import KeepRule, pack_mask, unpack_mask
 from prunetrain.metrics import cross_entropy, log_softmax
 from prunetrain.network import INIT_SCHEMES, MAX_LAYER_SIZE, FrozenNetwork, NetworkSpec
@@ -707,9 +708,7 @@ def _fit_scaling(
     if kind is None:
         return None
     if kind == "minmax":
-        low = X.min(axis=0)
-        span = X.max(axis=0) - low
-        return FeatureScaling(low, np.divide(1.0, span, out=np.zeros_like(span), where=span > 0))
+        return minmax_scaling(X, clip=False)  # the data package's one min-max scaler
     mean = np.average(X, axis=0, weights=weights)
     std = np.sqrt(np.average((X - mean) ** 2, axis=0, weights=weights))
     # A constant feature keeps factor 1 (and becomes 0), as StandardScaler does.

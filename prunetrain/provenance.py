@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-import prunetrain
+from prunetrain._version import __version__
 from prunetrain.threads import cpu_cores
 
 #: CPU features that change which kernels BLAS and NumPy run, recorded when present.
@@ -38,7 +38,7 @@ CPU_FEATURES = (
 
 def versions() -> dict[str, str]:
     """Versions of prunetrain, Python and the numerical libraries, for result records."""
-    out = {"prunetrain": prunetrain.__version__, "python": sys.version.split()[0]}
+    out = {"prunetrain": __version__, "python": sys.version.split()[0]}
     for name in ("numpy", "numba", "sklearn", "cupy"):
         module = sys.modules.get(name)
         if module is not None:
@@ -120,7 +120,7 @@ def git_commit() -> dict | None:
     package lies in a repository that does not track it (a virtual
     environment inside another project's checkout).
     """
-    package = Path(prunetrain.__file__).resolve().parent
+    package = Path(__file__).resolve().parent
 
     def git(*args: str) -> str | None:
         try:

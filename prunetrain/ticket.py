@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-import prunetrain
+from prunetrain._version import __version__
 from prunetrain.errors import PrunetrainError, TicketError
 from prunetrain.files import check_regular_file
 from prunetrain.masks import KeepRule, Mask, check_mask, pack_mask, unpack_mask
@@ -378,7 +378,7 @@ def check_meta(meta: object) -> dict:
 
 def _writer() -> dict[str, str]:
     """The versions a saved ticket records: the weights of ``(spec, seed)`` depend on them."""
-    return {"prunetrain": prunetrain.__version__, "numpy": np.__version__}
+    return {"prunetrain": __version__, "numpy": np.__version__}
 
 
 def _versions_note(written_by: dict | None) -> str:

@@ -98,11 +98,11 @@ def test_config_expands_to_keyed_runs(tmp_path):
 
 
 def test_run_key_covers_the_prunetrain_version(tmp_path, monkeypatch):
-    import prunetrain
+    from prunetrain import _version
 
     run = load_config(write_config(tmp_path)).runs[0]
     key = run.key
-    monkeypatch.setattr(prunetrain, "__version__", "99.0")
+    monkeypatch.setattr(_version, "__version__", "99.0")
     assert run.key != key  # another prunetrain reruns every run
 
 
@@ -253,8 +253,18 @@ def test_compare_cli_errors(tmp_path, capsys):
     code, _, err = cli(
         capsys, "compare", write_config(tmp_path), "--jobs", "0", "--out", tmp_path / "o"
     )
-    assert code == 2 and "--jobs" in err
-    assert not (tmp_path / "o" / "results.jsonl").exists()
+    # The library names its parameter (issue 30: no CLI flag in a library error).
+    assert err == "prunetrain: error: jobs must be a whole number of at least 1, got 0\n"
+    assert code == 2 and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("jobs", [0, -1, True, 1.5, "2"])
+def test_run_comparison_checks_jobs_once_where_it_enters(tmp_path, jobs):
+    with pytest.raises(
+        PrunetrainError, match=f"jobs must be a whole number of at least 1, got {jobs!r}"
+    ):
+        run_comparison(write_config(tmp_path), tmp_path / "o", jobs=jobs)
+    assert not (tmp_path / "o").exists()
 
 
 # --- faults: Ctrl-C, concurrent writers, orphaned workers, checks before work -------------

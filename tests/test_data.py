@@ -708,13 +708,13 @@ def test_a_bare_npy_named_npz_is_refused_in_one_line(tmp_path):
 
 
 def test_compressed_npz_datasets_load_and_their_declared_size_is_bounded(tmp_path, monkeypatch):
-    import prunetrain.data
+    import prunetrain.data.user_files
 
     X, y = blobs()
     np.savez_compressed(tmp_path / "c.npz", X=X, y=y)
     np.savez(tmp_path / "s.npz", X=X, y=y)
     assert_same(load_dataset(str(tmp_path / "c.npz")), load_dataset(str(tmp_path / "s.npz")))
-    monkeypatch.setattr(prunetrain.data, "MAX_INFLATED_BYTES", 1000)
+    monkeypatch.setattr(prunetrain.data.user_files, "MAX_INFLATED_BYTES", 1000)
     with pytest.raises(DataError) as err:
         load_dataset(str(tmp_path / "c.npz"))
     assert str(err.value) == (
@@ -809,16 +809,16 @@ def test_a_gzipped_idx_is_not_inflated_past_what_its_header_claims(tmp_path):
 def test_csv_lines_are_bounded_while_reading(tmp_path, monkeypatch):
     """A 1 GB single-line CSV grew past 3.5 GB before a MemoryError: each line's length and
     field count are checked as it is read."""
-    import prunetrain.data
+    import prunetrain.data.user_files
 
-    monkeypatch.setattr(prunetrain.data, "MAX_CSV_FIELDS", 4)
+    monkeypatch.setattr(prunetrain.data.user_files, "MAX_CSV_FIELDS", 4)
     wide = write_csv(tmp_path / "wide.csv", "a,b,c,label\n1,2,3,0\n1,2,3,4,5\n")
     with pytest.raises(DataError) as err:
         load_dataset(wide)
     assert str(err.value) == (
         "wide.csv line 3 has 5 fields: a row may have at most 4 (MAX_CSV_FIELDS)"
     )
-    monkeypatch.setattr(prunetrain.data, "MAX_CSV_LINE_CHARS", 20)
+    monkeypatch.setattr(prunetrain.data.user_files, "MAX_CSV_LINE_CHARS", 20)
     long = write_csv(tmp_path / "long.csv", "a,label\n1,0\n" + "1" * 30 + ",1\n")
     with pytest.raises(DataError) as err:
         load_dataset(long)
@@ -831,10 +831,10 @@ def test_csv_lines_are_bounded_while_reading(tmp_path, monkeypatch):
 def test_a_huge_single_line_csv_is_refused_with_bounded_memory(tmp_path):
     import tracemalloc
 
-    import prunetrain.data
+    import prunetrain.data.user_files
 
     path = tmp_path / "line.csv"
-    n = prunetrain.data.MAX_CSV_LINE_CHARS // 2 + 1000  # one-character fields
+    n = prunetrain.data.user_files.MAX_CSV_LINE_CHARS // 2 + 1000  # one-character fields
     path.write_text("x," * n + "label\n")
     tracemalloc.start()
     try:
@@ -843,7 +843,7 @@ def test_a_huge_single_line_csv_is_refused_with_bounded_memory(tmp_path):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 4 * prunetrain.data.MAX_CSV_LINE_CHARS + 2**20
+    assert peak < 4 * prunetrain.data.user_files.MAX_CSV_LINE_CHARS + 2**20
 
 
 def test_an_empty_label_cell_is_refused_with_its_line(tmp_path):
@@ -871,3 +871,18 @@ def test_a_file_name_too_long_is_refused_in_one_line(name):
     with pytest.raises(PrunetrainError) as err:
         load_dataset(name)
     assert str(err.value).endswith(": File name too long") and "\n" not in str(err.value)
+
+
+def test_a_pickle_from_before_the_data_package_loads():
+    # A SubnetworkClassifier pickled before issue 30 names prunetrain.data.FeatureScaling;
+    # the class lives in prunetrain.data.prepare now and the package's face still answers.
+    import pickle
+
+    from prunetrain.data import FeatureScaling
+
+    scaling = FeatureScaling(offset=np.array([1.0, 2.0]), factor=np.array([0.5, 0.25]), clip=True)
+    new = pickle.dumps(scaling, protocol=2)
+    assert b"prunetrain.data.prepare\nFeatureScaling" in new
+    old = pickle.loads(new.replace(b"prunetrain.data.prepare\n", b"prunetrain.data\n"))
+    assert type(old) is FeatureScaling
+    np.testing.assert_array_equal(old.transform([[3.0, 6.0]]), [[1.0, 1.0]])

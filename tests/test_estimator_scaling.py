@@ -116,3 +116,22 @@ def test_sample_weight_errors():
         SubnetworkClassifier(**QUICK).fit(X, y, sample_weight=np.where(y == 0, -1.0, 1.0))
     with pytest.raises(ValueError, match="does not take sample weights"):
         SubnetworkClassifier(**QUICK, method="hebbian").fit(X, y, sample_weight=np.ones(len(y)))
+
+
+def test_minmax_scaling_of_a_feature_wider_than_the_largest_float():
+    # Issue 30: fit's own min-max copy computed max - min = inf (an overflow warning) and
+    # scaled that feature to 0 everywhere; the data package's scaler (the one copy) halves
+    # both sides instead.
+    import warnings
+
+    from prunetrain.estimator import _fit_scaling
+
+    X = np.array([[-1e308, 0.0], [1e308, 1.0], [0.0, 0.5], [5e307, 0.25]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scaling = _fit_scaling("minmax", X, None)
+    np.testing.assert_array_equal(
+        scaling.transform(X), np.array([[0, 0], [1, 1], [0.5, 0.5], [0.75, 0.25]], np.float32)
+    )
+    assert not scaling.clip  # unlike user files, values past the train range are not clipped
+    np.testing.assert_array_equal(scaling.transform([[0.0, 2.0]]), [[0.5, 2.0]])

@@ -1,9 +1,8 @@
-"""The evolutionary family's package: each searcher registered once, the old module's names kept."""
+"""The evolutionary family's package: each searcher registered once (the old module is retired)."""
 
 import importlib
 
-from prunetrain.masks import Layout
-from prunetrain.search import SEARCHERS, evolution, evolutionary
+from prunetrain.search import SEARCHERS
 
 FAMILY = {
     "ga": "prunetrain.search.evolution.ga",
@@ -23,11 +22,3 @@ def test_each_searcher_is_registered_once_from_its_module():
         sum(cls.__module__.startswith("prunetrain.search.evolution.") for cls in SEARCHERS.values())
         == 5
     )
-
-
-def test_the_old_module_still_exports_the_family():
-    assert set(evolutionary.__all__) == {"Layout", *evolution.__all__}
-    for name in evolution.__all__:
-        assert getattr(evolutionary, name) is getattr(evolution, name)
-    assert evolutionary.Layout is Layout
-    assert evolutionary.GeneticSearcher is SEARCHERS["ga"]

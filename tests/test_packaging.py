@@ -65,15 +65,16 @@ def test_project_metadata():
 def test_the_version_comes_from_the_installed_metadata(monkeypatch):
     assert prunetrain.__version__ == importlib.metadata.version("prunetrain") == PROJECT["version"]
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "9.9.9")
-    assert prunetrain._installed_version() == "9.9.9"
+    assert prunetrain._version._installed_version() == "9.9.9"
 
     def missing(name):
         raise importlib.metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(importlib.metadata, "version", missing)
-    assert prunetrain._installed_version() == "0+unknown"
-    source = (ROOT / "prunetrain" / "__init__.py").read_text()
-    assert not re.search(r"__version__\s*=\s*['\"]", source)  # no second literal
+    assert prunetrain._version._installed_version() == "0+unknown"
+    for module in ("__init__.py", "_version.py"):
+        source = (ROOT / "prunetrain" / module).read_text()
+        assert not re.search(r"__version__\s*=\s*['\"]", source)  # no second literal
 
 
 @pytest.mark.parametrize("name", ["numpy", "scipy", "scikit-learn", "numba"])

@@ -55,7 +55,8 @@ def test_git_commit_is_none_outside_a_checkout_that_tracks_prunetrain(tmp_path, 
     package = tmp_path / "prunetrain"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    monkeypatch.setattr(prunetrain, "__file__", str(package / "__init__.py"))
+    # git_commit asks git about the folder that holds provenance.py, the package's own.
+    monkeypatch.setattr(prunetrain.provenance, "__file__", str(package / "provenance.py"))
     if subprocess.run(["git", "-C", str(tmp_path), "rev-parse"], capture_output=True).returncode:
         assert git_commit.__wrapped__() is None  # an installed package: no checkout at all
     git("init", "-q")

@@ -12,9 +12,9 @@ from prunetrain.cli import cli as cli_group
 from prunetrain.cli import main
 from prunetrain.errors import PrunetrainError
 from prunetrain.experiments import ReportOptions, parse_config, report_folders, summarize
+from prunetrain.experiments.aggregate import group_of, overshoot, sweeps
 from prunetrain.experiments.html import render
 from prunetrain.experiments.plots import seed_band
-from prunetrain.experiments.report import group_of, overshoot, sweeps
 
 # Final test accuracy by (label, arch, keep) -> per seed 0, 1, 2.
 FINAL = {

@@ -4,19 +4,17 @@
 ``prunetrain report DIR...`` over :func:`report_folders`.
 """
 
-from prunetrain.experiments.config import Comparison, RunSpec, load_config, parse_config
-from prunetrain.experiments.report import (
+from prunetrain.experiments.aggregate import summarize
+from prunetrain.experiments.config import (
+    Comparison,
     ReportOptions,
-    report_folders,
-    summarize,
-    write_report,
+    RunSpec,
+    load_config,
+    parse_config,
 )
-from prunetrain.experiments.runner import (
-    ComparisonResult,
-    execute_run,
-    read_results,
-    run_comparison,
-)
+from prunetrain.experiments.report import report_folders, write_report
+from prunetrain.experiments.results import read_results
+from prunetrain.experiments.runner import ComparisonResult, execute_run, run_comparison
 
 __all__ = [
     "Comparison",

@@ -12,18 +12,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import prunetrain
+from prunetrain import _version
 from prunetrain.errors import PrunetrainError
 from prunetrain.network import NetworkSpec, check_keep, check_seed, parse_arch
 from prunetrain.problem import Budget
-
-if TYPE_CHECKING:
-    from prunetrain.experiments.report import ReportOptions
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -57,6 +55,89 @@ SEARCH_OPTIONS = {"batch_size": "auto", "schedule": "rotate", "backend": "auto",
 #: should not start a week of work without a word.
 CONFIRM_RUNS = 1000
 CONFIRM_SECONDS = 24 * 3600.0
+
+
+#: The options that are lists of numbers: which values are allowed, and what is expected.
+_NUMBER_LISTS = {
+    "targets": (
+        lambda t: 0 < t <= 2,
+        "fractions of the reference's accuracy in (0, 2], e.g. [0.9, 0.95, 0.98]",
+    ),
+    "times": (lambda t: 0 < t < math.inf, "seconds above 0, e.g. [5, 15, 60, 300, 600]"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportOptions:
+    """What a report compares against; a config's ``[report]`` table.
+
+    Attributes
+    ----------
+    targets : tuple of float
+        Time-to-target thresholds, as fractions of the reference's final
+        test accuracy (mean over seeds).
+    reference : str
+        Label (or method name) whose final accuracy the targets are fractions of.
+    default : str, optional
+        Label (or method name) of the default search: paired differences are
+        taken against it as well as against the best gradient baseline. None:
+        the package's default method (``prunetrain.search.DEFAULT_METHOD``).
+    times : tuple of float
+        Seconds of each run's own wall time at which the "at equal time"
+        table reads every label's test accuracy.
+    """
+
+    targets: tuple[float, ...] = (0.90, 0.95, 0.98)
+    reference: str = "edge-popup"
+    default: str | None = None
+    times: tuple[float, ...] = (5.0, 15.0, 60.0, 300.0, 600.0)
+
+    @classmethod
+    def parse(cls, raw: Mapping | None, where: str = "[report]") -> ReportOptions:
+        """Check a ``[report]`` table (or a ``summary.json``'s ``options``) and build the options.
+
+        Examples
+        --------
+        >>> ReportOptions.parse({"targets": [0.5, 0.9]}).targets
+        (0.5, 0.9)
+        """
+        raw = {k: v for k, v in dict(raw or {}).items() if v is not None}
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - fields
+        if unknown:
+            raise PrunetrainError(
+                f"{where}: unknown option(s) {', '.join(sorted(unknown))}; "
+                f"expected {', '.join(sorted(fields))}"
+            )
+        out = {}
+        for name, (inside, expected) in _NUMBER_LISTS.items():
+            if name in raw:
+                values = raw[name]
+                if (
+                    not isinstance(values, (list, tuple))
+                    or not values
+                    or not all(
+                        isinstance(t, (int, float)) and not isinstance(t, bool) and inside(t)
+                        for t in values
+                    )
+                ):
+                    raise PrunetrainError(
+                        f"{where}: {name} must be a non-empty list of {expected}; got {values!r}"
+                    )
+                out[name] = tuple(float(t) for t in values)
+        for name in ("reference", "default"):
+            if name in raw:
+                if not isinstance(raw[name], str) or not raw[name]:
+                    raise PrunetrainError(f"{where}: {name} must be a label, got {raw[name]!r}")
+                out[name] = raw[name]
+        return cls(**out)
+
+    def to_dict(self) -> dict:
+        return {
+            **dataclasses.asdict(self),
+            "targets": list(self.targets),
+            "times": list(self.times),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +189,7 @@ class RunSpec:
         one rerun to the next (the time, the machine, the git commit, the
         command line), so that a rerun finds the runs already done.
         """
-        identity = {**self.to_dict(), "prunetrain": prunetrain.__version__}
+        identity = {**self.to_dict(), "prunetrain": _version.__version__}
         text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -196,7 +277,6 @@ def parse_config(raw: dict, name: str = "comparison", source: str | None = None)
     [('search', 'random', 0), ('search', 'random', 1), ('baseline', 'magnitude', 0), ('baseline', 'magnitude', 1)]
     """
     from prunetrain.baselines import make_baseline
-    from prunetrain.experiments.report import ReportOptions
     from prunetrain.search import SEARCHERS, make_searcher, resolve_batch_size
 
     where = source or name

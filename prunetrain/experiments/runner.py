@@ -17,7 +17,6 @@ import concurrent.futures as cf
 import contextlib
 import dataclasses
 import functools
-import json
 import multiprocessing
 import os
 import shlex
@@ -31,13 +30,15 @@ import numpy as np
 
 from prunetrain.errors import PrunetrainError, WriteError
 from prunetrain.experiments.config import Comparison, RunSpec, load_config, resolve_archs
-from prunetrain.files import (
-    atomic_write,
-    check_writable_folder,
-    file_lock,
-    make_folders,
-    write_error,
+from prunetrain.experiments.results import (
+    RESULTS,
+    append_record,
+    lock,
+    lock_path,
+    read_results,
+    rewrite_in_order,
 )
+from prunetrain.files import check_writable_folder, make_folders
 from prunetrain.interrupts import Interrupted
 from prunetrain.progress import format_seconds
 from prunetrain.provenance import command_line
@@ -45,8 +46,6 @@ from prunetrain.threads import one_blas_thread, parallel_threads
 
 #: At most this many history rows are kept per run in ``results.jsonl`` (evenly thinned).
 MAX_HISTORY_ROWS = 300
-
-RESULTS = "results.jsonl"
 
 
 # --- one run ------------------------------------------------------------------------------
@@ -175,79 +174,6 @@ def _thin(rows: list[dict], limit: int) -> list[dict]:
     return [rows[i] for i in keep]
 
 
-# --- the results file --------------------------------------------------------------------
-
-
-def read_results(path: str | os.PathLike) -> dict[str, dict]:
-    """Records of ``results.jsonl`` by key; a damaged line (an interrupted write) is skipped."""
-    path = Path(path)
-    out: dict[str, dict] = {}
-    if not path.is_file():
-        return out
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and "key" in record:
-            out[record["key"]] = record
-    return out
-
-
-def _lock(path: Path):
-    """The lock every writer of ``path`` (``results.jsonl``) holds while it writes."""
-    return file_lock(_lock_path(path))
-
-
-def _lock_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.lock")
-
-
-def _append(path: Path, record: dict) -> None:
-    """Append one record as a line, under the lock (so two writers never interleave)."""
-    with _lock(path):
-        _append_unlocked(path, json.dumps(record, allow_nan=False) + "\n")
-
-
-def _append_unlocked(path: Path, text: str) -> None:
-    size = path.stat().st_size if path.is_file() else None
-    if size:
-        with path.open("rb") as f:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":  # a line cut off by a crash: start on a fresh one
-                text = "\n" + text
-    try:
-        with path.open("a") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:  # a full disk: take back the part written, so every line is whole
-        with contextlib.suppress(OSError):
-            if size is None:
-                path.unlink()
-            else:
-                os.truncate(path, size)
-        raise write_error(path, e) from None
-
-
-def _rewrite_in_order(path: Path, comparison: Comparison) -> list[dict]:
-    """Rewrite ``results.jsonl`` in config order; return this config's records.
-
-    Under the lock the file is read again, so a record another process
-    appended since this one started is kept (runs of other configs go after).
-    """
-    current = [r.key for r in comparison.runs]
-    with _lock(path):
-        done = read_results(path)
-        ordered = [done[key] for key in current if key in done]
-        mine = set(current)
-        others = [record for key, record in done.items() if key not in mine]
-        if done:
-            text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in ordered + others)
-            atomic_write(path, lambda f: f.write(text), binary=False)
-    return ordered
-
-
 # --- executors ------------------------------------------------------------------------------
 
 
@@ -329,11 +255,26 @@ def _start_resource_tracker() -> None:
         signal.signal(signal.SIGHUP, previous)
 
 
+def check_jobs(jobs) -> int:
+    """``jobs`` as a count of local worker processes, at least 1.
+
+    Raises
+    ------
+    PrunetrainError
+        If ``jobs`` is not a whole number of at least 1.
+    """
+    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
+        raise PrunetrainError(f"jobs must be a whole number of at least 1, got {jobs!r}")
+    return int(jobs)
+
+
 @contextlib.contextmanager
 def make_executor(
     jobs: int, scheduler: str | None
 ) -> Iterator[tuple[cf.Executor, int | None, int]]:
     """The executor for ``jobs`` local processes or a Dask ``scheduler`` address.
+
+    ``jobs`` is a count :func:`check_jobs` accepted (:func:`run_comparison` checks it).
 
     Yields ``(executor, threads per run, tasks to keep in flight)``. If the
     block raises (Ctrl-C included), local workers are ended at once rather
@@ -358,8 +299,6 @@ def make_executor(
         finally:
             client.close()
         return
-    if jobs < 1:
-        raise PrunetrainError(f"--jobs must be at least 1, got {jobs}")
     if jobs == 1:
         yield InlineExecutor(), None, 1
         return
@@ -448,11 +387,11 @@ def _leaves_no_empty_folder(
 def _remove_if_empty(made: list[Path]) -> None:
     """Remove the folders ``made`` (innermost first) while they hold nothing but the lock file."""
     out = made[0]
-    lock = _lock_path(out / RESULTS)
-    if lock.is_file():
-        with contextlib.suppress(OSError, PrunetrainError), _lock(out / RESULTS):
-            if [p.name for p in out.iterdir()] == [lock.name]:
-                lock.unlink()  # while holding it: a waiting writer locks a file made anew
+    held = lock_path(out / RESULTS)
+    if held.is_file():
+        with contextlib.suppress(OSError, PrunetrainError), lock(out / RESULTS):
+            if [p.name for p in out.iterdir()] == [held.name]:
+                held.unlink()  # while holding it: a waiting writer locks a file made anew
     for folder in made:
         try:
             folder.rmdir()
@@ -498,8 +437,8 @@ def run_comparison(
         were skipped (already done) or failed.
     """
     start = time.perf_counter()
-    if scheduler is None and int(jobs) < 1:
-        raise PrunetrainError(f"--jobs must be at least 1, got {jobs}")
+    if scheduler is None:
+        jobs = check_jobs(jobs)
     comparison, _ = prepare(config)
     if scheduler is None:  # runs here: a backend that cannot run here would fail every run
         from prunetrain.backends import resolve_backend
@@ -508,7 +447,7 @@ def run_comparison(
             resolve_backend(name)
     out = check_writable_folder(out, "output folder")
     path = out / RESULTS
-    with _lock(path) if out.is_dir() else contextlib.nullcontext():
+    with lock(path) if out.is_dir() else contextlib.nullcontext():
         done = read_results(path)
     todo = [r for r in comparison.runs if r.key not in done]
     skipped = [r.key for r in comparison.runs if r.key in done]
@@ -546,7 +485,7 @@ def run_comparison(
                         continue
                     # A worker's own command line says nothing: record the comparison's.
                     record["provenance"].update(command=command_line(), cwd=os.getcwd())
-                    _append(path, record)
+                    append_record(path, record)
                     ran.append(run.key)
                     finished_runs = len(ran) + len(failed)
                     eta = (time.perf_counter() - start) * (len(todo) / finished_runs - 1)
@@ -559,7 +498,9 @@ def run_comparison(
             for future in pending:
                 future.cancel()
             raise
-    ordered = _rewrite_in_order(path, comparison)  # config order; other configs' runs kept
+    ordered = rewrite_in_order(
+        path, [r.key for r in comparison.runs]
+    )  # config order; other configs' runs kept
     result = ComparisonResult(
         comparison, ordered, ran, skipped, failed, time.perf_counter() - start, out
     )
