@@ -3,7 +3,8 @@
 A thin scikit-learn face over the rest of the package: ``fit`` builds a
 :class:`~prunetrain.network.FrozenNetwork` sized for the data and a
 :class:`~prunetrain.problem.Problem` over the given arrays as every run does
-(:func:`prunetrain.runs.build`), and runs a searcher with the shared run loop;
+(:func:`prunetrain.runs.build`), and runs a searcher with the shared run loop
+through the run service's one door to it (:func:`prunetrain.runs.search_loop`);
 the result is a
 :class:`~prunetrain.ticket.Ticket`. Predictions always come from the
 network's float64 reference forward (:meth:`FrozenNetwork.forward`), whatever
@@ -33,8 +34,9 @@ from prunetrain.data import Dataset, FeatureScaling
 from prunetrain.masks import KeepRule, pack_mask, unpack_mask
 from prunetrain.metrics import cross_entropy, log_softmax
 from prunetrain.network import INIT_SCHEMES, MAX_LAYER_SIZE, FrozenNetwork, NetworkSpec
+from prunetrain.options import SearchOptions
 from prunetrain.problem import Budget
-from prunetrain.search import SEARCHERS, make_searcher, run
+from prunetrain.search import SEARCHERS, make_searcher
 from prunetrain.threads import one_blas_thread
 from prunetrain.ticket import Ticket
 
@@ -345,9 +347,17 @@ default="signed_constant"
             self._check_warm_start(spec, classes)
             classes = self.classes_
         codes = np.searchsorted(classes, y).astype(np.int64)
-        budget = Budget.parse(self.budget)
         method = self._method_name()
-        searcher = make_searcher(method, **(self.method_params or {}))
+        options = SearchOptions(  # the budget and patience checked here, once
+            method=method,
+            method_params=self.method_params,
+            budget=self.budget,
+            batch_size=self.batch_size,
+            backend=self.backend,
+            patience=self.n_iter_no_change if self.early_stopping else None,
+            progress=bool(self.verbose),
+        )
+        searcher = make_searcher(method, **options.method_params)
 
         rs = check_random_state(self.random_state)
         network_seed, split_seed, search_seed = (int(s) for s in rs.randint(_SEED_HIGH, size=3))
@@ -376,15 +386,7 @@ default="signed_constant"
         problem = setup.problem(
             searcher, backend=self.backend, batch_size=self.batch_size, sample_weight=split_weights
         )
-        result = run(
-            problem,
-            searcher,
-            budget,
-            seed=setup.seed,
-            init_mask=init_mask,
-            patience=self.n_iter_no_change if self.early_stopping else None,
-            progress=bool(self.verbose),
-        )
+        result = runs.search_loop(problem, searcher, options, setup.seed, init_mask=init_mask)
 
         rows = [row for row in result.history if row["train_loss"] is not None]
         losses = [float(row["train_loss"]) for row in rows]

@@ -10,6 +10,7 @@ from prunetrain import runs
 from prunetrain.api import run_search
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import pack_mask
+from prunetrain.options import FolderOptions, SearchOptions
 from prunetrain.search import make_searcher, run
 
 ARCH = "64-24-16-10"
@@ -31,7 +32,8 @@ def test_build_makes_the_network_and_rule_a_search_runs_on(digits):
 
 def test_search_gives_what_run_search_gives(digits, tmp_path):
     setup = runs.build(digits, ARCH, seed=1)
-    done = runs.search(setup, make_searcher("random"), "60evals", out=tmp_path / "r")
+    options = SearchOptions(method="random", budget="60evals")
+    done = runs.search(setup, make_searcher("random"), options, FolderOptions(tmp_path / "r"))
     expected = run_search(digits, ARCH, method="random", budget="60evals", seed=1)
     assert done.config == expected.config
     assert pack_mask(done.ticket.mask).tobytes() == pack_mask(expected.ticket.mask).tobytes()

@@ -21,7 +21,7 @@ import prunetrain
 from prunetrain.errors import PrunetrainError
 from prunetrain.network import NetworkSpec, check_keep, check_seed, parse_arch
 from prunetrain.problem import Budget
-from prunetrain.search.loop import check_searcher
+from prunetrain.runs import check_searcher
 
 if TYPE_CHECKING:
     from prunetrain.experiments.report import ReportOptions
