@@ -24,7 +24,13 @@ from prunetrain.errors import ArchiveError, DataError, PrunetrainError, TicketEr
 from prunetrain.files import check_regular_file
 from prunetrain.metrics import log_softmax
 from prunetrain.npz import entry_names
-from prunetrain.options import FolderOptions, NetworkOptions, SearchOptions, takes_options
+from prunetrain.options import (
+    FolderOptions,
+    NetworkOptions,
+    ResumeOptions,
+    SearchOptions,
+    takes_options,
+)
 from prunetrain.runs import SPLITS, SearchRun, chunk_rows, evaluate_ticket, split_metrics
 from prunetrain.threads import one_blas_thread
 from prunetrain.ticket import Ticket
@@ -300,15 +306,8 @@ def run_search(network: NetworkOptions, options: SearchOptions, folder: FolderOp
     return runs.start_search(network, options, folder)
 
 
-def resume_search(
-    out: str | os.PathLike,
-    *,
-    dataset: Dataset | str | os.PathLike | None = None,
-    data_dir: str | os.PathLike | None = None,
-    progress: bool = False,
-    checkpoint_every: float = 60.0,
-    force: bool = False,
-) -> SearchRun:
+@takes_options(ResumeOptions, positional=("out",))
+def resume_search(options: ResumeOptions) -> SearchRun:
     """Continue the search whose checkpoint is in the folder ``out``, and write its outputs there.
 
     The search continues exactly where its checkpoint was written: the
@@ -347,11 +346,4 @@ def resume_search(
         search has finished and its outputs are written. Signals stop it as
         they stop :func:`run_search`.
     """
-    return runs.resume(
-        out,
-        dataset=dataset,
-        data_dir=data_dir,
-        progress=progress,
-        checkpoint_every=checkpoint_every,
-        force=force,
-    )
+    return runs.resume(options)

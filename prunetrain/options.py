@@ -170,6 +170,23 @@ class BaselineOptions:
 
 
 @dataclasses.dataclass(frozen=True)
+class ResumeOptions:
+    """A checkpointed search to continue: its folder ``out``, and what may differ from the run.
+
+    ``dataset`` stands for the recorded data (a :class:`~prunetrain.data.Dataset`
+    object is not recorded: it must be given again), ``data_dir`` for where the
+    IDX files were; ``force`` resumes a folder that holds a finished run.
+    """
+
+    out: str | os.PathLike
+    dataset: Dataset | str | os.PathLike | None = None
+    data_dir: str | os.PathLike | None = None
+    progress: bool = False
+    checkpoint_every: float = 60.0
+    force: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class FolderOptions:
     """Where a run's files go: ``out``, else a folder named by the run in ``runs_dir``, else none.
 
@@ -181,36 +198,42 @@ class FolderOptions:
     force: bool = False
 
 
-#: The parameters a derived signature takes by position (the rest by keyword only).
-POSITIONAL = ("dataset", "arch")
-
-
-def signature_of(*blocks: type) -> inspect.Signature:
-    """The keyword signature whose parameters are the fields of ``blocks``, in order."""
+def signature_of(
+    *blocks: type, positional: Sequence[str] = ("dataset", "arch")
+) -> inspect.Signature:
+    """The signature whose parameters are the fields of ``blocks``, in order: those named in
+    ``positional`` may be given by position, the rest by keyword only."""
     parameters = []
     for block in blocks:
         for field in dataclasses.fields(block):
-            kind = (
-                inspect.Parameter.POSITIONAL_OR_KEYWORD
-                if field.name in POSITIONAL
-                else inspect.Parameter.KEYWORD_ONLY
-            )
+            kind = "POSITIONAL_OR_KEYWORD" if field.name in positional else "KEYWORD_ONLY"
+            default = field.default
+            if default is dataclasses.MISSING:
+                default = inspect.Parameter.empty
             parameters.append(
-                inspect.Parameter(field.name, kind, default=field.default, annotation=field.type)
+                inspect.Parameter(
+                    field.name,
+                    getattr(inspect.Parameter, kind),
+                    default=default,
+                    annotation=field.type,
+                )
             )
     return inspect.Signature(parameters)
 
 
-def takes_options(*blocks: type) -> Callable[[Callable], Callable]:
+def takes_options(
+    *blocks: type, positional: Sequence[str] = ("dataset", "arch")
+) -> Callable[[Callable], Callable]:
     """Give a function of option blocks the keyword signature of their fields.
 
     ``run(network, search, folder)`` decorated with
     ``takes_options(NetworkOptions, SearchOptions, FolderOptions)`` is called
     as ``run("digits", "64-32-10", budget="200evals", out=...)``: the
     arguments are bound to the fields (an unknown one is a ``TypeError``, as
-    for any function) and each block is made, and so checked, in turn.
+    for any function) and each block is made, and so checked, in turn. The fields
+    named in ``positional`` may be given by position.
     """
-    signature = signature_of(*blocks)
+    signature = signature_of(*blocks, positional=positional)
 
     def decorate(run: Callable) -> Callable:
         @functools.wraps(run)

@@ -34,7 +34,7 @@ from prunetrain.interrupts import STOPPING, deferred_interrupt
 from prunetrain.masks import KeepRule, Mask
 from prunetrain.metrics import sample_losses
 from prunetrain.network import FrozenNetwork, NetworkSpec, parse_arch
-from prunetrain.options import FolderOptions, NetworkOptions, SearchOptions
+from prunetrain.options import FolderOptions, NetworkOptions, ResumeOptions, SearchOptions
 from prunetrain.problem import Problem
 from prunetrain.provenance import record_provenance
 from prunetrain.resuming import read_resume
@@ -363,24 +363,17 @@ def search_loop(
     return loop.run(seed=seed, init_mask=init_mask, resume=resume)
 
 
-def resume(
-    out: str | os.PathLike,
-    *,
-    dataset: Dataset | str | os.PathLike | None = None,
-    data_dir: str | os.PathLike | None = None,
-    progress: bool = False,
-    checkpoint_every: float = 60.0,
-    force: bool = False,
-) -> SearchRun:
-    """Continue the search whose checkpoint is in the folder ``out``; write its outputs there.
+def resume(options: ResumeOptions) -> SearchRun:
+    """Continue the search checkpointed in the folder ``options.out``; write its outputs there.
 
     The folder is held from start to end; the checkpoint's run options are
     read and checked (:func:`~prunetrain.resuming.read_resume`), the setup is
     rebuilt as a fresh run's is, and the loop continues from the state; see
     :func:`prunetrain.api.resume_search`.
     """
+    out, force, every = options.out, options.force, options.checkpoint_every
     with held(FolderOptions(out, force=force), resume=True):
-        resumed = read_resume(out, dataset, data_dir, force)
+        resumed = read_resume(out, options.dataset, options.data_dir, force)
         config = resumed.config
         setup = build(
             resumed.data,
@@ -395,18 +388,18 @@ def resume(
         problem = setup.problem(
             backend=config["backend"], batch_size=config["batch_size"], schedule=config["schedule"]
         )
-        options = SearchOptions(
+        search = SearchOptions(
             method=config["method"],
             method_params=config["method_params"],
             budget=config["budget"],
             patience=config["patience"],
-            progress=progress,
-            checkpoint_every=checkpoint_every,
+            progress=options.progress,
+            checkpoint_every=every,
         )
-        checkpoint = Checkpoint(resumed.path, checkpoint_every, resumed.saved)
+        checkpoint = Checkpoint(resumed.path, every, resumed.saved)
         with deferred_interrupt(STOPPING):
             result = search_loop(
-                problem, None, options, setup.seed, checkpoint=checkpoint, resume=resumed.state
+                problem, None, search, setup.seed, checkpoint=checkpoint, resume=resumed.state
             )
             return finish(setup, config, result, resumed.out, force)
 

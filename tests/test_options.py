@@ -6,7 +6,7 @@ import inspect
 
 import pytest
 
-from prunetrain.api import run_search
+from prunetrain.api import resume_search, run_search
 from prunetrain.baselines import run_baseline
 from prunetrain.cli import cli
 from prunetrain.errors import PrunetrainError, flag
@@ -14,6 +14,7 @@ from prunetrain.options import (
     BaselineOptions,
     FolderOptions,
     NetworkOptions,
+    ResumeOptions,
     SearchOptions,
     takes_options,
 )
@@ -58,6 +59,9 @@ def test_the_python_signatures_are_the_blocks_fields():
         ]
     with pytest.raises(TypeError, match="budgett"):
         run_search("digits", budgett="20evals")
+    resume = inspect.signature(resume_search).parameters
+    assert list(resume) == [f.name for f in dataclasses.fields(ResumeOptions)]
+    assert [p.name for p in resume.values() if p.kind is p.POSITIONAL_OR_KEYWORD] == ["out"]
 
 
 def test_takes_options_makes_each_block_in_turn():
