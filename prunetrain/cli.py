@@ -427,8 +427,9 @@ def evaluate(
     model: str, dataset: str | None, data_dir: str | None, splits: tuple[str, ...], as_json: bool
 ) -> None:
     """Accuracy and loss of a saved MODEL (a ticket.npz or a baseline's weights.npz) on a dataset."""
-    from prunetrain.api import SPLITS, evaluate_model, load_model, load_recorded_dataset
+    from prunetrain.api import evaluate_model, load_model, load_recorded_dataset
     from prunetrain.data import load_dataset
+    from prunetrain.runs import SPLITS
     from prunetrain.ticket import Ticket
 
     loaded = load_model(model)
