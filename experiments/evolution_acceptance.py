@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from prunetrain.api import resolve_arch
 from prunetrain.backends import make_backend
 from prunetrain.data import load_dataset
 from prunetrain.masks import KeepRule
 from prunetrain.network import FrozenNetwork, NetworkSpec
 from prunetrain.problem import Problem
+from prunetrain.runs import resolve_arch
 from prunetrain.search import make_searcher, run
 
 WINDOWS = [(0, 5), (5, 20), (20, 60), (60, 120), (120, 300), (300, 600)]

@@ -35,9 +35,9 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from prunetrain import runs
-from prunetrain.api import evaluate_ticket
 from prunetrain.data import load_dataset
 from prunetrain.provenance import record_provenance
+from prunetrain.runs import evaluate_ticket
 from prunetrain.search import make_searcher, run
 from prunetrain.ticket import Ticket
 

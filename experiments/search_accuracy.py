@@ -27,13 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from prunetrain.api import evaluate_ticket, resolve_arch
 from prunetrain.backends import make_backend
 from prunetrain.data import load_dataset
 from prunetrain.masks import KeepRule
 from prunetrain.network import FrozenNetwork, NetworkSpec
 from prunetrain.problem import Problem
 from prunetrain.provenance import record_provenance
+from prunetrain.runs import evaluate_ticket, resolve_arch
 from prunetrain.search import make_searcher, run
 from prunetrain.ticket import Ticket
 

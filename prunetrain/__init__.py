@@ -14,12 +14,13 @@ True
 
 from prunetrain import _retired
 from prunetrain._version import __version__ as __version__
-from prunetrain.api import SearchRun, evaluate_ticket, resume_search, run_search
+from prunetrain.api import resume_search, run_search
 from prunetrain.data import Dataset, load_dataset
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KeepRule, MaskPopulation, pack_mask, random_mask, unpack_mask
 from prunetrain.network import FrozenNetwork, NetworkSpec
 from prunetrain.problem import Budget, Problem
+from prunetrain.runs import SearchRun, evaluate_ticket
 from prunetrain.search import SEARCHERS, Searcher, SearchResult, make_searcher, run
 from prunetrain.ticket import Ticket
 

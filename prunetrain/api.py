@@ -1,18 +1,18 @@
-"""End-to-end Python API: one call runs a search and writes what the CLI writes.
+"""The Python face of a run: one call runs a search and writes what the CLI writes.
 
-``prunetrain search`` on the command line is a thin layer over :func:`run_search`,
-and ``prunetrain evaluate`` over :func:`evaluate_ticket`. Both pass through
-:mod:`prunetrain.runs`, which assembles and records every run (its names, such
-as :class:`SearchRun`, :func:`run_name` and :func:`check_out`, are importable
-from here too).
+``prunetrain search`` on the command line is a thin layer over :func:`run_search`
+and :func:`resume_search`, ``prunetrain evaluate`` over :func:`evaluate_model`,
+``prunetrain predict`` over :func:`predict`. A run itself is assembled,
+looped and recorded in :mod:`prunetrain.runs` (its records, such as
+:class:`~prunetrain.runs.SearchRun`, are there); this module only gives its
+options the keyword signature a caller writes
+(:func:`~prunetrain.options.takes_options`) and loads and applies models.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,39 +21,15 @@ from prunetrain import runs
 from prunetrain.backends import NumpyBackend
 from prunetrain.data import Dataset, FeatureScaling, file_source, load_dataset
 from prunetrain.errors import DataError, PrunetrainError
-from prunetrain.files import check_writable_folder
-from prunetrain.interrupts import STOPPING, deferred_interrupt
 from prunetrain.metrics import log_softmax
-from prunetrain.network import check_seed
-from prunetrain.problem import Budget
-from prunetrain.provenance import versions  # noqa: F401  (re-exported)
-
-# Re-exported: the run assembly, records and run folders live in prunetrain.runs.
-from prunetrain.runs import (  # noqa: F401
-    DEFAULT_HIDDEN,
-    SPLITS,
-    SearchRun,
-    check_out,
-    chunk_rows,
-    dataset_meta,
-    evaluate_ticket,
-    finished_run,
-    resolve_arch,
-    resolve_out,
-    run_name,
-    split_metrics,
-    write_curve,
+from prunetrain.options import (
+    FolderOptions,
+    NetworkOptions,
+    ResumeOptions,
+    SearchOptions,
+    takes_options,
 )
-from prunetrain.search import DEFAULT_METHOD, SEARCHERS, make_searcher, run
-from prunetrain.search.checkpoint import (
-    CHECKPOINT,
-    OLD_CHECKPOINT,
-    Checkpoint,
-    CheckpointState,
-    read_checkpoint,
-)
-from prunetrain.search.loop import Callback, check_searcher
-from prunetrain.search.pipeline import Pipeline
+from prunetrain.runs import SPLITS, SearchRun, chunk_rows, evaluate_ticket, split_metrics
 from prunetrain.threads import one_blas_thread
 from prunetrain.ticket import Ticket
 
@@ -181,7 +157,7 @@ def load_recorded_dataset(meta: dict, data_dir: str | os.PathLike | None = None)
     ------
     DataError
         The file is gone or its content changed (the message names the file
-        and says to pass ``--dataset``), or the record names no dataset.
+        and says to pass ``dataset``), or the record names no dataset.
     """
     source = meta.get("data_source") or {}
     if "sha256" in source:
@@ -193,50 +169,37 @@ def load_recorded_dataset(meta: dict, data_dir: str | os.PathLike | None = None)
                     return load_dataset(path)
                 changed = changed or (path, now)
         if changed is not None:
-            raise DataError(
-                f"the data file {changed[0]} has changed since this run was made (SHA-256 now "
-                f"{changed[1][:12]}…, recorded {source['sha256'][:12]}…); pass --dataset "
-                f"{changed[0]} to evaluate on it anyway, or restore the original file"
+            path, now = changed
+            raise DataError.naming(
+                lambda name: (
+                    f"the data file {path} has changed since this run was made (SHA-256 "
+                    f"now {now[:12]}…, recorded {source['sha256'][:12]}…); pass "
+                    f"{name(f'dataset={path}')} to evaluate on it anyway, or restore the original file"
+                )
             )
-        raise DataError(
-            f"this run was made on the data file {source['path']} (resolved {source['resolved']}, "
-            f"SHA-256 {source['sha256'][:12]}…), which is not there; pass --dataset PATH"
+        raise DataError.naming(
+            lambda name: (
+                f"this run was made on the data file {source['path']} (resolved "
+                f"{source['resolved']}, SHA-256 {source['sha256'][:12]}…), which is not there; "
+                f"pass {name('dataset=PATH')}"
+            )
         )
     name = source.get("name") or meta.get("dataset")
     if not name:
-        raise PrunetrainError("the file does not name its dataset; pass --dataset")
+        raise PrunetrainError.naming(
+            lambda name: f"the file does not name its dataset; pass {name('dataset=PATH')}"
+        )
     return load_dataset(name, data_dir=data_dir)
 
 
-@runs.claims_out()  # the folder is held from before the data is loaded to the last file
-def run_search(
-    dataset: str | Dataset = "digits",
-    arch: str | Sequence[int] | None = None,
-    *,
-    data_dir: str | os.PathLike | None = None,
-    init: str = "signed_constant",
-    scale: str = "keep",
-    keep: float = 0.5,
-    keep_rule: str = "layer",
-    method: str = DEFAULT_METHOD,
-    method_params: dict | None = None,
-    budget: str | float | Budget = "20s",
-    batch_size: int | str | None = "auto",
-    schedule: str = "rotate",
-    backend: str = "auto",
-    seed: int = 0,
-    network_seed: int | None = None,
-    patience: int | None = None,
-    init_mask: Ticket | str | os.PathLike | None = None,
-    init_share: float = 0.25,
-    progress: bool = False,
-    callbacks: Sequence[Callback] = (),
-    out: str | os.PathLike | None = None,
-    runs_dir: str | os.PathLike | None = None,
-    force: bool = False,
-    checkpoint_every: float = 60.0,
-) -> SearchRun:
+@takes_options(NetworkOptions, SearchOptions, FolderOptions)
+def run_search(network: NetworkOptions, options: SearchOptions, folder: FolderOptions) -> SearchRun:
     """Search a frozen random network for a mask, evaluate it, optionally save it.
+
+    The keyword parameters are the fields of the three option blocks
+    (:class:`~prunetrain.options.NetworkOptions`, :class:`~prunetrain.options.SearchOptions`,
+    :class:`~prunetrain.options.FolderOptions`), each checked as its block is
+    made, before any work; :func:`prunetrain.runs.start_search` runs it.
 
     Parameters
     ----------
@@ -297,8 +260,9 @@ def run_search(
         Seconds between checkpoints (with ``out``).
     runs_dir : path, optional
         Without ``out``: write into ``runs_dir/<run_name(config)>``
-        (:func:`run_name`; a rerun of the same config goes to ``…-2``, see
-        :func:`resolve_out`), as ``prunetrain search`` does with ``runs``.
+        (:func:`~prunetrain.run_folders.run_name`; a rerun of the same config
+        goes to ``…-2``, see :func:`~prunetrain.run_folders.claim_run_folder`),
+        as ``prunetrain search`` does with ``runs``.
     force : bool
         Overwrite a finished run in the folder; without it that is an error,
         raised before the search starts.
@@ -318,69 +282,11 @@ def run_search(
     second one stops it at once. One that arrives after the search's last
     step changes nothing.
     """
-    seed = check_seed(seed)
-    network_seed = seed if network_seed is None else check_seed(network_seed)
-    budget = Budget.parse(budget)
-    searcher = make_searcher(method, **(method_params or {}))
-    check_searcher(searcher, keep_rule)  # its hyperparameters, before the data is loaded
-    setup = runs.build(
-        dataset,
-        arch,
-        data_dir=data_dir,
-        init=init,
-        scale=scale,
-        keep=keep,
-        keep_rule=keep_rule,
-        seed=seed,
-        network_seed=network_seed,
-    )
-    start_mask = None
-    if isinstance(init_mask, str) and init_mask in SEARCHERS and not Path(init_mask).exists():
-        if not (isinstance(init_share, (int, float)) and 0 < init_share < 1):
-            raise PrunetrainError(f"init share must be in (0, 1), got {init_share!r}")
-        searcher = Pipeline(first=make_searcher(init_mask), then=searcher, share=init_share)
-    elif isinstance(init_mask, (str, os.PathLike)) and not Path(init_mask).exists():
-        raise PrunetrainError(
-            f"init mask {str(init_mask)!r} is neither a ticket file nor a method "
-            f"(methods: {', '.join(sorted(SEARCHERS))})"
-        )
-    elif init_mask is not None:
-        start = init_mask if isinstance(init_mask, Ticket) else Ticket.load(init_mask)
-        start.verify(setup.network)
-        start_mask = start.mask
-    with deferred_interrupt(STOPPING):  # a signal before the first step stops after it
-        return runs.search(
-            setup,
-            searcher,
-            budget,
-            method=method,
-            backend=backend,
-            batch_size=batch_size,
-            schedule=schedule,
-            patience=patience,
-            init_mask=start_mask,
-            init_from=None
-            if init_mask is None or isinstance(init_mask, Ticket)
-            else str(init_mask),
-            progress=progress,
-            callbacks=callbacks,
-            out=out,
-            runs_dir=runs_dir,
-            force=force,
-            checkpoint_every=checkpoint_every,
-        )
+    return runs.start_search(network, options, folder)
 
 
-@runs.claims_out(resume=True)  # no other run writes into out while it resumes
-def resume_search(
-    out: str | os.PathLike,
-    *,
-    dataset: Dataset | str | os.PathLike | None = None,
-    data_dir: str | os.PathLike | None = None,
-    progress: bool = False,
-    checkpoint_every: float = 60.0,
-    force: bool = False,
-) -> SearchRun:
+@takes_options(ResumeOptions, positional=("out",))
+def resume_search(options: ResumeOptions) -> SearchRun:
     """Continue the search whose checkpoint is in the folder ``out``, and write its outputs there.
 
     The search continues exactly where its checkpoint was written: the
@@ -409,8 +315,8 @@ def resume_search(
     checkpoint_every : float
         Seconds between the resumed search's own checkpoints.
     force : bool
-        Resume even if ``out`` holds a finished run (:func:`check_out`); an
-        interrupted run's outputs are replaced without it.
+        Resume even if ``out`` holds a finished run (:func:`~prunetrain.run_folders.check_out`);
+        an interrupted run's outputs are replaced without it.
 
     Returns
     -------
@@ -419,125 +325,4 @@ def resume_search(
         search has finished and its outputs are written. Signals stop it as
         they stop :func:`run_search`.
     """
-    out = check_writable_folder(out)
-    path = out / CHECKPOINT
-    if not path.exists() and (out / OLD_CHECKPOINT).exists():
-        raise PrunetrainError(_old_checkpoint_message(out))
-    saved, state = read_checkpoint(path)
-    check_out(out, force)
-    config, source, recorded_dir = _resume_options(saved, state)
-    if dataset is not None:
-        source = dataset
-    if source is None:
-        raise PrunetrainError(
-            f"the search in {out} ran on a Dataset object: pass it again as dataset="
-        )
-    if data_dir is None:
-        data_dir = recorded_dir
-    data = source if isinstance(source, Dataset) else load_dataset(source, data_dir=data_dir)
-    _check_same_data(config.get("data_source"), data, dataset is None)
-    # The checks and bounds a fresh run's options go through (run_search), in the same order.
-    setup = runs.build(
-        data,
-        config["arch"],
-        init=config["init"],
-        scale=config["scale"],
-        keep=config["keep"],
-        keep_rule=config["keep_rule"],
-        seed=config["seed"],
-        network_seed=config["network_seed"],
-    )
-    budget = Budget.parse(config["budget"])
-    problem = setup.problem(
-        backend=config["backend"], batch_size=config["batch_size"], schedule=config["schedule"]
-    )
-    checkpoint = Checkpoint(path, checkpoint_every, saved)
-    with deferred_interrupt(STOPPING):
-        result = run(
-            problem, None, budget, patience=config["patience"], progress=progress,
-            checkpoint=checkpoint, resume=state,
-        )  # fmt: skip
-        return runs.finish(setup, config, result, out, force)
-
-
-#: The types a checkpoint's run config must give each option (those a fresh run's command line
-#: gives it); their values are then checked where a fresh run's are.
-_RESUME_TYPES = {
-    "arch": (str,),
-    "init": (str,),
-    "scale": (str,),
-    "keep": (int, float),
-    "keep_rule": (str,),
-    "seed": (int,),
-    "network_seed": (int,),
-    "backend": (str,),
-    "batch_size": (int, type(None)),
-    "schedule": (str,),
-    "budget": (str,),
-    "patience": (int, type(None)),
-    "method": (str,),
-    "method_params": (dict,),
-}
-
-
-def _resume_options(saved: dict, state: CheckpointState) -> tuple[dict, object, object]:
-    """The run config, data source and data folder of a checkpoint, their types checked.
-
-    Raises
-    ------
-    PrunetrainError
-        One line naming the option and its value.
-    """
-    where = f"checkpoint {state.path}"
-    if set(saved) != {"run", "dataset", "data_dir"}:
-        raise PrunetrainError(f"{where} is damaged (its config is not a search's)")
-    config = saved["run"]
-    if not isinstance(config, dict):
-        raise PrunetrainError(f"{where} is damaged (its run config is {str(config)[:40]!r})")
-    for key, kinds in _RESUME_TYPES.items():
-        if key not in config:
-            raise PrunetrainError(f"{where} is damaged (its config has no {key})")
-        value = config[key]
-        if not isinstance(value, kinds) or isinstance(value, bool):
-            wanted = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
-            raise PrunetrainError(
-                f"{where} has {key} {str(value)[:60]!r} in its config; expected {wanted}"
-            )
-    for key in ("dataset", "data_dir"):
-        if not isinstance(saved[key], (str, type(None))):
-            raise PrunetrainError(f"{where} has {key} {str(saved[key])[:60]!r}; expected a path")
-    if state.searcher["params"] != json.dumps(config["method_params"], sort_keys=True, default=str):
-        raise PrunetrainError(f"{where} is damaged (its searcher's options are not its config's)")
-    return config, saved["dataset"], saved["data_dir"]
-
-
-def _old_checkpoint_message(out: Path) -> str:
-    """What to do with a run folder whose checkpoint is an old pickle (which is never read)."""
-    how = "with the command that started it"
-    record = out / "result.json"
-    try:
-        if not record.is_file() or record.stat().st_size > 2**24:  # a record is a few KiB
-            raise ValueError
-        command = json.loads(record.read_text())["provenance"]["command"]
-        if isinstance(command, str) and len(command) < 1000:
-            how = f"with the command that started it: {command}"
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
-        pass
-    return (
-        f"{out / OLD_CHECKPOINT} was written by an older prunetrain, which stored checkpoints "
-        "as pickles; they are no longer read (loading a pickle can run any code). Rerun the "
-        f"search from its start {how}"
-    )
-
-
-def _check_same_data(recorded: dict | None, data: Dataset, from_checkpoint: bool) -> None:
-    """Raise if the data file a checkpointed search ran on has changed since (by its SHA-256)."""
-    if not from_checkpoint or not recorded or "sha256" not in recorded:
-        return
-    now = (data.source or {}).get("sha256")
-    if now != recorded["sha256"]:
-        raise DataError(
-            f"the data file {recorded['path']} has changed since the search was checkpointed "
-            f"(SHA-256 now {str(now)[:12]}…, recorded {recorded['sha256'][:12]}…); restore it "
-            "to resume the search"
-        )
+    return runs.resume(options)

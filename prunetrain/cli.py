@@ -13,14 +13,23 @@ import sys
 
 import click
 
-from prunetrain.backends import BACKENDS, backend_names
+from prunetrain.backends import BACKENDS
 from prunetrain.baselines import BASELINES
 from prunetrain.baselines.recipes import RECIPES, overridden
+from prunetrain.cli_options import (
+    block_options,
+    choice,
+    json_option,
+    network_options,
+    output_options,
+    param_option,
+    parse_method_params,
+    search_batch_size_help,
+    seed_options,
+)
 from prunetrain.errors import PrunetrainError
 from prunetrain.interrupts import STOPPING, deferred_interrupt, exit_code, interrupting, signal_of
-from prunetrain.masks import KEEP_KINDS
-from prunetrain.network import INIT_SCHEMES, SCALE_RULES
-from prunetrain.problem import SCHEDULES
+from prunetrain.options import BaselineOptions, SearchOptions
 from prunetrain.search import DEFAULT_METHOD, SEARCHERS
 
 EXIT_USER_ERROR = 2
@@ -29,20 +38,6 @@ EXIT_USER_ERROR = 2
 
 #: Where the run folders go when --out is not given.
 RUNS_DIR = "runs"
-
-
-def _batch_size_help() -> str:
-    """--batch-size's help, its defaults read from the searchers so the two cannot drift apart."""
-    by_size: dict[int, list[str]] = {}
-    for name, cls in sorted(SEARCHERS.items()):
-        size = cls.preferred_batch_size  # a pipeline's is its second stage's (a property)
-        if isinstance(size, int) and size != 1024:
-            by_size.setdefault(size, []).append(name)
-    sizes = "; ".join(f"{size} for {', '.join(names)}" for size, names in sorted(by_size.items()))
-    return (
-        "Training batch size (0: the whole training set). Default: the method's "
-        f"({sizes}; else 1024)."
-    )
 
 
 logger = logging.getLogger("prunetrain")
@@ -66,134 +61,8 @@ def set_verbosity(quiet: bool = False, verbose: bool = False) -> None:
     logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
 
 
-def choice(values) -> click.Choice:
-    """A ``click.Choice`` of a registry's names, so ``--help`` and shell completion list them."""
-    return click.Choice(list(values))
-
-
-def json_option(command):
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")(
-        command
-    )
-
-
-def force_option(command):
-    return click.option(
-        "--force", is_flag=True, help="Overwrite a finished run in the --out folder."
-    )(command)
-
-
 def echo_json(obj: object) -> None:
     click.echo(json.dumps(obj, allow_nan=False))
-
-
-def parse_method_params(pairs: tuple[str, ...]) -> dict:
-    """``("population=64", "tabu=0.5")`` -> ``{"population": 64, "tabu": 0.5}`` (JSON values, else strings)."""
-    params = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise PrunetrainError(f"bad --param {pair!r}: expected NAME=VALUE")
-        try:
-            params[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key.strip()] = value
-    return params
-
-
-def options(*decorators):
-    """Apply click options in the order given, which is their order in ``--help``."""
-
-    def apply(command):
-        for option in reversed(decorators):
-            command = option(command)
-        return command
-
-    return apply
-
-
-#: The options that pick the data and the frozen network, shared by search and baseline.
-network_options = options(
-    click.option(
-        "--dataset",
-        default="digits",
-        show_default=True,
-        help="digits, fashion-mnist, mnist, or a .npz/.csv file.",
-    ),
-    click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False),
-        help="Folder of the IDX files (else $PRUNETRAIN_DATA, else the Debian path).",
-    ),
-    click.option(
-        "--arch", help="Layer sizes, e.g. 784-300-100-10. Default: inputs-256-256-classes."
-    ),
-    click.option(
-        "--init",
-        "init",
-        default="signed_constant",
-        show_default=True,
-        type=choice(INIT_SCHEMES),
-        help="How the frozen weights are drawn.",
-    ),
-    click.option(
-        "--scale",
-        default="keep",
-        show_default=True,
-        type=choice(SCALE_RULES),
-        help="keep: scale weights by 1/sqrt(keep); none.",
-    ),
-)
-
-
-def choice_option(flag: str, default: str, values, help: str):
-    """An option whose value is one of ``values``, with its default shown."""
-    return click.option(flag, default=default, show_default=True, type=choice(values), help=help)
-
-
-def run_options(
-    *, keep_help: str, rule_help: str, method: str, methods, kind: str, param_help: str
-):
-    """--keep, --keep-rule, --method and --param, shared by search and baseline."""
-    return options(
-        click.option("--keep", default=0.5, show_default=True, type=float, help=keep_help),
-        choice_option("--keep-rule", "layer", KEEP_KINDS, rule_help),
-        choice_option("--method", method, methods, f"{kind}; see `prunetrain methods`."),
-        click.option(
-            "--param",
-            "-p",
-            "params",
-            multiple=True,
-            metavar="NAME=VALUE",
-            help=param_help,
-        ),
-    )
-
-
-def seed_options(what: str):
-    """--seed (of ``what`` and, by default, of the network) and --network-seed."""
-    return options(
-        click.option(
-            "--seed",
-            default=0,
-            show_default=True,
-            type=int,
-            help=f"Seed of the {what} and, by default, of the network.",
-        ),
-        click.option(
-            "--network-seed", type=int, help="Seed of the frozen weights, if other than --seed."
-        ),
-    )
-
-
-def output_options(out_help: str):
-    """--out, --force, --json and --quiet, shared by search and baseline."""
-    return options(
-        click.option("--out", type=click.Path(), help=out_help),
-        force_option,
-        json_option,
-        click.option("--quiet", "-q", is_flag=True, help="No progress or summary."),
-    )
 
 
 class Commands(click.Group):
@@ -223,49 +92,14 @@ def cli() -> None:
 
 
 @cli.command()
-@network_options
-@run_options(
-    keep_help="Fraction of weights kept, in (0, 1].",
-    rule_help="layer: exact count per layer; global: exact over the network; free.",
-    method=DEFAULT_METHOD,
-    methods=sorted(SEARCHERS),
-    kind="Search method",
-    param_help="A method hyperparameter; repeatable.",
-)
-@click.option(
-    "--budget",
-    default="20s",
-    show_default=True,
-    help="Wall time (30s, 10m, 1h) or evaluations (20000evals).",
-)
-@click.option("--batch-size", type=int, help=_batch_size_help())
-@choice_option(
-    "--schedule",
-    "rotate",
-    SCHEDULES,
-    "rotate: a fresh minibatch each step; fixed: one subset; full: the whole set.",
-)
-@choice_option(
-    "--backend",
-    "auto",
-    backend_names(),
-    "Where the search runs; auto: the fastest that works here.",
-)
+@network_options()
+@block_options(SearchOptions, "method")
+@param_option("A method hyperparameter; repeatable.")
+@block_options(SearchOptions, "budget")
+@click.option("--batch-size", type=int, help=search_batch_size_help())
+@block_options(SearchOptions, "schedule", "backend")
 @seed_options("search")
-@click.option("--patience", type=int, help="Stop after this many validations without improvement.")
-@click.option(
-    "--init-mask",
-    type=click.Path(dir_okay=False),
-    help="Start from this ticket's mask (resume a search), or from the mask a "
-    "searcher finds first, e.g. hebbian-reward (a Hebbian initialisation).",
-)
-@click.option(
-    "--init-share",
-    default=0.25,
-    show_default=True,
-    type=float,
-    help="Most of the budget an --init-mask searcher may use.",
-)
+@block_options(SearchOptions, "patience", "init_mask", "init_share")
 @click.option(
     "--resume",
     type=click.Path(file_okay=False),
@@ -357,25 +191,20 @@ def _print_summary(finished) -> None:
 
 
 @cli.command()
-@network_options
-@run_options(
-    keep_help="Fraction of weights kept, in (0, 1] (dense ignores it but for the network's scale).",
-    rule_help="layer: exact count per layer; global; free (treated as global).",
-    method="dense",
-    methods=BASELINES,
-    kind="Baseline",
-    param_help=(
-        "A baseline hyperparameter (epochs, lr, ...); repeatable. recipe=NAME starts from a "
-        "published recipe (edge-popup: hidden-networks; dense, imp: lottery-ticket) or "
-        "converge, and other -p values override it; patience=N trains until validation "
-        "accuracy has not improved for N epochs and keeps the best. See `prunetrain methods`."
-    ),
+@network_options(
+    keep={
+        "help": "Fraction of weights kept, in (0, 1] (dense ignores it but for the network's scale)."
+    },
+    keep_rule={"help": "layer: exact count per layer; global; free (treated as global)."},
 )
-@click.option(
-    "--budget",
-    help="Optional cap: wall time (30s, 10m) or gradient steps (5000evals). Default: the method's epochs.",
+@block_options(BaselineOptions, "method")
+@param_option(
+    "A baseline hyperparameter (epochs, lr, ...); repeatable. recipe=NAME starts from a "
+    "published recipe (edge-popup: hidden-networks; dense, imp: lottery-ticket) or "
+    "converge, and other -p values override it; patience=N trains until validation "
+    "accuracy has not improved for N epochs and keeps the best. See `prunetrain methods`."
 )
-@click.option("--batch-size", type=int, help="Training batch size. Default: the method's (128).")
+@block_options(BaselineOptions, "budget", "batch_size")
 @seed_options("training")
 @output_options(
     "Output folder. Default: runs/DATASET-METHOD-ARCH-keepK-seedS-HASH (a rerun: ...-2)."
@@ -598,8 +427,9 @@ def evaluate(
     model: str, dataset: str | None, data_dir: str | None, splits: tuple[str, ...], as_json: bool
 ) -> None:
     """Accuracy and loss of a saved MODEL (a ticket.npz or a baseline's weights.npz) on a dataset."""
-    from prunetrain.api import SPLITS, evaluate_model, load_model, load_recorded_dataset
+    from prunetrain.api import evaluate_model, load_model, load_recorded_dataset
     from prunetrain.data import load_dataset
+    from prunetrain.runs import SPLITS
     from prunetrain.ticket import Ticket
 
     loaded = load_model(model)
@@ -845,8 +675,8 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as e:
         click.echo(f"prunetrain: error: {_one_line(e.format_message())}", err=True)
         code = EXIT_USER_ERROR
-    except PrunetrainError as e:
-        click.echo(f"prunetrain: error: {_one_line(e)}", err=True)
+    except PrunetrainError as e:  # said with the flags where it names parameters
+        click.echo(f"prunetrain: error: {_one_line(e.cli_message or e)}", err=True)
         code = EXIT_USER_ERROR
     except OSError as e:  # a file no check foresaw (a name too long...): one line, if named
         if e.filename is None:

@@ -7,9 +7,28 @@ any of them into one line and exit code 2.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class PrunetrainError(ValueError):
-    """A user error: bad input, a bad option, a damaged or mismatched file."""
+    """A user error: bad input, a bad option, a damaged or mismatched file.
+
+    Its message names the Python parameters a caller passes (``out``,
+    ``force=True``). One made by :meth:`naming` also says it with the command
+    line's flags (``--out``, ``--force``) as ``cli_message``, which the CLI
+    prints instead.
+    """
+
+    cli_message: str | None = None
+
+    @classmethod
+    def naming(cls, say: Callable[[Callable[[str], str]], str]) -> PrunetrainError:
+        """The error ``say(name)`` words, where ``name("out")`` is ``out``, or ``--out`` in the
+        :attr:`cli_message`; ``name("force=True")`` is ``--force`` there, and
+        ``name("dataset=PATH")`` ``--dataset PATH`` (:func:`flag`)."""
+        error = cls(say(lambda parameter: parameter))
+        error.cli_message = say(flag)
+        return error
 
 
 class DataError(PrunetrainError):
@@ -42,6 +61,14 @@ class WriteError(PrunetrainError):
 
 class BusyFolderError(PrunetrainError):
     """Another process holds the lock of a run folder: it is writing a run there."""
+
+
+def flag(parameter: str) -> str:
+    """The command-line flag of a Python parameter: ``data_dir`` -> ``--data-dir``,
+    ``force=True`` -> ``--force``, ``dataset=PATH`` -> ``--dataset PATH``."""
+    name, _, value = parameter.partition("=")
+    option = "--" + name.replace("_", "-")
+    return option if value in ("", "True") else f"{option} {value}"
 
 
 class FinishedRunError(PrunetrainError):

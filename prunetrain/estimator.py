@@ -3,7 +3,8 @@
 A thin scikit-learn face over the rest of the package: ``fit`` builds a
 :class:`~prunetrain.network.FrozenNetwork` sized for the data and a
 :class:`~prunetrain.problem.Problem` over the given arrays as every run does
-(:func:`prunetrain.runs.build`), and runs a searcher with the shared run loop;
+(:func:`prunetrain.runs.build`), and runs a searcher with the shared run loop
+through the run service's one door to it (:func:`prunetrain.runs.search_loop`);
 the result is a
 :class:`~prunetrain.ticket.Ticket`. Predictions always come from the
 network's float64 reference forward (:meth:`FrozenNetwork.forward`), whatever
@@ -12,7 +13,6 @@ backend searched, so a reloaded ticket predicts exactly what the estimator did.
 
 from __future__ import annotations
 
-import json
 import os
 from numbers import Integral, Real
 from pathlib import Path
@@ -31,11 +31,13 @@ from prunetrain import runs
 from prunetrain.backends import backend_names
 from prunetrain.data import Dataset, FeatureScaling
 from prunetrain.data.prepare import minmax_scaling
+from prunetrain.estimator_ticket import recorded_params, restore_fitted, ticket_meta
 from prunetrain.masks import KeepRule, pack_mask, unpack_mask
 from prunetrain.metrics import cross_entropy, log_softmax
 from prunetrain.network import INIT_SCHEMES, MAX_LAYER_SIZE, FrozenNetwork, NetworkSpec
+from prunetrain.options import SearchOptions
 from prunetrain.problem import Budget
-from prunetrain.search import SEARCHERS, make_searcher, run
+from prunetrain.search import SEARCHERS, make_searcher
 from prunetrain.threads import one_blas_thread
 from prunetrain.ticket import Ticket
 
@@ -346,9 +348,17 @@ default="signed_constant"
             self._check_warm_start(spec, classes)
             classes = self.classes_
         codes = np.searchsorted(classes, y).astype(np.int64)
-        budget = Budget.parse(self.budget)
         method = self._method_name()
-        searcher = make_searcher(method, **(self.method_params or {}))
+        options = SearchOptions(  # the budget and patience checked here, once
+            method=method,
+            method_params=self.method_params,
+            budget=self.budget,
+            batch_size=self.batch_size,
+            backend=self.backend,
+            patience=self.n_iter_no_change if self.early_stopping else None,
+            progress=bool(self.verbose),
+        )
+        searcher = make_searcher(method, **options.method_params)
 
         rs = check_random_state(self.random_state)
         network_seed, split_seed, search_seed = (int(s) for s in rs.randint(_SEED_HIGH, size=3))
@@ -377,15 +387,7 @@ default="signed_constant"
         problem = setup.problem(
             searcher, backend=self.backend, batch_size=self.batch_size, sample_weight=split_weights
         )
-        result = run(
-            problem,
-            searcher,
-            budget,
-            seed=setup.seed,
-            init_mask=init_mask,
-            patience=self.n_iter_no_change if self.early_stopping else None,
-            progress=bool(self.verbose),
-        )
+        result = runs.search_loop(problem, searcher, options, setup.seed, init_mask=init_mask)
 
         rows = [row for row in result.history if row["train_loss"] is not None]
         losses = [float(row["train_loss"]) for row in rows]
@@ -415,7 +417,7 @@ default="signed_constant"
         self.n_layers_ = len(spec.layer_sizes)
         self.n_outputs_ = spec.layer_sizes[-1]
         self.ticket_ = Ticket(
-            network, result.mask, setup.rule, self._ticket_meta(method, search_seed)
+            network, result.mask, setup.rule, ticket_meta(self, method, search_seed)
         )
         self.masks_ = self.ticket_.mask
         return self
@@ -476,31 +478,6 @@ default="signed_constant"
             y_test=np.zeros(0, dtype=np.int64),
             classes=classes,
         ), split_weights
-
-    def _ticket_meta(self, method: str, seed: int) -> dict:
-        """What :meth:`from_ticket` needs, JSON-ready (classes only if JSON can hold them)."""
-        meta = {
-            "estimator": type(self).__name__,
-            "method": method,
-            "seed": seed,
-            "n_features_in": int(self.n_features_in_),
-            "params": _json_params(self.get_params()),
-            "n_iter": self.n_iter_,
-            "n_evaluations": self.n_evaluations_,
-            "best_validation_score": self.best_validation_score_,
-            "loss_curve": self.loss_curve_,
-            "validation_scores": self.validation_scores_,
-            "loss": self.loss_,
-            "best_loss": self.best_loss_,
-        }
-        if self.feature_scaling_ is not None:
-            meta["scaling"] = self.feature_scaling_.to_dict()
-        classes = _classes_to_json(self.classes_)
-        if classes is not None:
-            meta["classes"], meta["classes_dtype"] = classes
-        if hasattr(self, "feature_names_in_"):
-            meta["feature_names_in"] = [str(name) for name in self.feature_names_in_]
-        return meta
 
     # --- prediction -----------------------------------------------------------------
     def _log_proba(self, X) -> np.ndarray:
@@ -618,44 +595,9 @@ default="signed_constant"
         """
         if not isinstance(ticket, Ticket):
             ticket = Ticket.load(ticket)
-        meta, spec = ticket.meta, ticket.spec
-        known = cls._get_param_names()
-        params = {k: v for k, v in meta.get("params", {}).items() if k in known}
-        params.update(
-            hidden_layer_sizes=tuple(spec.layer_sizes[1:-1]), init=spec.init, keep=spec.keep
-        )
-        if "method" in meta and "method" not in params:
-            params["method"] = meta["method"]
-        est = cls(**params)
-        n_outputs = spec.layer_sizes[-1]
-        if "classes" in meta:
-            est.classes_ = _classes_from_json(meta["classes"], meta.get("classes_dtype"))
-        else:
-            est.classes_ = np.arange(n_outputs)
-        if len(est.classes_) != n_outputs:
-            raise ValueError(
-                f"the ticket lists {len(est.classes_)} classes but its network has "
-                f"{n_outputs} outputs ({spec.arch})"
-            )
-        est.n_features_in_ = spec.layer_sizes[0]
-        if "feature_names_in" in meta:
-            est.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
-        est.n_iter_ = int(meta.get("n_iter", 0))
-        est.loss_curve_ = list(meta.get("loss_curve", []))
-        est.validation_scores_ = list(meta.get("validation_scores", []))
-        est.best_validation_score_ = meta.get("best_validation_score")
-        est.n_evaluations_ = float(meta.get("n_evaluations", 0.0))
-        scaling = meta.get("scaling")
-        est.feature_scaling_ = None if scaling is None else FeatureScaling.from_dict(scaling)
-        if est.feature_scaling_ is not None:
-            est.feature_scaling_.check(est.n_features_in_)
-        est.loss_ = meta.get("loss")
-        est.best_loss_ = meta.get("best_loss")
-        est.n_layers_ = len(spec.layer_sizes)
-        est.n_outputs_ = n_outputs
-        est.ticket_ = ticket
-        est.masks_ = ticket.mask
-        return est
+        estimator = cls(**recorded_params(ticket, cls._get_param_names()))
+        restore_fitted(estimator, ticket)
+        return estimator
 
     # --- pickling: a ticket is tiny, so pickles store the mask and rebuild the weights.
     # (Unpickling is running code: the class docstring says to load only trusted pickles.)
@@ -732,41 +674,3 @@ def _check_float32_range(X: np.ndarray) -> None:
     """The search runs in float32: refuse values it cannot hold (as ``validate_data`` would)."""
     if X.size and not np.all(np.abs(X) <= np.finfo(np.float32).max):
         raise ValueError("Input X contains infinity or a value too large for dtype('float32').")
-
-
-def _json_params(params: dict) -> dict:
-    """The parameters JSON can hold (a RandomState instance, for one, is left out)."""
-    out = {}
-    for name, value in params.items():
-        if isinstance(value, Budget):
-            value = str(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        try:
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError):
-            continue
-        out[name] = value
-    return out
-
-
-def _classes_to_json(classes: np.ndarray) -> tuple[list, str] | None:
-    """Class labels as a JSON list and their dtype, or None if JSON cannot hold them exactly."""
-    values = classes.tolist()
-    try:
-        text = json.dumps(values, allow_nan=False)
-    except (TypeError, ValueError):
-        return None
-    dtype = classes.dtype.str if classes.dtype != object else "object"
-    back = _classes_from_json(json.loads(text), dtype)
-    if back.dtype != classes.dtype or not np.array_equal(back, classes):
-        return None
-    return values, dtype
-
-
-def _classes_from_json(values: list, dtype: str | None) -> np.ndarray:
-    if dtype == "object":
-        out = np.empty(len(values), dtype=object)
-        out[:] = values
-        return out
-    return np.asarray(values, dtype=None if dtype is None else np.dtype(dtype))

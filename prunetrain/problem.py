@@ -325,14 +325,19 @@ class Problem:
         self._seconds_before = state["seconds"]
 
     # --- the budget -----------------------------------------------------------------
-    def start(
-        self, budget: str | float | Budget, clock: Callable[[], float] = time.perf_counter
-    ) -> None:
+    def start(self, budget: Budget, clock: Callable[[], float] = time.perf_counter) -> None:
         """Start a run under ``budget``: its evaluations and seconds count from now.
 
+        ``budget`` was parsed where it entered (:class:`~prunetrain.options.SearchOptions`,
+        or :meth:`Budget.parse` for a caller with a text in hand), and is not parsed again.
         ``clock`` gives the time in seconds (the run loop's: ``time.perf_counter``).
         """
-        self.budget = Budget.parse(budget)
+        if not isinstance(budget, Budget):
+            raise PrunetrainError(
+                f"a problem starts under a Budget, got {budget!r}: read a text such as "
+                "'20000evals' with Budget.parse"
+            )
+        self.budget = budget
         self._counted_from = (self.n_evaluations, self.n_sample_forwards)
         self._seconds_before = 0.0
         self._clock = clock

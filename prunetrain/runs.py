@@ -1,61 +1,53 @@
-"""One path from a run's arguments to its record and folder: build, search, record, save.
+"""The run service: the one path from a run's options to its result, record and folder.
 
 :func:`build` loads the data and makes what a run works on, a :class:`Setup`
-(data, network spec, frozen network, keep rule, seeds). :func:`search` runs a
-searcher on it with the shared run loop and returns a :class:`SearchRun`: the
-ticket, its metrics and the record ``result.json`` holds (:func:`run_config`
-writes the record's ``config``, for searches and baselines alike). The run
-folder's name, its guard against overwriting a finished run, its files
-(:func:`save_run`, :func:`write_curve`) and the hold a run keeps on it
-(:func:`claim`: one run at a time, and nothing left behind by one that fails)
-are here too.
+(data, network spec, frozen network, keep rule, seeds), from
+:class:`~prunetrain.options.NetworkOptions`. :func:`start_search` runs a
+search from its options, :func:`search` a searcher in hand on a setup,
+:func:`resume` a checkpointed search, each into its run folder
+(:mod:`prunetrain.run_folders`), and :func:`finish` makes the ticket, its
+metrics and the record ``result.json`` holds (:func:`run_config` writes the
+record's ``config``, for searches and baselines alike).
 
-``prunetrain search`` (:func:`prunetrain.api.run_search`), the comparison
-runner (:mod:`prunetrain.experiments.runner`) and the baselines
-(:func:`prunetrain.baselines.run_baseline`) go through this module;
-``SubnetworkClassifier.fit`` builds its network and problem here.
+:func:`search_loop` is the one door to the shared run loop
+(:class:`~prunetrain.search.loop.RunLoop`): ``prunetrain search``
+(:func:`prunetrain.api.run_search`), resuming, the comparison runner and
+``SubnetworkClassifier.fit`` all pass through it. The baselines
+(:func:`prunetrain.baselines.run_baseline`) build their setup, config and
+folder here too.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
-import inspect
-import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from prunetrain.backends import NumpyBackend
 from prunetrain.data import Dataset, load_dataset
-from prunetrain.errors import BusyFolderError, FinishedRunError, PrunetrainError
-from prunetrain.files import (
-    atomic_write,
-    check_writable_folder,
-    folder_lock,
-    make_folders,
-    remove_empty_folders,
-    remove_stale,
-    write_error,
-    write_folder,
-    write_json,
-)
+from prunetrain.errors import PrunetrainError
+from prunetrain.interrupts import STOPPING, deferred_interrupt
 from prunetrain.masks import KeepRule, Mask
 from prunetrain.metrics import sample_losses
-from prunetrain.network import FrozenNetwork, NetworkSpec, check_seed, parse_arch
-from prunetrain.problem import Budget, Problem
+from prunetrain.network import FrozenNetwork, NetworkSpec, parse_arch
+from prunetrain.options import FolderOptions, NetworkOptions, ResumeOptions, SearchOptions
+from prunetrain.problem import Problem
 from prunetrain.provenance import record_provenance
-from prunetrain.search import Searcher, SearchResult, resolve_batch_size, run
-from prunetrain.search.checkpoint import CHECKPOINT, OLD_CHECKPOINT, Checkpoint, config_hash
-from prunetrain.search.loop import Callback
+from prunetrain.resuming import read_resume
+from prunetrain.run_folders import claim_run_folder, held, save_run
+from prunetrain.search import SEARCHERS, Searcher, SearchResult, make_searcher, resolve_batch_size
+from prunetrain.search.checkpoint import CHECKPOINT, OLD_CHECKPOINT, Checkpoint, CheckpointState
+from prunetrain.search.loop import RunLoop
 from prunetrain.search.pipeline import Pipeline
 from prunetrain.threads import one_blas_thread
 from prunetrain.ticket import Ticket
 
 DEFAULT_HIDDEN = (256, 256)
+#: A run that writes no folder.
+NO_FOLDER = FolderOptions()
 SPLITS = ("train", "val", "test")
 
 
@@ -67,15 +59,20 @@ def resolve_arch(arch: str | Sequence[int] | None, data: Dataset) -> tuple[int, 
     if arch is None:
         return (data.n_features, *DEFAULT_HIDDEN, data.n_classes)
     sizes = parse_arch(arch) if isinstance(arch, str) else tuple(int(s) for s in arch)
+    arch = "-".join(map(str, sizes))
     if sizes[0] != data.n_features:
-        raise PrunetrainError(
-            f"--arch {'-'.join(map(str, sizes))} takes {sizes[0]} inputs but "
-            f"dataset {data.name!r} has {data.n_features} features"
+        raise PrunetrainError.naming(
+            lambda name: (
+                f"{name('arch')} {arch} takes {sizes[0]} inputs but "
+                f"dataset {data.name!r} has {data.n_features} features"
+            )
         )
     if sizes[-1] < data.n_classes:
-        raise PrunetrainError(
-            f"--arch {'-'.join(map(str, sizes))} has {sizes[-1]} outputs but "
-            f"dataset {data.name!r} has {data.n_classes} classes"
+        raise PrunetrainError.naming(
+            lambda name: (
+                f"{name('arch')} {arch} has {sizes[-1]} outputs but "
+                f"dataset {data.name!r} has {data.n_classes} classes"
+            )
         )
     return sizes
 
@@ -127,62 +124,56 @@ class Setup:
 
 
 def build(
-    dataset: str | os.PathLike | Dataset = "digits",
+    dataset: str | os.PathLike | Dataset | NetworkOptions = "digits",
     arch: str | Sequence[int] | None = None,
     *,
-    data_dir: str | os.PathLike | None = None,
-    init: str = "signed_constant",
-    scale: str = "keep",
-    keep: float = 0.5,
-    keep_rule: str = "layer",
-    seed: int = 0,
-    network_seed: int | None = None,
     network: FrozenNetwork | None = None,
+    **options,
 ) -> Setup:
     """Load the data and make the network and keep rule a run works on.
 
     Parameters
     ----------
-    dataset : str, path or Dataset
-        A name (``digits``, ...), a ``.npz``/``.csv`` path, or a loaded dataset.
+    dataset : str, path, Dataset or NetworkOptions
+        A name (``digits``, ...), a ``.npz``/``.csv`` path, or a loaded
+        dataset; or the whole :class:`~prunetrain.options.NetworkOptions`
+        of a run (then no other option is given).
     arch : str or sequence of int, optional
         Layer sizes, checked against the data (:func:`resolve_arch`); by
         default the data's inputs, two hidden layers of 256, its classes.
-    data_dir : path, optional
-        Where the IDX files of a named dataset are.
-    init, scale, keep, keep_rule
-        As :class:`~prunetrain.network.NetworkSpec` and
-        :class:`~prunetrain.masks.KeepRule` take them.
-    seed : int
-        Seed of the search and batch order (and of the network unless
-        ``network_seed`` is given).
-    network_seed : int, optional
-        Seed of the frozen weights.
     network : FrozenNetwork, optional
         A network to search again (a warm start), used as it is: its spec and
         seed stand for ``init``, ``scale`` and ``network_seed``.
+    **options
+        The other fields of :class:`~prunetrain.options.NetworkOptions`
+        (``data_dir``, ``init``, ``scale``, ``keep``, ``keep_rule``, ``seed``,
+        ``network_seed``).
     """
-    seed = check_seed(seed)
-    network_seed = seed if network_seed is None else check_seed(network_seed)
-    loaded_from = None if isinstance(dataset, Dataset) else os.fspath(dataset)
-    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir=data_dir)
-    sizes = resolve_arch(arch, data)
-    if network is None:
-        spec = NetworkSpec(sizes, init=init, scale=scale, keep=keep)
-        rule = KeepRule(keep, keep_rule)
-        network = FrozenNetwork(spec, network_seed)
+    if isinstance(dataset, NetworkOptions):
+        if arch is not None or options:
+            raise TypeError("build takes NetworkOptions, or options as arguments, not both")
+        o = dataset
     else:
-        spec, network_seed = network.spec, network.seed
-        rule = KeepRule(keep, keep_rule)
+        o = NetworkOptions(dataset, arch, **options)
+    loaded_from = None if isinstance(o.dataset, Dataset) else os.fspath(o.dataset)
+    data = o.dataset
+    if not isinstance(data, Dataset):
+        data = load_dataset(data, data_dir=o.data_dir)
+    sizes = resolve_arch(o.arch, data)
+    if network is None:
+        network = FrozenNetwork(
+            NetworkSpec(sizes, init=o.init, scale=o.scale, keep=o.keep), o.network_seed
+        )
+    rule = KeepRule(o.keep, o.keep_rule)
     return Setup(
         data=data,
-        spec=spec,
+        spec=network.spec,
         rule=rule,
         network=network,
-        seed=seed,
-        network_seed=network_seed,
+        seed=o.seed,
+        network_seed=network.seed,
         loaded_from=loaded_from,
-        data_dir=None if data_dir is None else os.fspath(data_dir),
+        data_dir=None if o.data_dir is None else os.fspath(o.data_dir),
     )
 
 
@@ -224,26 +215,52 @@ def run_config(
 # --- a search -------------------------------------------------------------------------------
 
 
+def start_search(
+    network: NetworkOptions, options: SearchOptions, folder: FolderOptions = NO_FOLDER
+) -> SearchRun:
+    """Run the search ``options`` describe on the network ``network`` describes, into ``folder``.
+
+    The searcher's hyperparameters are checked as it is made, before anything
+    else (:func:`~prunetrain.search.make_searcher`); ``folder.out`` is held (:func:`~prunetrain.run_folders.held`)
+    from before the data is loaded to the last file; ``options.init_mask``
+    starts the search from a ticket's mask, or from the mask another searcher
+    finds first (a :class:`~prunetrain.search.pipeline.Pipeline`). Signals
+    stop the search at the end of a step (:data:`~prunetrain.interrupts.STOPPING`).
+    """
+    searcher = make_searcher(options.method, **options.method_params)  # checks its hyperparameters
+    with held(folder):
+        setup = build(network)
+        init_mask, start_mask = options.init_mask, None
+        if isinstance(init_mask, str) and init_mask in SEARCHERS and not Path(init_mask).exists():
+            searcher = Pipeline(
+                first=make_searcher(init_mask), then=searcher, share=options.init_share
+            )
+        elif isinstance(init_mask, (str, os.PathLike)) and not Path(init_mask).exists():
+            raise PrunetrainError(
+                f"init mask {str(init_mask)!r} is neither a ticket file nor a method "
+                f"(methods: {', '.join(sorted(SEARCHERS))})"
+            )
+        elif init_mask is not None:
+            start = init_mask if isinstance(init_mask, Ticket) else Ticket.load(init_mask)
+            start.verify(setup.network)
+            start_mask = start.mask
+        init_from = None if init_mask is None or isinstance(init_mask, Ticket) else str(init_mask)
+        with deferred_interrupt(STOPPING):  # a signal before the first step stops after it
+            return search(
+                setup, searcher, options, folder, init_mask=start_mask, init_from=init_from
+            )
+
+
 def search(
     setup: Setup,
     searcher: Searcher,
-    budget: str | float | Budget,
+    options: SearchOptions,
+    folder: FolderOptions = NO_FOLDER,
     *,
-    method: str | None = None,
-    backend: str = "auto",
-    batch_size: int | str | None = "auto",
-    schedule: str = "rotate",
-    patience: int | None = None,
     init_mask: Mask | None = None,
     init_from: str | None = None,
-    progress: bool = False,
-    callbacks: Sequence[Callback] = (),
-    out: str | os.PathLike | None = None,
-    runs_dir: str | os.PathLike | None = None,
-    force: bool = False,
-    checkpoint_every: float = 60.0,
 ) -> SearchRun:
-    """Run ``searcher`` on ``setup`` until ``budget`` is spent; the ticket, metrics and record.
+    """Run ``searcher`` on ``setup`` until ``options.budget`` is spent; the ticket, metrics, record.
 
     Parameters
     ----------
@@ -251,50 +268,40 @@ def search(
         From :func:`build`.
     searcher : Searcher
         An unbound searcher (a :class:`~prunetrain.search.pipeline.Pipeline`
-        for an ``init_mask`` method).
-    budget : str, float or Budget
-        ``"30s"``, ``"20000evals"``, or seconds.
-    method : str, optional
-        The method's name as the record gives it; by default ``searcher.name``.
-    backend, batch_size, schedule
-        As :meth:`Setup.problem` takes them.
-    patience : int, optional
-        Early stopping after this many validations without improvement.
+        for an ``init_mask`` method); the record names it ``options.method``.
+    options : SearchOptions
+        The budget, batches, backend, patience, progress, callbacks and
+        checkpoint interval; its ``init_mask`` is :func:`start_search`'s.
+    folder : FolderOptions
+        The run folder (:func:`~prunetrain.run_folders.claim_run_folder`: held
+        for the whole search, and removed again if it fails): written when
+        the search ends, ``checkpoint.npz`` there every
+        ``options.checkpoint_every`` seconds while it runs.
     init_mask : mask, optional
         Start from this mask.
     init_from : str, optional
         Where the start came from (a ticket's path, or a method's name), as
         the record's ``init_mask`` gives it.
-    progress : bool
-        Show a progress bar.
-    callbacks : sequence of callables
-        ``callback(row, mask)`` after every validation
-        (:func:`~prunetrain.search.run`).
-    out, runs_dir, force
-        The run folder (:func:`claim_run_folder`: held for the whole search, and
-        removed again if it fails): written when the search ends,
-        ``checkpoint.npz`` there every ``checkpoint_every`` seconds while it runs.
-    checkpoint_every : float
-        Seconds between checkpoints (with a folder).
 
     Returns
     -------
     SearchRun
         With ``out`` the folder written, if any.
     """
-    budget = Budget.parse(budget)
-    problem = setup.problem(searcher, backend=backend, batch_size=batch_size, schedule=schedule)
+    problem = setup.problem(
+        searcher, backend=options.backend, batch_size=options.batch_size, schedule=options.schedule
+    )
     config = run_config(
         setup,
-        searcher.name if method is None else method,
+        options.method,
         searcher.get_params(),
-        str(budget),
+        str(options.budget),
         problem,
-        patience=patience,
+        patience=options.patience,
         init_mask=init_from,
         init_share=searcher.share if isinstance(searcher, Pipeline) else None,
     )
-    with claim_run_folder(config, out, runs_dir, force) as out:
+    with claim_run_folder(config, folder) as out:
         checkpoint = None
         if out is not None:
             resume_config = {
@@ -302,19 +309,80 @@ def search(
                 "dataset": setup.loaded_from,
                 "data_dir": setup.data_dir,
             }
-            checkpoint = Checkpoint(out / CHECKPOINT, checkpoint_every, resume_config)
-        result = run(
-            problem,
-            searcher,
-            budget,
-            seed=setup.seed,
-            init_mask=init_mask,
-            patience=patience,
-            progress=progress,
-            callbacks=callbacks,
-            checkpoint=checkpoint,
+            checkpoint = Checkpoint(out / CHECKPOINT, options.checkpoint_every, resume_config)
+        result = search_loop(
+            problem, searcher, options, setup.seed, init_mask=init_mask, checkpoint=checkpoint
         )
-        return finish(setup, config, result, out, force)
+        return finish(setup, config, result, out, folder.force)
+
+
+def search_loop(
+    problem: Problem,
+    searcher: Searcher | None,
+    options: SearchOptions,
+    seed: int,
+    *,
+    init_mask: Mask | None = None,
+    checkpoint: Checkpoint | None = None,
+    resume: CheckpointState | None = None,
+) -> SearchResult:
+    """The one door of every run of the package to the shared run loop.
+
+    Runs ``searcher`` (or the one ``resume`` holds) on ``problem`` with the
+    budget, patience, callbacks and progress of ``options``, checked when
+    they were made (:class:`~prunetrain.search.loop.RunLoop`).
+    """
+    loop = RunLoop(
+        problem,
+        searcher,
+        options.budget,
+        patience=options.patience,
+        callbacks=options.callbacks,
+        progress=options.progress,
+        checkpoint=checkpoint,
+    )
+    return loop.run(seed=seed, init_mask=init_mask, resume=resume)
+
+
+def resume(options: ResumeOptions) -> SearchRun:
+    """Continue the search checkpointed in the folder ``options.out``; write its outputs there.
+
+    The folder is held from start to end; the checkpoint's run options are
+    read and checked (:func:`~prunetrain.resuming.read_resume`), the setup is
+    rebuilt as a fresh run's is, and the loop continues from the state; see
+    :func:`prunetrain.api.resume_search`.
+    """
+    out, force, every = options.out, options.force, options.checkpoint_every
+    with held(FolderOptions(out, force=force), resume=True):
+        resumed = read_resume(out, options.dataset, options.data_dir, force)
+        config = resumed.config
+        setup = build(
+            resumed.data,
+            config["arch"],
+            init=config["init"],
+            scale=config["scale"],
+            keep=config["keep"],
+            keep_rule=config["keep_rule"],
+            seed=config["seed"],
+            network_seed=config["network_seed"],
+        )
+        problem = setup.problem(
+            backend=config["backend"], batch_size=config["batch_size"], schedule=config["schedule"]
+        )
+        search = SearchOptions(
+            method=config["method"],
+            method_params=config["method_params"],
+            budget=config["budget"],
+            patience=config["patience"],
+            progress=options.progress,
+            checkpoint_every=every,
+        )
+        checkpoint = Checkpoint(resumed.path, every, resumed.saved)
+        with deferred_interrupt(STOPPING):
+            result = search_loop(
+                problem, None, search, setup.seed, checkpoint=checkpoint, resume=resumed.state
+            )
+            return finish(setup, config, result, resumed.out, force)
 
 
 def finish(
@@ -490,293 +558,3 @@ class SearchRun:
         """
         models = {"ticket.npz": self.ticket, "weights.npz": None}
         return save_run(out, self.record(), self.result.history, models, force=force)
-
-
-# --- run folders ----------------------------------------------------------------------------
-
-
-def save_run(
-    out: str | os.PathLike,
-    record: dict,
-    history: list[dict],
-    models: dict,
-    force: bool = False,
-) -> Path:
-    """Write a run folder: its model files, ``result.json``, ``curve.csv`` and ``curve.png``.
-
-    ``models`` maps file names (``ticket.npz``, ``weights.npz``) to what is
-    saved there; a name mapped to ``None`` is removed (another run's, replaced
-    under ``force``). Refuses (:func:`check_out`) to replace a finished run
-    unless ``force``, and holds the folder (:func:`claim`) while it writes. The
-    files are written as a unit (:func:`~prunetrain.files.write_folder`),
-    ``result.json`` last: if any cannot be written, none is, and ``out`` keeps
-    what it held.
-    """
-    title = f"{record['method']} on {record['config']['dataset']}"
-
-    def fill(folder: Path) -> None:
-        for name, model in models.items():
-            if model is not None:
-                model.save(folder / name)
-        write_json(folder / "result.json", record)
-        write_curve(folder, history, title=title)
-
-    with claim(out, force) as out:
-        write_folder(out, fill, last="result.json")  # the record last: it marks a finished run
-        for name, model in models.items():
-            if model is None:
-                (out / name).unlink(missing_ok=True)
-    return out
-
-
-def run_name(config: dict) -> str:
-    """The default folder name of a run: what tells runs apart, then a hash of the whole config.
-
-    ``DATASET-METHOD-ARCH-keepK[-BUDGET]-seedS-HASH``; the hash (8 hex digits
-    of SHA-256 over the config as JSON) covers every other option, so two
-    runs share a folder only when their configs are equal.
-
-    Examples
-    --------
-    >>> run_name({"dataset": "digits", "method": "random", "arch": "64-32-10", "keep": 0.5,
-    ...           "budget": "20s", "seed": 0})
-    'digits-random-64-32-10-keep0.5-20s-seed0-43131217'
-    """
-    digest = config_hash(config)
-    parts = [config["dataset"], config["method"], config["arch"], f"keep{config['keep']:g}"]
-    if config.get("budget"):
-        parts.append(config["budget"])
-    return "-".join([*map(str, parts), f"seed{config['seed']}", digest[:8]])
-
-
-def finished_run(out: str | os.PathLike) -> str | None:
-    """What finished run the folder ``out`` holds (``"METHOD on DATASET"``), or None.
-
-    A run stopped by Ctrl-C is not finished: it may be replaced, e.g. by the
-    search that resumes it. An unreadable ``result.json`` counts as finished.
-    """
-    record = Path(out) / "result.json"
-    if not record.is_file():
-        return None
-    try:
-        previous = json.loads(record.read_text())
-        stopped_by = previous.get("stopped_by")
-        what = f"{previous.get('method')} on {previous['config'].get('dataset')}"
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
-        return "unreadable result.json"
-    return None if stopped_by == "interrupted" else what
-
-
-def check_out(out: str | os.PathLike, force: bool = False) -> Path:
-    """Raise unless the run folder ``out`` may be written; return it as a ``Path``.
-
-    It must be writable (:func:`~prunetrain.files.check_writable_folder`), and a
-    folder that holds a finished run (:func:`finished_run`) is kept unless ``force``.
-    """
-    out = check_writable_folder(out)
-    if not force and (what := finished_run(out)):
-        raise FinishedRunError(
-            f"--out {out} already holds a finished run ({what}); pass --force to overwrite it, "
-            "or choose another --out"
-        )
-    return out
-
-
-def resolve_out(
-    config: dict, out: str | os.PathLike | None, runs_dir: str | os.PathLike | None, force: bool
-) -> Path | None:
-    """The run folder: ``out`` (checked), else a default folder in ``runs_dir``, else none.
-
-    The default is ``runs_dir/run_name(config)``; when that holds a finished
-    run of the same config (a rerun), the next free ``…-2``, ``…-3``, … is
-    used instead, so a default folder is never overwritten (``force``
-    overwrites the first).
-    """
-    if out is not None:
-        return check_out(out, force)
-    if runs_dir is None:
-        return None
-    base = Path(runs_dir) / run_name(config)
-    candidate, number = base, 1
-    while not force and (candidate.is_file() or finished_run(candidate)):
-        number += 1
-        candidate = base.with_name(f"{base.name}-{number}")
-    return check_out(candidate, force)
-
-
-@contextlib.contextmanager
-def claim(out: str | os.PathLike, force: bool = False, *, resume: bool = False) -> Iterator[Path]:
-    """Hold the run folder ``out`` for one run, from before its first file to after its last.
-
-    The folder is checked (:func:`~prunetrain.files.check_writable_folder`),
-    made if missing, and locked (:func:`~prunetrain.files.folder_lock`), so
-    that two runs never write into one folder: another process that claims
-    it meanwhile is refused at once. Holding the lock, the run removes the
-    temporary files and staging folders that killed writers left there
-    (:func:`~prunetrain.files.remove_stale`) and checks that the folder holds
-    no finished run (:func:`check_out`), so no other run can finish there
-    between the check and the write. A claim within a claim of the same
-    folder (in one process) is the same claim.
-
-    If the run fails (an exception), the run's files it wrote into the folder
-    (:data:`RUN_FILES`, its checkpoint) are removed, and the folders it made;
-    what the folder held before stays, and so do files of other kinds (a
-    comparison may share the folder). An interrupt (``KeyboardInterrupt``)
-    keeps what was written: the checkpoint resumes it. An ``OSError`` that
-    names no file (a full disk under a writer that does not say which file)
-    becomes a :class:`~prunetrain.errors.WriteError` naming the folder.
-
-    With ``resume``, the folder is a run to resume: it is not made, not
-    checked for a finished run (the resumed search checks that itself), and
-    a failure keeps its files, its checkpoint above all.
-
-    Raises
-    ------
-    BusyFolderError
-        Another process holds the folder.
-    FinishedRunError
-        It holds a finished run, and not ``force``.
-    """
-    out = check_writable_folder(out, "--resume" if resume else "--out")
-    if resume and not out.is_dir():
-        yield out  # the resumed search says that there is no checkpoint there
-        return
-    made = make_folders(out)
-    try:
-        with folder_lock(out):
-            remove_stale(out)
-            if not resume:
-                check_out(out, force)
-            before = _files(out)
-            try:
-                yield out
-            except Exception as e:
-                if not resume:
-                    _remove_written(out, before)
-                if isinstance(e, OSError) and e.filename is None:  # a write that named no file
-                    raise write_error(out, e) from None
-                raise
-    except BaseException:
-        remove_empty_folders(made)
-        raise
-
-
-def claims_out(resume: bool = False) -> Callable[[Callable], Callable]:
-    """Decorate a function whose ``out`` and ``force`` arguments name a run folder: each call
-    :func:`claim` s that folder (with ``resume``, as a run to resume) from start to end.
-
-    So a run refuses a folder another process holds before it does any work
-    (loading data, say), and holds it until its last file is written.
-    """
-
-    def decorate(run_into: Callable) -> Callable:
-        signature = inspect.signature(run_into)
-
-        @functools.wraps(run_into)
-        def claimed(*args, **kwargs):
-            given = signature.bind(*args, **kwargs)
-            given.apply_defaults()
-            out = given.arguments["out"]
-            if out is None:
-                return run_into(*args, **kwargs)
-            with claim(out, given.arguments.get("force", False), resume=resume):
-                return run_into(*args, **kwargs)
-
-        return claimed
-
-    return decorate
-
-
-@contextlib.contextmanager
-def claim_run_folder(
-    config: dict, out: str | os.PathLike | None, runs_dir: str | os.PathLike | None, force: bool
-) -> Iterator[Path | None]:
-    """:func:`claim` the folder :func:`resolve_out` gives, for the run of ``config``; or none.
-
-    A default folder (in ``runs_dir``) that another run is writing into, or
-    has just finished, is passed over for the next free ``…-2``, ``…-3``, …
-    (with ``force``, the first is claimed or refused).
-    """
-    if out is not None:
-        with claim(out, force) as folder:
-            yield folder
-        return
-    if runs_dir is None:
-        yield None
-        return
-    base = Path(runs_dir) / run_name(config)
-    with contextlib.ExitStack() as held:
-        for number in range(1, 10**6):
-            candidate = base if number == 1 else base.with_name(f"{base.name}-{number}")
-            if not force and (candidate.is_file() or finished_run(candidate)):
-                continue
-            try:
-                folder = held.enter_context(claim(candidate, force))
-                break
-            except (BusyFolderError, FinishedRunError):
-                if force:
-                    raise
-        yield folder
-
-
-#: The files a run writes into its folder, besides its checkpoint (named ``checkpoint.*``).
-RUN_FILES = ("ticket.npz", "weights.npz", "result.json", "curve.csv", "curve.png")
-
-
-def _files(folder: Path) -> dict[str, tuple[int, int, int]]:
-    """A run's files in ``folder`` (:data:`RUN_FILES`, its checkpoint), each with its inode,
-    modification time and size; other files there (a comparison's, say) are not the run's."""
-    checkpoint = Path(CHECKPOINT).stem
-    try:
-        entries = [
-            e
-            for e in os.scandir(folder)
-            if e.is_file(follow_symlinks=False)
-            and (e.name in RUN_FILES or Path(e.name).stem == checkpoint)
-        ]
-        return {e.name: (e.inode(), e.stat().st_mtime_ns, e.stat().st_size) for e in entries}
-    except OSError:
-        return {}
-
-
-def _remove_written(folder: Path, before: dict[str, tuple[int, int, int]]) -> None:
-    """Remove the run's files in ``folder`` that are new or changed since ``before``
-    (:func:`_files`)."""
-    for name, identity in _files(folder).items():
-        if before.get(name) != identity:
-            (folder / name).unlink(missing_ok=True)
-
-
-def write_curve(out: Path, history: list[dict], title: str = "") -> None:
-    """Write the history as ``curve.csv`` and a plot of it as ``curve.png``."""
-    keys = ["evaluations", "seconds", "train_loss", "val_loss", "val_accuracy", "best_val_accuracy"]
-
-    def write_csv(f):
-        f.write(",".join(keys) + "\n")
-        for row in history:
-            f.write(",".join("" if row[k] is None else repr(row[k]) for k in keys) + "\n")
-
-    atomic_write(out / "curve.csv", write_csv, binary=False)
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
-    seconds = [r["seconds"] for r in history]
-    ax1.plot(
-        seconds,
-        [np.nan if r["train_loss"] is None else r["train_loss"] for r in history],
-        label="train (batch)",
-    )
-    ax1.plot(seconds, [r["val_loss"] for r in history], label="validation")
-    ax1.set(xlabel="wall time (s)", ylabel="cross-entropy", title=title)
-    ax1.legend()
-    ax2.plot(seconds, [r["val_accuracy"] for r in history], label="recommended")
-    ax2.plot(seconds, [r["best_val_accuracy"] for r in history], label="best so far")
-    ax2.set(xlabel="wall time (s)", ylabel="validation accuracy")
-    ax2.legend()
-    fig.tight_layout()
-    atomic_write(out / "curve.png", lambda f: fig.savefig(f, format="png", dpi=100))
-    plt.close(fig)

@@ -472,16 +472,16 @@ OUTPUTS = ["curve.csv", "curve.png", "result.json", "ticket.npz"]
 
 
 def test_outputs_are_written_as_a_unit(tmp_path, capsys, monkeypatch):
-    import prunetrain.api
+    import prunetrain.runs
 
     args = ["search", "--budget", "20evals", "--arch", "64-8-10", "--method", "random", "-q"]
     fresh, kept = tmp_path / "fresh", tmp_path / "kept"
     assert cli(capsys, *args, "--out", str(kept), "--seed", "1")[0] == 0
     before = {p.name: p.read_bytes() for p in kept.iterdir()}
-    record = prunetrain.api.SearchRun.record
+    record = prunetrain.runs.SearchRun.record
     # result.json cannot be written (NaN is not JSON), as with overflowed features before.
     monkeypatch.setattr(
-        prunetrain.api.SearchRun, "record", lambda self: {**record(self), "x": float("nan")}
+        prunetrain.runs.SearchRun, "record", lambda self: {**record(self), "x": float("nan")}
     )
     # kept holds a finished run: only --force may replace it, and a failed write keeps it whole.
     for out, force in ((fresh, []), (kept, ["--force"])):

@@ -6,11 +6,11 @@ from conftest import planted
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prunetrain.api import evaluate_ticket
 from prunetrain.data import Dataset
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KeepRule, Layout
 from prunetrain.problem import Problem
+from prunetrain.runs import evaluate_ticket
 from prunetrain.search import make_searcher, run
 from prunetrain.search.evolution.distributions import nes_utilities
 from prunetrain.search.evolution.operators import (

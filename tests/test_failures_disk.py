@@ -438,7 +438,7 @@ def test_a_failed_search_removes_only_its_own_files(tmp_path, monkeypatch):
     def full(folder, *args, **kwargs):
         raise WriteError(folder / "curve.png", os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("prunetrain.runs.write_curve", full)
+    monkeypatch.setattr("prunetrain.run_folders.write_curve", full)
     with pytest.raises(WriteError):
         run_search("digits", "64-10-10", method="hill", budget="50evals", out=out,
                    callbacks=[compare_writes_here])  # fmt: skip

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from conftest import planted
 
-from prunetrain.api import evaluate_ticket
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KeepRule
 from prunetrain.problem import Problem
+from prunetrain.runs import evaluate_ticket
 from prunetrain.search import make_searcher, run
 from prunetrain.ticket import Ticket
 

@@ -106,7 +106,7 @@ def test_the_problem_owns_the_budget_of_a_run(digits):
     assert p.budget is None and p.budget_used() == 0.0  # no run yet
     p.evaluate(masks[:1])  # before the run: not the run's
     now = [10.0]
-    p.start("10evals", clock=lambda: now[0])
+    p.start(Budget.parse("10evals"), clock=lambda: now[0])
     assert p.budget == Budget(evaluations=10) and p.budget_used() == 0.0
     p.evaluate(masks[:3])
     assert p.evaluations_used() == 3 and p.sample_forwards_used() == 3 * 64
@@ -118,7 +118,7 @@ def test_the_problem_owns_the_budget_of_a_run(digits):
     # A checkpoint carries the run's usage: the continued run starts where it was.
     state = p.get_state()
     q = make_problem(digits, batch_size=64)
-    q.start("20evals", clock=lambda: 100.0)
+    q.start(Budget.parse("20evals"), clock=lambda: 100.0)
     q.set_state(state)
     assert q.evaluations_used() == 15 and q.sample_forwards_used() == 15 * 64
     assert q.budget_used() == 0.75 and q.seconds_used() == 2.5

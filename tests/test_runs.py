@@ -10,6 +10,7 @@ from prunetrain import runs
 from prunetrain.api import run_search
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import pack_mask
+from prunetrain.options import FolderOptions, SearchOptions
 from prunetrain.search import make_searcher, run
 
 ARCH = "64-24-16-10"
@@ -31,7 +32,8 @@ def test_build_makes_the_network_and_rule_a_search_runs_on(digits):
 
 def test_search_gives_what_run_search_gives(digits, tmp_path):
     setup = runs.build(digits, ARCH, seed=1)
-    done = runs.search(setup, make_searcher("random"), "60evals", out=tmp_path / "r")
+    options = SearchOptions(method="random", budget="60evals")
+    done = runs.search(setup, make_searcher("random"), options, FolderOptions(tmp_path / "r"))
     expected = run_search(digits, ARCH, method="random", budget="60evals", seed=1)
     assert done.config == expected.config
     assert pack_mask(done.ticket.mask).tobytes() == pack_mask(expected.ticket.mask).tobytes()
@@ -92,3 +94,83 @@ def test_run_search_passes_callbacks_on_and_a_callback_can_stop_it(digits):
     assert done.result.stopped_by == "callback"
     assert seen == [row["evaluations"] for row in done.result.history] and len(seen) == 3
     assert done.result.evaluations < 2000
+
+
+def test_search_resume_and_the_estimator_reach_the_loop_through_the_run_service(
+    digits, tmp_path, monkeypatch
+):
+    from prunetrain.api import resume_search
+    from prunetrain.estimator import SubnetworkClassifier
+
+    loops = []
+    search_loop = runs.search_loop
+
+    def counted(problem, searcher, options, seed, **kwargs):
+        loops.append("resumed" if kwargs.get("resume") else options.method)
+        return search_loop(problem, searcher, options, seed, **kwargs)
+
+    def ctrl_c(row, mask):
+        if row["evaluations"] > 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs, "search_loop", counted)
+    out = tmp_path / "r"
+    first = run_search(
+        digits, ARCH, method="random", budget="100evals", out=out, callbacks=[ctrl_c]
+    )
+    assert first.result.stopped_by == "interrupted" and (out / "checkpoint.npz").is_file()
+    assert resume_search(out, dataset=digits).result.stopped_by == "budget"
+    SubnetworkClassifier(hidden_layer_sizes=(8,), method="hill", budget="20evals").fit(
+        digits.X_train, digits.y_train
+    )
+    assert loops == ["random", "resumed", "hill"]
+
+
+def test_only_the_run_service_imports_the_run_loop():
+    """``search.run`` is the door for a caller with a problem in hand; the package's own runs
+    (api, resume, baselines, estimator, the comparison runner) use ``runs.search_loop``."""
+    import ast
+    from pathlib import Path
+
+    import prunetrain
+
+    root = Path(prunetrain.__file__).parent
+    allowed = {"runs.py", "search/loop.py", "search/__init__.py", "__init__.py"}
+    for path in root.rglob("*.py"):
+        name = path.relative_to(root).as_posix()
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module in (
+                "prunetrain.search",
+                "prunetrain.search.loop",
+            ):
+                imported = {alias.name for alias in node.names} & {"run", "RunLoop"}
+                assert not imported or name in allowed, (name, imported)
+            if isinstance(node, ast.Attribute) and node.attr == "finish":
+                assert name == "runs.py" or not (
+                    isinstance(node.value, ast.Name) and node.value.id == "runs"
+                ), name
+
+
+def test_a_library_error_names_the_parameter_and_the_cli_its_flag(digits, tmp_path, capsys):
+    from prunetrain.cli import main
+
+    with pytest.raises(PrunetrainError) as refused:
+        run_search(digits, "32-10")
+    assert str(refused.value) == ("arch 32-10 takes 32 inputs but dataset 'digits' has 64 features")
+    out = tmp_path / "r"
+    run_search(digits, ARCH, method="random", budget="20evals", out=out)
+    with pytest.raises(PrunetrainError) as refused:
+        run_search(digits, ARCH, method="random", budget="20evals", out=out)
+    assert str(refused.value) == (
+        f"out {out} already holds a finished run (random on digits); pass force=True to "
+        "overwrite it, or choose another out"
+    )
+    for args, said in [
+        (["--arch", "32-10"], "--arch 32-10 takes 32 inputs"),
+        (["--arch", ARCH, "--out", str(out)], f"--out {out} already holds a finished run (random on digits); pass --force to overwrite it, or choose another --out"),
+    ]:  # fmt: skip
+        with pytest.raises(SystemExit) as exit_:
+            main(["search", "--method", "random", "--budget", "20evals", "-q", *args])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.startswith(f"prunetrain: error: {said}"), err

@@ -16,12 +16,12 @@ import sys
 
 import numpy as np
 
-from prunetrain.api import resolve_arch
 from prunetrain.backends import make_backend
 from prunetrain.data import load_dataset
 from prunetrain.masks import KeepRule
 from prunetrain.network import FrozenNetwork, NetworkSpec
 from prunetrain.problem import Problem
+from prunetrain.runs import resolve_arch
 from prunetrain.search import make_searcher, run
 
 

@@ -44,7 +44,7 @@ from prunetrain.baselines.edge_popup import init_scores, score_gradients, top_k_
 from prunetrain.data import load_dataset
 from prunetrain.masks import KeepRule, MaskPopulation
 from prunetrain.network import FrozenNetwork, NetworkSpec, parse_arch
-from prunetrain.problem import Problem
+from prunetrain.problem import Budget, Problem
 from prunetrain.provenance import describe_blas, machine, versions
 from prunetrain.search import make_searcher
 from prunetrain.search.loop import searcher_rng
@@ -86,7 +86,7 @@ def measure(
     rule = KeepRule(keep)
     problem = Problem(network, data, rule, backend="auto", batch_size=batch, seed=0)
     warm_up(problem.backend, problem.X_train, problem.y_train)
-    problem.start("1000000000evals")
+    problem.start(Budget.parse("1000000000evals"))
     searcher = make_searcher("probe")
     searcher.setup(problem, searcher_rng(0))
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +16,10 @@ from prunetrain.baselines.base import BaselineResult, make_baseline
 from prunetrain.baselines.recipes import overridden
 from prunetrain.baselines.weights import TrainedWeights
 from prunetrain.data import Dataset
-from prunetrain.network import FrozenNetwork, check_seed
-from prunetrain.problem import Budget
+from prunetrain.network import FrozenNetwork
+from prunetrain.options import BaselineOptions, FolderOptions, NetworkOptions, takes_options
 from prunetrain.provenance import record_provenance
+from prunetrain.run_folders import claim_run_folder, held, save_run
 from prunetrain.runs import dataset_meta, evaluate_ticket, split_metrics
 from prunetrain.threads import one_blas_thread
 from prunetrain.ticket import Ticket
@@ -88,15 +88,15 @@ class BaselineRun:
     def save(self, out: str | os.PathLike, force: bool = False) -> Path:
         """Write ``result.json``, ``curve.csv``, ``curve.png`` and ``ticket.npz`` or ``weights.npz``.
 
-        Refuses (:func:`~prunetrain.runs.check_out`) to replace a finished run unless
-        ``force``. They are written as a unit (:func:`~prunetrain.runs.save_run`).
+        Refuses (:func:`~prunetrain.run_folders.check_out`) to replace a finished run unless
+        ``force``. They are written as a unit (:func:`~prunetrain.run_folders.save_run`).
         """
         record = self.record()
         history = [
             {k: (np.nan if v is None else v) for k, v in row.items()} for row in record["history"]
         ]
         models = {"ticket.npz": self.ticket, "weights.npz": self.weights}
-        return runs.save_run(out, record, history, models, force=force)
+        return save_run(out, record, history, models, force=force)
 
 
 def evaluate_result(
@@ -113,32 +113,18 @@ def evaluate_result(
     return split_metrics(logits, data, layer_sizes=weights.layer_sizes, what="the trained network")
 
 
-@runs.claims_out()  # the folder is held from before the data is loaded to the last file
+@takes_options(NetworkOptions, BaselineOptions, FolderOptions)
 def run_baseline(
-    dataset: str | Dataset = "digits",
-    arch: str | Sequence[int] | None = None,
-    *,
-    method: str = "dense",
-    method_params: dict | None = None,
-    data_dir: str | os.PathLike | None = None,
-    init: str = "signed_constant",
-    scale: str = "keep",
-    keep: float = 0.5,
-    keep_rule: str = "layer",
-    budget: str | float | Budget | None = None,
-    batch_size: int | None = None,
-    seed: int = 0,
-    network_seed: int | None = None,
-    progress: bool = False,
-    out: str | os.PathLike | None = None,
-    runs_dir: str | os.PathLike | None = None,
-    force: bool = False,
+    network: NetworkOptions, options: BaselineOptions, folder: FolderOptions
 ) -> BaselineRun:
     """Run a gradient-trained or data-free baseline on the network a search would get.
 
     The arguments mean what they mean for :func:`prunetrain.run_search`: the
     same dataset, architecture, init, scale, keep and seeds give the same
-    frozen network and the same data splits.
+    frozen network and the same data splits. The keyword parameters are the
+    fields of :class:`~prunetrain.options.NetworkOptions`,
+    :class:`~prunetrain.options.BaselineOptions` and
+    :class:`~prunetrain.options.FolderOptions`, each checked as its block is made.
 
     Parameters
     ----------
@@ -173,7 +159,7 @@ def run_baseline(
     force : bool
         Overwrite a finished run in the folder (else an error, before training).
         The folder is held for the whole run, as :func:`prunetrain.run_search` holds it
-        (:func:`~prunetrain.runs.claim`): another process writing a run there is refused
+        (:func:`~prunetrain.run_folders.claim`): another process writing a run there is refused
         at once, and a run that fails leaves no files behind.
 
     Examples
@@ -182,39 +168,31 @@ def run_baseline(
     >>> run.ticket is not None and 0.0 <= run.metrics["test"]["accuracy"] <= 1.0
     True
     """
-    seed = check_seed(seed)
-    network_seed = seed if network_seed is None else check_seed(network_seed)
-    budget = None if budget is None else Budget.parse(budget)
-    baseline = make_baseline(method, **(method_params or {}))
-    if batch_size is not None and "batch_size" in baseline.param_names():
-        baseline.batch_size = batch_size
-    setup = runs.build(
-        dataset,
-        arch,
-        data_dir=data_dir,
-        init=init,
-        scale=scale,
-        keep=keep,
-        keep_rule=keep_rule,
-        seed=seed,
-        network_seed=network_seed,
-    )
-    data, rule, network = setup.data, setup.rule, setup.network
-    budget_text = None if budget is None else str(budget)
-    config = runs.run_config(setup, method, baseline.get_params(), budget_text, baseline=True)
-    with runs.claim_run_folder(config, out, runs_dir, force) as out:  # held to the last file
-        # One BLAS thread: the same record in a process of its own or on a worker of many threads.
-        with one_blas_thread():
-            result = baseline.fit(network, data, rule, seed=seed, budget=budget, progress=progress)
-        meta = {**dataset_meta(data), "method": method, "seed": seed, "baseline": True}
-        ticket = weights = None
-        if type(baseline).produces == "ticket":
-            ticket = Ticket(network, result.mask, rule, meta)
-        elif result.weights is not None:
-            weights = TrainedWeights(result.weights, result.biases, result.mask, meta)
-        with one_blas_thread():
-            metrics = evaluate_result(result, network, ticket, data)
-        finished = BaselineRun(config, result, ticket, metrics, weights=weights, out=out)
-        if out is not None:
-            finished.save(out, force=force)
+    baseline = make_baseline(options.method, **options.method_params)
+    if options.batch_size is not None and "batch_size" in baseline.param_names():
+        baseline.batch_size = options.batch_size
+    budget, seed = options.budget, network.seed
+    with held(folder):  # the folder is held from before the data is loaded to the last file
+        setup = runs.build(network)
+        data, rule, network = setup.data, setup.rule, setup.network
+        budget_text = None if budget is None else str(budget)
+        params = baseline.get_params()
+        config = runs.run_config(setup, options.method, params, budget_text, baseline=True)
+        with claim_run_folder(config, folder) as out:  # held to the last file
+            # One BLAS thread: the same record in a process of its own or on a worker of many.
+            with one_blas_thread():
+                result = baseline.fit(
+                    network, data, rule, seed=seed, budget=budget, progress=options.progress
+                )
+            meta = {**dataset_meta(data), "method": options.method, "seed": seed, "baseline": True}
+            ticket = weights = None
+            if type(baseline).produces == "ticket":
+                ticket = Ticket(network, result.mask, rule, meta)
+            elif result.weights is not None:
+                weights = TrainedWeights(result.weights, result.biases, result.mask, meta)
+            with one_blas_thread():
+                metrics = evaluate_result(result, network, ticket, data)
+            finished = BaselineRun(config, result, ticket, metrics, weights=weights, out=out)
+            if out is not None:
+                finished.save(out, force=folder.force)
     return finished

@@ -95,6 +95,7 @@ def _run_search(run: RunSpec, data) -> dict:
     from prunetrain.backends import NumpyBackend
     from prunetrain.masks import pack_mask, unpack_mask
     from prunetrain.metrics import accuracy
+    from prunetrain.options import SearchOptions
     from prunetrain.search import make_searcher
 
     o = run.options
@@ -108,17 +109,17 @@ def _run_search(run: RunSpec, data) -> dict:
         seed=run.seed,
     )
     validated: list[np.ndarray] = []
-    finished = runs.search(
-        setup,
-        make_searcher(run.method, **run.params),
-        run.budget,
+    options = SearchOptions(
         method=run.method,
+        method_params=run.params,
+        budget=run.budget,
         backend=o["backend"],
         batch_size=o["batch_size"],
         schedule=o["schedule"],
         patience=o["patience"],
         callbacks=[lambda row, mask: validated.append(pack_mask(mask))],
     )
+    finished = runs.search(setup, make_searcher(run.method, **run.params), options)
     if finished.result.interrupted:  # a cut-short run is no result: stop the comparison
         raise Interrupted(finished.result.signal or signal.SIGINT)
     for key in ("data_source", "init_share"):  # never in a comparison's records: kept out

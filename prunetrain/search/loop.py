@@ -33,22 +33,11 @@ Callback = Callable[[dict, Mask], "bool | None"]
 VALIDATION_RATIO = 10
 
 
-def check_searcher(searcher: Searcher, keep_rule: str = "layer") -> None:
-    """Raise if ``searcher``'s declared hyperparameters are out of range, before any real work.
-
-    Only :meth:`~prunetrain.hyperparams.Hyperparameters.check_params`, which
-    :func:`~prunetrain.search.make_searcher` has already run: ``keep_rule`` is unused. Kept
-    for its caller (``api.run_search``), which can drop the call (issue 30, item 3).
-    """
-    searcher.check_params()
-
-
 def searcher_rng(seed: int) -> np.random.Generator:
     """The searcher's random stream for ``seed`` (separate from the batch order)."""
     return np.random.default_rng([check_seed(seed), 0x5EA4C4])
 
 
-@one_blas_thread()  # the same floats with any number of threads (prunetrain.threads)
 def run(
     problem: Problem,
     searcher: Searcher | None,
@@ -64,6 +53,11 @@ def run(
     resume: CheckpointState | None = None,
 ) -> SearchResult:
     """Run ``searcher`` on ``problem`` until ``budget`` is spent.
+
+    The door for a caller that has a problem and a searcher in hand (a test,
+    a benchmark); a run of the package goes through :mod:`prunetrain.runs`,
+    whose options are checked where they enter. Here ``budget`` and
+    ``patience`` are checked, and :class:`RunLoop` runs the search.
 
     Parameters
     ----------
@@ -138,44 +132,196 @@ def run(
     patience = check_number(
         "patience", patience, 1, None, open_low=False, integer=True, optional=True
     )
-    if (searcher is None) == (resume is None):
-        raise PrunetrainError("run needs a searcher or a checkpoint state to resume, not both")
-    if init_mask is not None:
-        init_mask = check_mask(init_mask, problem.shapes)
-    interval = (
-        validation_interval
-        if validation_interval is not None
-        else VALIDATION_RATIO * (problem.n_val or problem.n_train)
+    loop = RunLoop(
+        problem,
+        searcher,
+        budget,
+        patience=patience,
+        validation_interval=validation_interval,
+        callbacks=callbacks,
+        progress=progress,
+        checkpoint=checkpoint,
     )
-    compile_seconds = warm_up(problem.backend, problem.X_train, problem.y_train)
-    if compile_seconds > 1.0:
-        logger.info(
-            "compiled the %s backend's kernels in %.1f s, outside the budget "
-            "(cached: later runs load them)",
-            problem.backend.name,
-            compile_seconds,
+    return loop.run(seed=seed, init_mask=init_mask, resume=resume)
+
+
+class RunLoop:
+    """One search, from the searcher's setup (or a checkpoint) to its result.
+
+    Made with checked options (:func:`run` and :mod:`prunetrain.runs` check
+    them where they enter); :meth:`run` runs it once. Between steps it
+    validates the recommended mask (:meth:`validate`), writes checkpoints
+    (:meth:`save_checkpoint`) and shows progress (:meth:`show`). What a
+    checkpoint holds of the loop is :attr:`state`.
+    """
+
+    def __init__(
+        self,
+        problem: Problem,
+        searcher: Searcher | None,
+        budget: Budget,
+        *,
+        patience: int | None = None,
+        validation_interval: float | None = None,
+        callbacks: Sequence[Callback] = (),
+        progress: bool = False,
+        checkpoint: Checkpoint | None = None,
+    ):
+        self.problem, self.searcher, self.budget = problem, searcher, budget
+        self.patience, self.callbacks = patience, callbacks
+        self.progress, self.checkpoint = progress, checkpoint
+        self.interval = (
+            validation_interval
+            if validation_interval is not None
+            else VALIDATION_RATIO * (problem.n_val or problem.n_train)
         )
-    state = {  # everything of the loop a checkpoint holds besides the searcher and problem
-        "history": [],
-        "best": {},
-        "last": {},  # the last validated mask, kept when the searcher returns_last
-        "since_better": 0,
-        "last_validation": 0.0,
-        "step_start": 0.0,  # budget usage when the latest step (or the setup) began
-    }
-    problem.start(budget, time.perf_counter)  # the problem charges the budget, from now
-    stopped_by = "budget"
-    used, elapsed = problem.evaluations_used, problem.seconds_used  # this run's, so far
+        self.total = budget.evaluations if budget.evaluations is not None else budget.seconds
+        self.state = {  # everything of the loop a checkpoint holds besides searcher and problem
+            "history": [],
+            "best": {},
+            "last": {},  # the last validated mask, kept when the searcher returns_last
+            "since_better": 0,
+            "last_validation": 0.0,
+            "step_start": 0.0,  # budget usage when the latest step (or the setup) began
+        }
+        self.last_checkpoint = 0.0
+        self.stopped_by = "budget"
+        self.signum = None
 
-    if resume is not None:
-        saved = resume.restore(problem)
-        searcher = saved["searcher"]
-        state.update(_checked_loop_state(saved["loop"], problem, resume))
-        problem.set_state(saved["problem"])  # with the seconds and evaluations the run had used
-    history, best, last = state["history"], state["best"], state["last"]
+    @property
+    def best(self) -> dict:
+        """The best validated mask with its scores (empty before the first validation)."""
+        return self.state["best"]
 
-    def validate() -> bool:
+    @property
+    def history(self) -> list[dict]:
+        """The rows validation has recorded."""
+        return self.state["history"]
+
+    def usage(self) -> float:
+        """What the budget counts: evaluations, or seconds."""
+        if self.budget.evaluations is not None:
+            return self.problem.evaluations_used()
+        return self.problem.seconds_used()
+
+    @one_blas_thread()  # the same floats with any number of threads (prunetrain.threads)
+    def run(
+        self,
+        *,
+        seed: int = 0,
+        init_mask: Mask | None = None,
+        resume: CheckpointState | None = None,
+    ) -> SearchResult:
+        """Set the searcher up (or restore it from ``resume``), step it until the budget is
+        spent or something stops it, and return the best mask (see :func:`run`)."""
+        problem = self.problem
+        if (self.searcher is None) == (resume is None):
+            raise PrunetrainError("run needs a searcher or a checkpoint state to resume, not both")
+        if init_mask is not None:
+            init_mask = check_mask(init_mask, problem.shapes)
+        compile_seconds = self.warm_up()
+        problem.start(self.budget, time.perf_counter)  # the problem charges the budget, from now
+        if resume is not None:
+            saved = resume.restore(problem)
+            self.searcher = saved["searcher"]
+            self.state.update(_checked_loop_state(saved["loop"], problem, resume))
+            problem.set_state(saved["problem"])  # with the seconds and evaluations used so far
+        self.last_checkpoint = time.perf_counter()
+        self.bar = Progress(
+            self.total,
+            unit="eval" if self.budget.evaluations is not None else "s",
+            label=self.searcher.name,
+            enabled=self.progress,
+        )
+        overshoot = last_step = 0.0
+        try:
+            with deferred_interrupt(search=True) as interrupt:
+                if resume is None:
+                    self.set_up(seed, init_mask)
+                self.step_until_stopped(interrupt)
+                # A step cannot be stopped halfway, so the budget is checked before each: a
+                # search overshoots it by less than its last step (with the validation after
+                # it; setup counts as a step), and records by how much.
+                now = self.usage()
+                last_step = now - self.state["step_start"]
+                overshoot = max(0.0, now - self.total) if self.stopped_by == "budget" else 0.0
+                if self.history[-1]["evaluations"] != problem.evaluations_used():
+                    self.validate()  # the search ends here whatever the callbacks say
+        except KeyboardInterrupt as e:  # a second Ctrl-C, or one outside the main thread
+            self.stopped_by, self.signum = "interrupted", signal_of(e)
+            if not self.best:
+                raise
+        finally:
+            if self.progress and self.best:
+                done, fields = self.shown()
+                self.bar.close(done, **fields)  # the final numbers, drawn once
+            self.bar.discard()  # nothing validated: a failed setup, whose error says it all
+        return self.result(compile_seconds, overshoot, last_step)
+
+    def warm_up(self) -> float:
+        """Compile the backend's kernels before the clock starts; the seconds it took."""
+        backend = self.problem.backend
+        compile_seconds = warm_up(backend, self.problem.X_train, self.problem.y_train)
+        if compile_seconds > 1.0:
+            logger.info(
+                "compiled the %s backend's kernels in %.1f s, outside the budget "
+                "(cached: later runs load them)",
+                backend.name,
+                compile_seconds,
+            )
+        return compile_seconds
+
+    def set_up(self, seed: int, init_mask: Mask | None) -> None:
+        """Set the searcher up (charged as a step), validate its first mask, checkpoint it."""
+        self.state["step_start"] = self.usage()
+        self.searcher.setup(self.problem, searcher_rng(seed), init_mask)
+        if self.validate():
+            self.stopped_by = "callback"
+        self.state["last_validation"] = self.problem.n_sample_forwards
+        if self.checkpoint is not None:
+            self.save_checkpoint()
+
+    def step_until_stopped(self, interrupt) -> None:
+        """Step the searcher until the budget is spent, it finishes, early stopping, a callback
+        or an interrupt stops it; validate, checkpoint and show progress between steps."""
+        problem, searcher, state = self.problem, self.searcher, self.state
+        while self.stopped_by != "callback":
+            # One reading of the clock both decides and dates the step, so a pause between
+            # two readings cannot start a step that the budget has already ended.
+            start = self.usage()
+            if start >= self.total:
+                return
+            state["step_start"] = start
+            searcher.step()
+            if searcher.finished:
+                self.stopped_by = "finished"
+                return
+            if problem.n_sample_forwards - state["last_validation"] >= self.interval:
+                state["last_validation"] = problem.n_sample_forwards
+                if self.validate():
+                    self.stopped_by = "callback"
+                    return
+                if self.patience is not None and state["since_better"] >= self.patience:
+                    self.stopped_by = "early_stopping"
+                    return
+            if interrupt.is_set():
+                self.stopped_by, self.signum = "interrupted", interrupt.signum
+                if self.checkpoint is not None:
+                    self.save_checkpoint()
+                return
+            if (
+                self.checkpoint is not None
+                and time.perf_counter() - self.last_checkpoint >= self.checkpoint.every
+            ):
+                self.save_checkpoint()
+            if self.progress:
+                done, fields = self.shown()
+                self.bar.update(done, **fields)
+
+    def validate(self) -> bool:
         """Validate the recommended mask, record it, call the callbacks; True if one says stop."""
+        problem, searcher, state = self.problem, self.searcher, self.state
+        best, last = state["best"], state["last"]
         mask, train_loss = searcher.recommend()
         # Before its first step a searcher has no training loss yet (inf): record None.
         train_loss = float(train_loss) if np.isfinite(train_loss) else None
@@ -190,135 +336,64 @@ def run(
         if searcher.returns_last:
             last.update(mask=[m.copy() for m in mask], **scores)
         row = {
-            "evaluations": used(),
+            "evaluations": problem.evaluations_used(),
             "sample_forwards": problem.sample_forwards_used(),
-            "seconds": elapsed(),
+            "seconds": problem.seconds_used(),
             "train_loss": train_loss,
             "val_loss": val_loss,
             "val_accuracy": val_acc,
             "best_val_accuracy": best["val_accuracy"],
             "improved": better or searcher.returns_last,  # the mask the run would return now
         }
-        history.append(row)
-        return any(cb(row, mask) for cb in callbacks)
+        state["history"].append(row)
+        return any(cb(row, mask) for cb in self.callbacks)
 
-    last_checkpoint = time.perf_counter()
-
-    def save_checkpoint() -> None:
-        nonlocal checkpoint, last_checkpoint
-        last_checkpoint = time.perf_counter()
+    def save_checkpoint(self) -> None:
+        """Write the whole state; a searcher that cannot be stored runs on without checkpoints."""
+        self.last_checkpoint = time.perf_counter()
         try:
-            checkpoint.write(searcher, problem, state)
+            self.checkpoint.write(self.searcher, self.problem, self.state)
         except NotCheckpointable as e:
             warnings.warn(
-                f"searcher {searcher.name!r} cannot be checkpointed ({e}); this search "
+                f"searcher {self.searcher.name!r} cannot be checkpointed ({e}); this search "
                 "continues without checkpoints (see the Searcher docstring)",
-                stacklevel=3,
+                stacklevel=4,
             )
-            checkpoint = None
+            self.checkpoint = None
 
-    def usage() -> float:
-        """What the budget counts: evaluations, or seconds."""
-        return used() if budget.evaluations is not None else elapsed()
-
-    total = budget.evaluations if budget.evaluations is not None else budget.seconds
-
-    bar = Progress(
-        total,
-        unit="eval" if budget.evaluations is not None else "s",
-        label=searcher.name,
-        enabled=progress,
-    )
-
-    def shown() -> tuple[float, dict]:
-        seconds = elapsed()
-        done = used() if budget.evaluations is not None else min(seconds, total)
+    def shown(self) -> tuple[float, dict]:
+        """How far the progress bar is, and the numbers it shows."""
+        used, seconds = self.problem.evaluations_used(), self.problem.seconds_used()
+        done = used if self.budget.evaluations is not None else min(seconds, self.total)
         return done, {
-            "evals": f"{used():.0f}",
-            "loss": f"{history[-1]['train_loss'] or float('nan'):.4f}",
-            "val_acc": f"{best['val_accuracy']:.4f}",
-            "evals_s": f"{used() / max(seconds, 1e-9):.0f}",
+            "evals": f"{used:.0f}",
+            "loss": f"{self.history[-1]['train_loss'] or float('nan'):.4f}",
+            "val_acc": f"{self.best['val_accuracy']:.4f}",
+            "evals_s": f"{used / max(seconds, 1e-9):.0f}",
         }
 
-    # A step cannot be stopped halfway, so the budget is checked before each: a search
-    # overshoots it by less than its last step (with the validation after it; setup counts
-    # as a step), and records by how much.
-    overshoot = last_step = 0.0
-    signum = None
-    try:
-        with deferred_interrupt(search=True) as interrupt:
-            if resume is None:
-                state["step_start"] = usage()
-                searcher.setup(problem, searcher_rng(seed), init_mask)
-                if validate():
-                    stopped_by = "callback"
-                state["last_validation"] = problem.n_sample_forwards
-                if checkpoint is not None:
-                    save_checkpoint()
-            while stopped_by != "callback":
-                # One reading of the clock both decides and dates the step, so a pause between
-                # two readings cannot start a step that the budget has already ended.
-                start = usage()
-                if start >= total:
-                    break
-                state["step_start"] = start
-                searcher.step()
-                if searcher.finished:
-                    stopped_by = "finished"
-                    break
-                if problem.n_sample_forwards - state["last_validation"] >= interval:
-                    state["last_validation"] = problem.n_sample_forwards
-                    if validate():
-                        stopped_by = "callback"
-                        break
-                    if patience is not None and state["since_better"] >= patience:
-                        stopped_by = "early_stopping"
-                        break
-                if interrupt.is_set():
-                    stopped_by, signum = "interrupted", interrupt.signum
-                    if checkpoint is not None:
-                        save_checkpoint()
-                    break
-                if (
-                    checkpoint is not None
-                    and time.perf_counter() - last_checkpoint >= checkpoint.every
-                ):
-                    save_checkpoint()
-                if progress:
-                    done, fields = shown()
-                    bar.update(done, **fields)
-            now = usage()
-            last_step = now - state["step_start"]
-            overshoot = max(0.0, now - total) if stopped_by == "budget" else 0.0
-            if history[-1]["evaluations"] != used():
-                validate()  # the search ends here whatever the callbacks say
-    except KeyboardInterrupt as e:  # a second Ctrl-C, or one outside the main thread
-        stopped_by, signum = "interrupted", signal_of(e)
-        if not best:
-            raise
-    finally:
-        if progress and best:
-            done, fields = shown()
-            bar.close(done, **fields)  # the final numbers, drawn once
-        bar.discard()  # nothing validated: a failed setup, whose error says it all
-    chosen = last if searcher.returns_last and last else best
-    return SearchResult(
-        mask=chosen["mask"],
-        train_loss=chosen["train_loss"],
-        val_loss=chosen["val_loss"],
-        val_accuracy=chosen["val_accuracy"],
-        history=history,
-        evaluations=used(),
-        sample_forwards=problem.sample_forwards_used(),
-        seconds=elapsed(),
-        stopped_by=stopped_by,
-        method=searcher.name,
-        params=searcher.get_params(),
-        compile_seconds=compile_seconds,
-        budget_overshoot=float(overshoot),
-        last_step=float(last_step),
-        signal=signum,
-    )
+    def result(self, compile_seconds: float, overshoot: float, last_step: float) -> SearchResult:
+        """The search's result: the mask chosen (the best, or the last for ``returns_last``)."""
+        searcher, problem = self.searcher, self.problem
+        last = self.state["last"]
+        chosen = last if searcher.returns_last and last else self.best
+        return SearchResult(
+            mask=chosen["mask"],
+            train_loss=chosen["train_loss"],
+            val_loss=chosen["val_loss"],
+            val_accuracy=chosen["val_accuracy"],
+            history=self.history,
+            evaluations=problem.evaluations_used(),
+            sample_forwards=problem.sample_forwards_used(),
+            seconds=problem.seconds_used(),
+            stopped_by=self.stopped_by,
+            method=searcher.name,
+            params=searcher.get_params(),
+            compile_seconds=compile_seconds,
+            budget_overshoot=float(overshoot),
+            last_step=float(last_step),
+            signal=self.signum,
+        )
 
 
 #: The loop state's entries and the types of their values (a checkpoint's is checked).
