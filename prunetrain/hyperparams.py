@@ -420,14 +420,28 @@ class Choice(Constraint):
 
 @dataclasses.dataclass(frozen=True)
 class Flag(Constraint):
-    """``True`` or ``False`` (NumPy's booleans too; not 0, 1 or ``"yes"``)."""
+    """``True`` or ``False`` (NumPy's booleans too; not 0, 1 or ``"yes"``); with ``auto``, also ``"auto"``.
+
+    ``"auto"`` lets the object decide from the problem when it is set up.
+
+    Examples
+    --------
+    >>> Flag(auto=True).describe()
+    "bool or 'auto'"
+    """
+
+    auto: bool = False
 
     def check(self, name: str, value, checked: Mapping[str, object]):
+        if self.auto and isinstance(value, str) and value == "auto":
+            return value
+        if self.auto and not isinstance(value, (bool, np.bool_)):
+            raise PrunetrainError(f"{name} must be True, False or 'auto', got {value!r}")
         return check_flag(name, value)
 
     @property
     def kind(self) -> str:
-        return "bool"
+        return "bool or 'auto'" if self.auto else "bool"
 
     @property
     def range(self) -> str:

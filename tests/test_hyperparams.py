@@ -346,6 +346,8 @@ def test_build_named_refuses_every_out_of_range_value_naming_the_parameter(kind,
         ("method", "hill", {"variant": "worst"}, "variant must be one of 'best', 'first'; got 'worst'"),
         ("method", "hebbian", {"select": "row"}, "select must be one of 'unit', 'layer' or None; got 'row'"),
         ("method", "evolution", {"confirm": 1}, "confirm must be True or False, got 1"),
+        ("method", "probe", {"confirm": "yes"}, "confirm must be True, False or 'auto', got 'yes'"),
+        ("method", "probe", {"confirm": 1}, "confirm must be True, False or 'auto', got 1"),
         (
             "method",
             "evolution",

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from prunetrain.data import load_dataset
+from prunetrain.data import Dataset, load_dataset
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KeepRule, random_mask
 from prunetrain.metrics import cross_entropy
@@ -13,7 +13,13 @@ from prunetrain.network import FrozenNetwork, NetworkSpec
 from prunetrain.problem import Problem
 from prunetrain.search import make_searcher, run
 from prunetrain.search.loop import searcher_rng
-from prunetrain.search.probe import DECAY_MAX, DECAY_SAMPLES, SMALL_VALIDATION, TINY
+from prunetrain.search.probe import (
+    DECAY_MAX,
+    DECAY_SAMPLES,
+    SMALL_TRAINING,
+    SMALL_VALIDATION,
+    TINY,
+)
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +137,9 @@ def test_backends_agree_on_the_first_steps(digits, confirm):
 
 @pytest.mark.parametrize("rule", ["layer", "global", "free"])
 def test_without_confirmation_the_mask_is_the_keep_rules_best_mask_for_the_scores(digits, rule):
-    """The default flips every proposal unchecked: after each step the mask is the scores' top-k."""
+    """Unconfirmed, every proposal flips: after each step the mask is the scores' top-k."""
     prob = problem(digits, rule)
-    searcher = bound(prob)
-    assert searcher.confirm is False
+    searcher = bound(prob, confirm=False)
     for _ in range(4):
         searcher.step()
         flat = [m.reshape(-1) for m in searcher.mask]
@@ -146,8 +151,22 @@ def test_without_confirmation_the_mask_is_the_keep_rules_best_mask_for_the_score
     assert all(np.isnan(g).all() for _, g in searcher.last_flips)
 
 
+def test_auto_confirms_below_the_small_training_size_and_not_above(digits):
+    assert bound(problem(digits)).confirm_ is True  # digits: 1,293 training samples
+    rng = np.random.default_rng(0)
+    n = SMALL_TRAINING
+    X, y = rng.random((n, 64), dtype=np.float32), np.arange(n) % 10
+    large = Dataset("large", X, y, X[:50], y[:50], X[:0], y[:0], np.arange(10))
+    searcher = bound(problem(large))
+    assert searcher.confirm_ is False
+    searcher.step()
+    assert searcher.n_checked == [0, 0, 0] and sum(searcher.n_flipped) > 0
+    for given in (True, False):
+        assert bound(problem(large), confirm=given).confirm_ is given
+
+
 def test_without_confirmation_max_checks_caps_the_flips(digits):
-    searcher = bound(problem(digits), max_checks=2)
+    searcher = bound(problem(digits), confirm=False, max_checks=2)
     for _ in range(3):
         searcher.step()
         assert all(len(flat) <= 2 * 2 for flat, _ in searcher.last_flips)  # two off, two on
@@ -243,6 +262,7 @@ def test_scores_start_on_the_side_of_the_initial_mask(digits):
         {"probe": 0},
         {"schedule": "linear"},
         {"confirm": "yes"},
+        {"confirm": 1},
         {"select": "best"},
         {"weight_decay": "strong"},
         {"weight_decay": -0.1},
