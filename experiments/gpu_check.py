@@ -400,6 +400,7 @@ def search(out: Path, backend: str, idx: str | None, budget: str = SEARCH_BUDGET
     from prunetrain import runs
     from prunetrain.backends import resolve_backend
     from prunetrain.errors import PrunetrainError
+    from prunetrain.options import FolderOptions, SearchOptions
     from prunetrain.search import DEFAULT_METHOD, make_searcher
 
     try:
@@ -421,11 +422,8 @@ def search(out: Path, backend: str, idx: str | None, budget: str = SEARCH_BUDGET
     finished = runs.search(
         setup,
         searcher,
-        budget,
-        backend=backend,
-        callbacks=[memory],
-        out=out / f"search-{backend}",
-        force=True,
+        SearchOptions(DEFAULT_METHOD, budget=budget, backend=backend, callbacks=[memory]),
+        FolderOptions(out / f"search-{backend}", force=True),
     )
     r = finished.result
     steps = getattr(searcher, "steps", None)

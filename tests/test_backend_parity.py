@@ -8,7 +8,10 @@ GPU and runs everywhere.
 
 Each case takes a :class:`Harness`, which makes the backend under test, and
 compares it with :class:`~prunetrain.backends.NumpyBackend` (and the NumPy
-functions it calls) on random networks, masks and batches. The cases run:
+functions it calls) on random networks, masks and batches: bit for bit where
+the result is integer or boolean (sampled masks, top-k rows, k-WTA winners of
+untied inputs), to float rounding elsewhere (float64 sums may run in another
+order on a GPU). The cases run:
 
 * on a real GPU, here (:func:`test_cupy_matches_numpy_on_the_gpu`, skipped
   with the reason where no GPU works), with a 784-300-100-10 network
@@ -35,7 +38,7 @@ from test_backend_contract import (
     rounding_scale,
 )
 
-from prunetrain.backends import NumpyBackend, flips, screen
+from prunetrain.backends import NumpyBackend, flips, hebbian, screen
 from prunetrain.backends.base import Backend
 from prunetrain.errors import PrunetrainError
 from prunetrain.masks import KeepRule, MaskPopulation, random_mask
@@ -319,6 +322,178 @@ def case_flip_screen(h: Harness) -> None:
                 np.testing.assert_allclose(g, v, rtol=0, atol=1e-5 * max(np.abs(v).max(), 1e-3))
         # the screen leaves the state as it was
         np.testing.assert_array_equal(backend.to_host(state.sample_losses), losses)
+
+
+# --- mask sampling: bits equal to the reference's ------------------------------------------
+
+
+def case_counter_uniforms(h: Harness) -> None:
+    net = FrozenNetwork(NetworkSpec((5, 3)), 0)
+    backend, reference = h.make(net), NumpyBackend(net)
+    seeds = np.array([0, 1, 2**64 - 1, 12345, 7, 99], dtype=np.uint64)  # 2**64 - 1 wraps at once
+    widths = (1, 37, 784 * 300) if h.on_device else (1, 37)
+    for n in widths:
+        for rows in (seeds, seeds[::2]):  # a strided view is made contiguous on the way in
+            got = backend.counter_uniforms(rows, n)
+            assert backend.is_device_array(got) == h.on_device
+            host = backend.to_host(got)
+            assert host.dtype == np.float32 and host.shape == (len(rows), n)
+            np.testing.assert_array_equal(host, reference.counter_uniforms(rows, n))
+
+
+def case_top_k_rows(h: Harness) -> None:
+    net = FrozenNetwork(NetworkSpec((5, 3)), 0)
+    backend, reference = h.make(net), NumpyBackend(net)
+    rng = np.random.default_rng(6)
+    for n in (41, 784 * 300) if h.on_device else (41,):
+        distinct = rng.standard_normal((3, n))
+        tied = rng.integers(0, 4, (3, n)).astype(np.float64)  # ties go to the lowest columns
+        for key in (distinct, tied, distinct.astype(np.float32), tied.astype(np.float32)):
+            for k in (0, 1, n // 2, n - 1, n):
+                want = reference.top_k_rows(key, k)
+                np.testing.assert_array_equal(want.sum(axis=1), k)
+                for given in (key, backend.to_device(key)):  # keys from the host or the device
+                    got = backend.top_k_rows(given, k)
+                    assert type(got) is np.ndarray and got.dtype == bool
+                    np.testing.assert_array_equal(got, want)
+
+
+def case_gumbel_top_k(h: Harness) -> None:
+    net = FrozenNetwork(NetworkSpec((5, 3)), 0)
+    backend, reference = h.make(net), NumpyBackend(net)
+    widths = [(41, (0, 1, 20, 40, 41, 50), 3)]
+    if h.on_device:  # the first layer of 784-300-100-10, half kept
+        widths.append((784 * 300, (1, 784 * 150), 4))
+    for n, ks, size in widths:
+        theta = np.random.default_rng(n).normal(0, 2, n)
+        for k in ks:
+            ours, theirs = np.random.default_rng(k), np.random.default_rng(k)
+            got = backend.gumbel_top_k(theta, k, size, ours)
+            want = reference.gumbel_top_k(theta, k, size, theirs)
+            assert type(got) is np.ndarray and got.dtype == bool and got.shape == (size, n)
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(got.sum(axis=1), min(k, n))
+            assert ours.random() == theirs.random()  # the same draws from the searcher's generator
+            if 0 < k < n:
+                assert not np.array_equal(got[0], got[1])  # one seed per mask
+
+
+# --- Hebbian statistics: float64 on the device, to rounding of sums in another order -------
+
+
+def assert_float64_close(got, want) -> None:
+    """float64 statistics equal to 1e-9 relative, or 1e-10 of ``want``'s largest magnitude.
+
+    A GPU sums the GEMMs in another order; under the simulator they are equal.
+    """
+    assert isinstance(got, np.ndarray) and got.dtype == np.float64 and got.shape == want.shape
+    scale = float(np.abs(want).max())
+    assert scale > 0, "a reference of zeros shows nothing"
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-10 * scale)
+
+
+def hebbian_passes(h: Harness):
+    """``(backend, its pass, the reference's pass, rng)`` of each network the Hebbian cases check.
+
+    The features are normal (no zeros), so no pre-activation is tied at a
+    sample's k-WTA boundary and the winners are defined without ``argpartition``'s choice.
+    """
+    # Without biases a unit whose inputs are all pruned or silent sits at 0, and two such
+    # units tie: the seed of the small network without biases is one where none do.
+    cases = [((7, 6, 5, 3), 9, True, 0), ((6, 7, 4), 8, False, 1)]
+    if h.on_device:
+        cases.append(((784, 300, 100, 10), 1024, False, 2))
+    for sizes, B, bias, seed in cases:
+        net, masks, _, X, y, _ = population_case(sizes, 1, B, bias, "layer", 0.5, None, False, seed)
+        backend, reference = h.make(net), NumpyBackend(net)
+        hp = backend.hebbian_pass(masks[0], backend.asarray(X), backend.aslabels(y))
+        yield backend, hp, reference.hebbian_pass(masks[0], X, y), np.random.default_rng(seed)
+
+
+def case_hebbian_pass(h: Harness) -> None:
+    for backend, hp, ref, _ in hebbian_passes(h):
+        assert hp.batch_size == ref.batch_size
+        assert hp.loss == pytest.approx(ref.loss, rel=1e-10)
+        np.testing.assert_allclose(hp.pre_stds, ref.pre_stds, rtol=1e-10)
+        np.testing.assert_array_equal(backend.to_host(hp.y), ref.y)
+        assert (hp.biases is None) == (ref.biases is None)
+        for got, want in zip(hp.input_means, ref.input_means):  # on the host
+            assert_float64_close(got, want)
+        assert backend.is_device_array(hp.pres[0]) == h.on_device  # the rest stays on the device
+        for name in ("weights", "masked", "biases", "inputs", "pres"):
+            for got, want in zip(getattr(hp, name) or [], getattr(ref, name) or []):
+                assert_float64_close(backend.to_host(got), want)
+
+
+def assert_untied(z: np.ndarray, k: int) -> None:
+    """No sample of ``z`` has its ``k``-th and ``k+1``-th largest equal (a precondition of the cases)."""
+    if k < z.shape[1]:
+        ordered = -np.sort(-z, axis=1)
+        assert np.all(ordered[:, k - 1] > ordered[:, k]), f"tied winners at k = {k}"
+
+
+def case_winners_take_all(h: Harness) -> None:
+    net = FrozenNetwork(NetworkSpec((5, 3)), 0)
+    backend = h.make(net)
+    rng = np.random.default_rng(8)
+    shapes = [(9, 6), (1, 4)] + ([(1024, 300)] if h.on_device else [])
+    for B, units in shapes:
+        distinct = rng.standard_normal((B, units))
+        tied = rng.integers(-1, 2, (B, units)).astype(np.float64)
+        for k in sorted({1, 2, units // 10 or 1, units - 1, units}):
+            assert_untied(distinct, k)
+            got = backend.winners_take_all(backend.to_device(distinct), k)
+            assert backend.is_device_array(got) == h.on_device
+            got = backend.to_host(got)
+            assert got.dtype == np.float64
+            np.testing.assert_array_equal(got, hebbian.winners_take_all(distinct, k))
+            # Tied boundaries: the reference's choice among the tied units is its own;
+            # any backend's winners are k units at or above every loser.
+            wins = backend.to_host(backend.winners_take_all(backend.to_device(tied), k))
+            np.testing.assert_array_equal(wins.sum(axis=1), k)
+            losers = np.where(wins == 0, tied, -np.inf).max(axis=1)
+            assert np.all(np.where(wins == 1, tied, np.inf).min(axis=1) >= losers)
+
+
+def case_hebbian_competitive(h: Harness) -> None:
+    for backend, hp, ref, _ in hebbian_passes(h):
+        for layer, (_, units) in enumerate(backend.network.shapes):
+            # All units winning leaves the centred inputs' sums: zeros up to rounding.
+            for winners in (None, 1, 2, max(1, units // 10), units - 1):
+                if winners is not None:
+                    assert_untied(ref.pres[layer], winners)
+                assert_float64_close(
+                    backend.hebbian_competitive(hp, layer, winners),
+                    NumpyBackend(backend.network).hebbian_competitive(ref, layer, winners),
+                )
+
+
+def case_hebbian_label(h: Harness) -> None:
+    for backend, hp, ref, rng in hebbian_passes(h):
+        reference = NumpyBackend(backend.network)
+        n_classes = backend.network.spec.layer_sizes[-1]
+        for layer, (_, units) in enumerate(backend.network.shapes):
+            projection = rng.choice([-1.0, 1.0], (n_classes, units))
+            assert_float64_close(
+                backend.hebbian_label(hp, layer, projection),
+                reference.hebbian_label(ref, layer, projection),
+            )
+        last = len(backend.network.shapes) - 1
+        assert_float64_close(backend.hebbian_label(hp, last), reference.hebbian_label(ref, last))
+        with pytest.raises(PrunetrainError, match="its label target needs a projection"):
+            backend.hebbian_label(hp, 0)
+
+
+def case_hebbian_reward(h: Harness) -> None:
+    for backend, hp, ref, rng in hebbian_passes(h):
+        reference = NumpyBackend(backend.network)
+        for layer in range(len(backend.network.shapes)):
+            for sigma in (0.3, 0.01):  # a small perturbation: rewards from close losses
+                noise = rng.standard_normal(ref.pres[layer].shape) * sigma
+                assert_float64_close(
+                    backend.hebbian_reward(hp, layer, noise, sigma),
+                    reference.hebbian_reward(ref, layer, noise, sigma),
+                )
 
 
 #: One parity case per operation of :class:`~prunetrain.backends.base.Backend`.
