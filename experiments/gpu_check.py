@@ -12,9 +12,9 @@ any step failed. The steps:
 1. ``versions``: ``nvidia-smi`` and the versions of the driver, CUDA, CuPy,
    numba, numba-cuda and torch (``versions.json``, ``nvidia-smi.txt``).
 2. ``tests``: the GPU tests on the real device (``tests.json``, ``tests.xml``):
-   ``tests/test_backend_cupy.py``, the checks of ``tests/test_cuda_kernels.py``
+   ``tests/backends/test_backend_cupy.py``, the checks of ``tests/backends/test_cuda_kernels.py``
    that the simulator runs (here on the GPU) and the parity case of every
-   backend operation (``tests/test_backend_parity.py``). A test skipped for
+   backend operation (``tests/backends/test_backend_parity.py``). A test skipped for
    want of a usable GPU counts as a failure.
 3. ``bench``: ``prunetrain bench --backend cupy --backend numba`` (P = 64,
    B = 1024) on 784-300-100-10 and 784-1000-1000-10, which measures cuBLAS's
@@ -61,14 +61,14 @@ STEPS = {
     "search-cupy": 110,
     "search-numba": 110,
 }
-#: A skip with this prefix means "no usable GPU" (``tests/test_backend_parity.py``).
+#: A skip with this prefix means "no usable GPU" (``tests/backends/test_backend_parity.py``).
 NEEDS_GPU = "needs a usable GPU"
 TEST_FILES = (
-    "tests/test_backend_cupy.py",
-    "tests/test_cuda_kernels.py",
-    "tests/test_backend_parity.py",
+    "tests/backends/test_backend_cupy.py",
+    "tests/backends/test_cuda_kernels.py",
+    "tests/backends/test_backend_parity.py",
 )
-#: The simulator runs in tests/test_cuda_kernels.py's child; on a GPU its checks run for real.
+#: The simulator runs in tests/backends/test_cuda_kernels.py's child; on a GPU its checks run for real.
 TEST_FILTER = "not test_under_cuda_simulator"
 BENCH_ARCHS = ("784-300-100-10", "784-1000-1000-10")
 POPULATION, BATCH, REPEATS = 64, 1024, 5

@@ -43,7 +43,7 @@ class Searcher(Hyperparameters, abc.ABC):
     and a resumed run rebuilds the searcher from its registered name and
     those attributes, without calling ``__init__`` or :meth:`setup` again; it
     then gets :meth:`step` calls only and must continue exactly as the
-    uninterrupted one would (``tests/test_checkpoint.py`` checks every
+    uninterrupted one would (``tests/search/test_checkpoint.py`` checks every
     registered searcher for a byte-identical ticket). A checkpoint is data,
     never code (:mod:`prunetrain.search.checkpoint`), so an attribute may hold:
 

@@ -693,7 +693,7 @@ def test_recipes_and_patience_are_checked_before_any_run(tmp_path, capsys, entry
 def test_the_committed_recipe_configs_load_and_validate(name):
     """Issue 29's acceptance configs: edge-popup at its recipe and to convergence, dense and
     imp to convergence, beside the short budgets and probe for 10 minutes (not run here)."""
-    path = Path(__file__).resolve().parents[1] / "experiments" / "configs" / f"{name}.toml"
+    path = Path(__file__).resolve().parents[2] / "experiments" / "configs" / f"{name}.toml"
     c = load_config(path)
     assert c.name == name and c.budget == "600s"
     arch = {"fashion_mnist_recipes": "784-300-100-10"}.get(name, "784-1000-1000-10")

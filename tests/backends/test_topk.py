@@ -1,5 +1,5 @@
 """Mask sampling: the NumPy reference of :mod:`prunetrain.backends.topk`, and the Numba kernels
-and backend operations agreeing with it bit for bit (the CUDA kernel: ``tests/test_cuda_kernels.py``)."""
+and backend operations agreeing with it bit for bit (the CUDA kernel: ``tests/backends/test_cuda_kernels.py``)."""
 
 import numpy as np
 import pytest

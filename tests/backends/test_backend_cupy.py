@@ -8,7 +8,7 @@ the development machine) the real failure is probed too.
 
 The GPU tests at the end need a usable GPU and are skipped, with the reason,
 everywhere else. The kernels and the backend's own code run without a GPU in
-``tests/test_cuda_kernels.py``, under Numba's CUDA simulator.
+``tests/backends/test_cuda_kernels.py``, under Numba's CUDA simulator.
 """
 
 from __future__ import annotations

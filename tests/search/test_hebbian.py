@@ -1,5 +1,5 @@
 """Hebbian searchers: each score update is its formula, selection keeps exact counts, and the
-label rule finds a planted readout (keep rules and seeds: ``tests/test_searcher_contract.py``)."""
+label rule finds a planted readout (keep rules and seeds: ``tests/search/test_searcher_contract.py``)."""
 
 import json
 

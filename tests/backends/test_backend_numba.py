@@ -1,6 +1,6 @@
 """The Numba backend: worker threads, work plans, buffers, caching and errors.
 
-Its agreement with the NumPy reference on random cases is in ``tests/test_backend_contract.py``.
+Its agreement with the NumPy reference on random cases is in ``tests/backends/test_backend_contract.py``.
 """
 
 import pickle

@@ -18,7 +18,7 @@ order on a GPU). The cases run:
   (P = 64, B = 1024) on top of the small ones; ``experiments/gpu_check.sh``
   runs them on a lent GPU machine;
 * under Numba's CUDA simulator, with NumPy arrays in place of CuPy's, as
-  checks of ``tests/test_cuda_kernels.py`` (one child process), so that the
+  checks of ``tests/backends/test_cuda_kernels.py`` (one child process), so that the
   cases themselves are known to work before a GPU runs them.
 """
 

@@ -10,10 +10,10 @@ relative. Each check is reported as its own test here.
 
 No GPU is needed. What the simulator cannot show: CuPy itself (cuBLAS,
 device memory, ``__cuda_array_interface__``) and speed; see
-``tests/test_backend_cupy.py`` for what runs only on a GPU.
+``tests/backends/test_backend_cupy.py`` for what runs only on a GPU.
 
 The child also runs the parity case of every backend operation
-(``tests/test_backend_parity.py``), so that those cases are known to work
+(``tests/backends/test_backend_parity.py``), so that those cases are known to work
 before a GPU runs them. Where a GPU works (``experiments/gpu_check.sh`` on a
 lent machine), :func:`test_on_the_gpu` runs every other check again in this
 process on the real device: the kernels get NumPy arrays, which numba.cuda
@@ -403,7 +403,7 @@ PARITY = "parity_"
 
 
 def parity_check(case):
-    """``case`` of ``tests/test_backend_parity.py`` as a check, on the simulated backend."""
+    """``case`` of ``tests/backends/test_backend_parity.py`` as a check, on the simulated backend."""
 
     def run():
         case(parity.Harness(gpu_backend, on_device=not kernels().SIMULATOR))
@@ -439,7 +439,10 @@ def run_checks() -> dict:
 
 @pytest.fixture(scope="module")
 def simulated() -> dict:
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    # The child runs this file as a script: tests/ (conftest's helpers) goes on its path too.
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "PYTHONPATH": path}
     proc = subprocess.run(
         [sys.executable, os.path.abspath(__file__)],
         env=env,
@@ -466,7 +469,7 @@ def test_under_cuda_simulator(simulated, name):
         pytest.fail(f"{name}, under the CUDA simulator:\n{result}", pytrace=False)
 
 
-#: Checks run again on a GPU; the parity cases run there in ``tests/test_backend_parity.py``.
+#: Checks run again on a GPU; the parity cases run there in ``tests/backends/test_backend_parity.py``.
 DEVICE_CHECKS = [name for name in CHECKS if not name.startswith(PARITY)]
 
 

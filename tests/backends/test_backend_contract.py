@@ -12,8 +12,8 @@ whose constructor takes ``buffer_bytes`` is checked again with a budget of
 one byte (one mask and one row per work item).
 
 The GPU backend (``cupy``) is left out: its code runs under Numba's CUDA
-simulator in ``tests/test_cuda_kernels.py`` (one child process, too slow to
-repeat here) and against the reference on a GPU in ``tests/test_backend_cupy.py``.
+simulator in ``tests/backends/test_cuda_kernels.py`` (one child process, too slow to
+repeat here) and against the reference on a GPU in ``tests/backends/test_backend_cupy.py``.
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def random_moves(rng, shape, k):
 def rounding_scale(net, mask, X, layer, rows, cols, rows2):
     """What a float64 loss change may round by: 1e-13 of the largest logit before or after.
 
-    (The tolerance of ``tests/test_flips.py``, where the gains meet full re-evaluation.)
+    (The tolerance of ``tests/backends/test_flips.py``, where the gains meet full re-evaluation.)
     """
     largest = np.abs(net.forward(mask, X)).max(initial=1.0)
     scale = []
@@ -236,7 +236,7 @@ def test_flip_gains_and_accepted_flips_match_the_reference(name, options, c):
 @pytest.mark.parametrize("name, options", BACKENDS_HERE)
 @pytest.mark.parametrize(
     "sizes, batch, bias, seed",
-    # The first is tests/test_screen.py's case; then a deeper one and a single layer.
+    # The first is tests/backends/test_screen.py's case; then a deeper one and a single layer.
     [((12, 9, 7, 4), 30, True, 1), ((20, 16, 12, 8, 5), 40, False, 2), ((6, 3), 9, True, 3)],
 )
 @pytest.mark.parametrize("weighted", [False, True])

@@ -1,6 +1,6 @@
 """Local searchers: they beat random masks, and each variant does what it says.
 
-Keep rules, seeds, budgets and interrupts: ``tests/test_searcher_contract.py``.
+Keep rules, seeds, budgets and interrupts: ``tests/search/test_searcher_contract.py``.
 """
 
 import numpy as np
