@@ -10,19 +10,19 @@ rebuilds the estimator that saved it (:func:`recorded_params`,
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from prunetrain.data import FeatureScaling
 from prunetrain.problem import Budget
 from prunetrain.ticket import Ticket
 
-if TYPE_CHECKING:
-    from prunetrain.estimator import SubnetworkClassifier
+# The estimator is typed by its scikit-learn base: this module is below prunetrain.estimator,
+# which imports it, so naming SubnetworkClassifier here would close an import cycle.
 
 
-def ticket_meta(estimator: SubnetworkClassifier, method: str, seed: int) -> dict:
+def ticket_meta(estimator: BaseEstimator, method: str, seed: int) -> dict:
     """What a fitted ``estimator``'s ticket records for :func:`restore_fitted`, JSON-ready
     (its classes only if JSON can hold them exactly)."""
     meta = {
@@ -60,7 +60,7 @@ def recorded_params(ticket: Ticket, known: list[str]) -> dict:
     return params
 
 
-def restore_fitted(est: SubnetworkClassifier, ticket: Ticket) -> None:
+def restore_fitted(est: BaseEstimator, ticket: Ticket) -> None:
     """Set the fitted attributes of ``est`` from ``ticket``: those its meta records, else 0,
     empty or None (a ``prunetrain search`` ticket's), and the ticket and mask themselves.
 
