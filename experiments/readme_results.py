@@ -19,6 +19,7 @@ only what its ``results.jsonl`` lacks, so delete that file to start afresh)::
     prunetrain compare experiments/configs/fashion_mnist.toml --jobs 2
     prunetrain compare experiments/configs/fashion_mnist_10m.toml --jobs 1
     prunetrain compare experiments/configs/fashion_mnist_wide.toml --jobs 1
+    prunetrain compare experiments/configs/fashion_mnist_recipes.toml --jobs 1
     prunetrain compare experiments/configs/fashion_mnist_sweep.toml --jobs 2
     prunetrain compare experiments/configs/fashion_mnist_binary.toml --jobs 2
 
@@ -40,11 +41,17 @@ END = "<!-- results:end -->"
 
 #: The comparisons whose every method gets a table row: (folder, what it is).
 TABLES = (
+    (
+        "fashion_mnist_recipes",
+        "Fashion-MNIST, `probe` for 10 minutes against the gradient baselines at their recipes",
+    ),
     ("digits", "Digits, searches of 30 s"),
     ("fashion_mnist", "Fashion-MNIST, searches of 60 s"),
     ("fashion_mnist_10m", "Fashion-MNIST, `probe` for 10 minutes"),
     ("fashion_mnist_wide", "Fashion-MNIST on a wider network, `probe` for 10 minutes"),
 )
+#: The comparisons that also get an "at equal time" table.
+EQUAL_TIME = ("fashion_mnist_recipes",)
 SWEEP = "fashion_mnist_sweep"
 BINARY = "fashion_mnist_binary"
 ALL = [name for name, _ in TABLES] + [SWEEP, BINARY]
@@ -99,6 +106,31 @@ def comparison_table(name: str, what: str) -> list[str]:
                 f"| {accuracy(m['test_mean'], m['test_ci95'])} | {m['seconds_mean']:.1f} "
                 f"| {interval(versus)} |"
             )
+        lines.append("")
+    return lines
+
+
+def equal_time_table(name: str) -> list[str]:
+    """Each method's mean test accuracy at the report's times of its own wall time."""
+    lines = []
+    for g in load(name)["groups"]:
+        at = g["at_equal_time"]
+        lines += [
+            f"At equal time — {group_title(g)}: test accuracy (mean of the seeds) at each "
+            "time of the method's own wall time; * every seed had finished (its final accuracy "
+            "carried), – no point recorded yet:",
+            "",
+            "| method | " + " | ".join(f"{t:g} s" for t in at["times"]) + " |",
+            "| --- | " + " | ".join("---:" for _ in at["times"]) + " |",
+        ]
+        for label, points in at["methods"].items():
+            cells = [
+                "–"
+                if p["mean"] is None
+                else f"{p['mean']:.4f}" + ("*" if p["finished"] == p["seeds"] else "")
+                for p in points
+            ]
+            lines.append(f"| `{label}` | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
 
@@ -171,6 +203,8 @@ def block() -> str:
     ]
     for name, what in TABLES:
         lines += comparison_table(name, what)
+        if name in EQUAL_TIME:
+            lines += equal_time_table(name)
     lines += sweep_table()
     lines += binary_table()
     lines.append(END)
