@@ -76,7 +76,10 @@ def method_budget(m: dict, budget: str) -> str:
     if m["kind"] == "search":
         return budget
     if m["kind"] == "gradient":
-        return f"{m['epochs_mean']:g} epochs"
+        epochs = m["epochs_mean"]
+        if epochs == int(epochs):
+            return f"{epochs:g} epochs"
+        return f"{epochs:.1f} epochs (mean; it stopped when converged)"
     return "—"
 
 
