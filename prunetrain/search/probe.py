@@ -1,4 +1,4 @@
-"""Every weight a candidate on every batch: evidence from forward probes, flips confirmed exactly.
+"""Every weight a candidate on every batch: evidence from forward probes; on small data, exact checks.
 
 Local search that samples candidate flips (``accumulate``, ``steepest``) can
 afford a few hundred exact flip evaluations per batch, a sliver of a large
@@ -131,7 +131,7 @@ class ProbeSearcher(Searcher):
     """
 
     name = "probe"
-    summary = "every weight screened on every batch by forward probes; exact gains confirm flips"
+    summary = "every weight screened on every batch by forward probes; the mask follows the scores"
     preferred_batch_size = 256
     _parameter_constraints = {
         "lr": Real(0, MAX_SCALE),
